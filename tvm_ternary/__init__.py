@@ -1,0 +1,17 @@
+"""tvm-ternary: compile ternary neural networks with TVM for CPUs and a VTA-style accelerator.
+
+``import tvm_ternary as tt`` then ``tt.quant.ternarize(...)``. Submodules load lazily so
+that ``tternary --help`` and light users do not pay for importing torch or TVM.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {"quant", "data", "models", "errors"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return importlib.import_module(f"tvm_ternary.{name}")
+    raise AttributeError(f"module 'tvm_ternary' has no attribute {name!r}")

@@ -1,0 +1,41 @@
+"""Typed errors. Each names the thing at fault (layer, op, field, file) in its message.
+
+All derive from ``TernaryError`` so a caller can catch everything this package raises on
+bad input with one ``except``, and still tell the kinds apart.
+"""
+
+
+class TernaryError(Exception):
+    """Base class of every error tvm-ternary raises on bad input."""
+
+
+class UnknownMethodError(TernaryError, ValueError):
+    """A ternarization method name that is not registered."""
+
+
+class UnsupportedLayerError(TernaryError, TypeError):
+    """A layer that cannot be ternarized (raised under ``strict=True``)."""
+
+
+class NonFiniteWeightError(TernaryError, ValueError):
+    """A layer whose weights contain NaN or infinity."""
+
+
+class PackError(TernaryError, ValueError):
+    """A packed buffer that does not match its format or shape."""
+
+
+class FrozenModelError(TernaryError, RuntimeError):
+    """A frozen (integer) model was asked to do something only a float model does."""
+
+
+class FreezeError(TernaryError, ValueError):
+    """A model that cannot be turned into an integer model (names the layer and why)."""
+
+
+class OverflowRiskError(TernaryError, ValueError):
+    """A layer whose worst-case int32 accumulator could overflow."""
+
+
+class DataFileError(TernaryError, OSError):
+    """A missing, truncated or corrupt data set file (names the file)."""

@@ -1,0 +1,90 @@
+"""The model zoo every test and benchmark uses (torchvision is not available here).
+
+* ``digits_cnn`` / ``digits_mlp``: small models for scikit-learn's 8x8 digits.
+* ``resnet18_cifar``: ResNet-18 with a 3x3 stem and no max pool (about 0.56 GMAC at 32x32).
+* ``transformer_ffn``: a transformer feed-forward block (LayerNorm, Linear, GELU, Linear).
+
+``width`` scales channel counts (EC2T's super-network scaling uses it).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+def _w(channels: int, width: float) -> int:
+    return max(1, int(round(channels * width)))
+
+
+def digits_cnn(num_classes: int = 10, width: float = 1.0) -> nn.Sequential:
+    c1, c2, c3, h = _w(16, width), _w(32, width), _w(64, width), _w(64, width)
+    return nn.Sequential(
+        nn.Conv2d(1, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(),
+        nn.Conv2d(c1, c2, 3, padding=1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(),
+        nn.MaxPool2d(2),                                                  # 8x8 -> 4x4
+        nn.Conv2d(c2, c3, 3, padding=1, bias=False), nn.BatchNorm2d(c3), nn.ReLU(),
+        nn.MaxPool2d(2),                                                  # 4x4 -> 2x2
+        nn.Flatten(),
+        nn.Linear(c3 * 4, h, bias=False), nn.BatchNorm1d(h), nn.ReLU(),
+        nn.Linear(h, num_classes),
+    )
+
+
+def digits_mlp(num_classes: int = 10, width: float = 1.0, hidden: int = 128,
+               dropout: float = 0.0) -> nn.Sequential:
+    h = _w(hidden, width)
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(64, h, bias=False), nn.BatchNorm1d(h), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(h, h, bias=False), nn.BatchNorm1d(h), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(h, num_classes),
+    )
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu2 = nn.ReLU()
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                          nn.BatchNorm2d(cout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu2(out + self.shortcut(x))
+
+
+class ResNetCifar(nn.Module):
+    def __init__(self, blocks=(2, 2, 2, 2), num_classes: int = 10, width: float = 1.0):
+        super().__init__()
+        chans = [_w(c, width) for c in (64, 128, 256, 512)]
+        self.stem = nn.Sequential(nn.Conv2d(3, chans[0], 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(chans[0]), nn.ReLU())
+        layers, cin = [], chans[0]
+        for i, (n, cout) in enumerate(zip(blocks, chans)):
+            for j in range(n):
+                layers.append(BasicBlock(cin, cout, 2 if (j == 0 and i > 0) else 1))
+                cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.flatten(self.pool(self.layers(self.stem(x)))))
+
+
+def resnet18_cifar(num_classes: int = 10, width: float = 1.0) -> ResNetCifar:
+    return ResNetCifar((2, 2, 2, 2), num_classes, width)
+
+
+def transformer_ffn(d_model: int = 256, d_ff: int = 1024) -> nn.Sequential:
+    return nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, d_ff), nn.GELU(),
+                         nn.Linear(d_ff, d_model))

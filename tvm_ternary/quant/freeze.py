@@ -1,0 +1,331 @@
+"""``freeze(qm)``: turn a calibrated fake-quant model into the integer model.
+
+The model is traced with ``torch.fx``. For each ternary layer, the chain of single-user
+ops after it (an optional BatchNorm, then any of ReLU / MaxPool2d / Flatten) is followed.
+When every consumer at the end of the chain is a ternary layer with the same input
+quantizer, the chain is folded into the layer's epilogue:
+
+* int8 consumers: BN and the scales become a per-channel fixed-point multiplier and shift
+  (``requantize``), ReLU becomes the clamp ``[0, 127]``;
+* ternary consumers: BN, scales and ReLU become two integer thresholds (``threshold``);
+
+and the consumers read integers directly. MaxPool and Flatten stay in the graph (they
+commute with a monotonic quantizer, so they run on the integers). Otherwise the layer
+dequantizes to float (``dequantize``) and the following ops run on the host in float.
+
+A negative BN gamma flips a channel: its weights are negated and its two scales swapped,
+so every multiplier stays non-negative and every threshold compares the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, fx, nn
+
+from tvm_ternary.errors import FreezeError
+
+from . import reference
+from .act import Int8Act, TernaryAct
+from .frozen import FrozenModel, FrozenTernaryLayer
+from .layers import TERNARY_LAYERS
+from .methods.base import dequantized
+
+_NEVER = -(2**62)  # a threshold no int64 scaled accumulator is below / above
+_DUAL_BITS = 14   # resolution of the Mp:Mn ratio for dual-scale thresholds and floats
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, TERNARY_LAYERS) or super().is_leaf_module(m, qualname)
+
+
+def _node_kind(node: fx.Node, modules: dict) -> str | None:
+    if node.op == "call_module":
+        m = modules[node.target]
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            return "bn"
+        if isinstance(m, nn.ReLU):
+            return "relu"
+        if isinstance(m, nn.MaxPool2d) and not m.return_indices:
+            return "maxpool"
+        if isinstance(m, nn.Flatten):
+            return "flatten"
+        if isinstance(m, TERNARY_LAYERS):
+            return "ternary"
+    if node.op == "call_function" and node.target in (F.relu, torch.relu):
+        return "relu"
+    if node.op == "call_function" and node.target is torch.flatten:
+        return "flatten"
+    if node.op == "call_method" and node.target in ("relu", "flatten"):
+        return node.target
+    return None
+
+
+def _input_descriptor(name: str, layer) -> tuple[str, dict] | None:
+    """How a ternary layer quantizes its input: ("int8", {scale}) / ("ternary", {...})."""
+    q = layer.act_quant
+    if q is None:
+        return None
+    if isinstance(q, Int8Act):
+        if q.dynamic:
+            raise FreezeError(f"layer {name!r}: dynamic per-token int8 activations cannot be frozen "
+                              "to a fixed integer model yet; use act='int8'")
+        if not q.calibrated:
+            raise FreezeError(f"layer {name!r}: input quantizer is not calibrated; run "
+                              "tt.quant.calibrate(model, batches) first")
+        return "int8", {"scale": float(q.scale)}
+    if isinstance(q, TernaryAct):
+        if not q.calibrated:
+            raise FreezeError(f"layer {name!r}: ternary activation thresholds are not calibrated; "
+                              "run tt.quant.calibrate(model, batches) first")
+        return "ternary", {"scale": float(q.scale), "t_lo": q.t_lo.clone(), "t_hi": q.t_hi.clone()}
+    raise FreezeError(f"layer {name!r}: unknown input quantizer {type(q).__name__}")
+
+
+def _same_descriptor(a, b) -> bool:
+    if a is None or b is None or a[0] != b[0] or a[1].keys() != b[1].keys():
+        return False
+    return all(torch.equal(torch.as_tensor(a[1][k]), torch.as_tensor(b[1][k])) for k in a[1])
+
+
+class _Plan:
+    """What freeze decided for one ternary layer."""
+
+    def __init__(self, node: fx.Node, layer, descriptor):
+        self.node = node
+        self.layer = layer
+        self.descriptor = descriptor  # its own input quantizer
+        self.int_input = False        # a fused producer feeds it integers
+        self.bn: nn.Module | None = None
+        self.relu = False
+        self.folded: list[fx.Node] = []  # BN / ReLU nodes to remove
+        self.passthrough: list[str] = []  # maxpool / flatten kept on integers
+        self.consumer: tuple | None = None  # descriptor of the consumers' input quantizer
+
+
+def _plan_chain(plan: _Plan, plans: dict, modules: dict) -> None:
+    """Decide whether ``plan``'s output chain folds into its epilogue."""
+    node, folded, passthrough, bn, relu = plan.node, [], [], None, False
+    while len(node.users) == 1:
+        nxt = next(iter(node.users))
+        kind = _node_kind(nxt, modules)
+        if kind == "bn" and not folded and not passthrough and not modules[nxt.target].training:
+            bn = modules[nxt.target]
+            folded.append(nxt)
+        elif kind == "relu" and len(nxt.args) == 1:
+            relu = True
+            folded.append(nxt)
+        elif kind in ("maxpool", "flatten"):
+            passthrough.append(kind)
+        else:
+            break
+        node = nxt
+    consumers = list(node.users)
+    if not consumers or any(c not in plans for c in consumers):
+        return
+    descs = [plans[c].descriptor for c in consumers]
+    if not all(_same_descriptor(descs[0], d) for d in descs):
+        return
+    if descs[0][0] == "ternary" and descs[0][1]["t_lo"].numel() > 1 and "flatten" in passthrough:
+        return  # per-channel thresholds no longer line up with channels after a flatten
+    plan.bn, plan.relu, plan.folded, plan.passthrough = bn, relu, folded, passthrough
+    plan.consumer = descs[0]
+    for c in consumers:
+        plans[c].int_input = True
+
+
+# ----------------------------------------------------------------------------- arithmetic
+
+def _folded_affine(name: str, layer, bn, input_unit: float):
+    """``y = unit_p * acc_p - unit_n * acc_n + offset`` per channel, all units >= 0.
+
+    Returns ``(w_t, unit_p, unit_n, offset)``; float64 numpy vectors.
+    """
+    w_t, ap, an = layer.ternarize_weight()
+    w_t = w_t.clone()
+    ap, an = ap.double().numpy().copy(), an.double().numpy().copy()
+    out = w_t.shape[0]
+    bias = layer.bias.detach().double().numpy() if layer.bias is not None else np.zeros(out)
+    if bn is not None:
+        var = bn.running_var.detach().double().numpy()
+        gamma = bn.weight.detach().double().numpy() if bn.affine else np.ones(out)
+        beta = bn.bias.detach().double().numpy() if bn.affine else np.zeros(out)
+        g = gamma / np.sqrt(var + bn.eps)
+        shift = beta - g * bn.running_mean.detach().double().numpy()
+    else:
+        g, shift = np.ones(out), np.zeros(out)
+    for c in np.nonzero(g < 0)[0]:  # a negative gamma flips the channel
+        w_t[c] = -w_t[c]
+        ap[c], an[c] = an[c], ap[c]
+        bias[c], g[c] = -bias[c], -g[c]
+    offset = g * bias + shift
+    for c in range(out):
+        # A zero scale or a zero gamma makes a sign (or the channel) contribute nothing:
+        # drop those weights so the bias can always be expressed in units of unit_p.
+        if g[c] == 0:
+            w_t[c] = 0
+        if ap[c] == 0:
+            w_t[c][w_t[c] == 1] = 0
+        if an[c] == 0:
+            w_t[c][w_t[c] == -1] = 0
+        if g[c] == 0 or (ap[c] == 0 and an[c] == 0):
+            g[c], ap[c], an[c] = 1.0, 1.0, 1.0
+        elif ap[c] == 0:
+            ap[c] = an[c]
+        elif an[c] == 0:
+            an[c] = ap[c]
+    if not (np.isfinite(g).all() and np.isfinite(offset).all()):
+        raise FreezeError(f"layer {name!r}: batch norm or bias is not finite")
+    return w_t, g * input_unit * ap, g * input_unit * an, offset
+
+
+def _int_bias(name: str, offset, unit_p) -> Tensor:
+    b = reference.round_half_away(offset / unit_p)
+    bad = np.nonzero(np.abs(b) > reference.INT32_MAX // 2)[0]
+    if bad.size:
+        raise FreezeError(f"layer {name!r} channel {bad[0]}: folded bias {b[bad[0]]} does not fit int32")
+    return torch.from_numpy(b.astype(np.int32))
+
+
+def _ratio_mults(unit_p, unit_n):
+    """Integer ``Mp, Mn`` with the ratio of the units and the unit of ``z`` they imply."""
+    top = np.maximum(unit_p, unit_n)
+    mp = reference.round_half_away(unit_p / top * 2**_DUAL_BITS)
+    mn = reference.round_half_away(unit_n / top * 2**_DUAL_BITS)
+    symmetric = unit_p == unit_n
+    mp = np.where(symmetric, 1, mp)
+    mn = np.where(symmetric, 1, mn)
+    z_unit = np.where(symmetric, unit_p, top / 2**_DUAL_BITS)
+    return mp, mn, z_unit
+
+
+def _requant_params(name: str, unit_p, unit_n, out_scale: float):
+    mp_real, mn_real = unit_p / out_scale, unit_n / out_scale
+    mp, mn, shift = [], [], []
+    for c, (a, b) in enumerate(zip(mp_real, mn_real)):
+        try:
+            big, s = reference.quantize_multiplier(max(a, b))
+        except ValueError as err:
+            raise FreezeError(f"layer {name!r} channel {c}: {err}") from None
+        mp.append(big if a >= b else int(reference.round_half_away(a * 2**s)))
+        mn.append(big if b >= a else int(reference.round_half_away(b * 2**s)))
+        shift.append(s)
+    return np.array(mp), np.array(mn), np.array(shift)
+
+
+def _thresholds(t_lo, t_hi, z_unit, relu: bool):
+    t_lo = np.broadcast_to(t_lo.double().numpy(), z_unit.shape)
+    t_hi = np.broadcast_to(t_hi.double().numpy(), z_unit.shape)
+    # y > t  <=>  z > floor(t / unit);  y < t  <=>  z < ceil(t / unit)   (z integer, unit > 0)
+    hi = np.floor(t_hi / z_unit)
+    lo = np.ceil(t_lo / z_unit)
+    if relu:  # relu(y) is never below a threshold <= 0, and always above one < 0
+        lo = np.where(t_lo <= 0, _NEVER, lo)
+        hi = np.where(t_hi < 0, _NEVER, hi)
+    clip = float(2**62)
+    return (torch.from_numpy(np.clip(lo, -clip, clip).astype(np.int64)),
+            torch.from_numpy(np.clip(hi, -clip, clip).astype(np.int64)))
+
+
+def _frozen_layer(name: str, plan: _Plan, input_unit: float) -> FrozenTernaryLayer:
+    layer = plan.layer
+    w_t, unit_p, unit_n, offset = _folded_affine(name, layer, plan.bn, input_unit)
+    k = int(np.prod(w_t.shape[1:]))
+    max_in = 127 if plan.descriptor[0] == "int8" else 1
+    reference.check_accumulator_range(k, max_in, f"layer {name!r}")
+    mult_p, mult_n, z_unit = _ratio_mults(unit_p, unit_n)
+    bias = torch.zeros(w_t.shape[0], dtype=torch.int32)
+    out_params: dict = {}
+    if plan.consumer is None:
+        kind = "float"
+        out_params = {"scale": torch.from_numpy(z_unit.astype(np.float32)),
+                      "out_bias": torch.from_numpy(offset.astype(np.float32))}
+    elif plan.consumer[0] == "int8":
+        kind = "requant"
+        bias = _int_bias(name, offset, unit_p)
+        mult_p, mult_n, shift = _requant_params(name, unit_p, unit_n, plan.consumer[1]["scale"])
+        out_params = {"shift": torch.from_numpy(shift.astype(np.int32)),
+                      "lo": 0 if plan.relu else reference.INT8_MIN, "hi": reference.INT8_MAX}
+    else:
+        kind = "threshold"
+        bias = _int_bias(name, offset, unit_p)
+        # z = Mp*(acc_p + bias) - Mn*acc_n; with the ratio multipliers y ~= z * z_unit.
+        t_lo, t_hi = _thresholds(plan.consumer[1]["t_lo"], plan.consumer[1]["t_hi"], z_unit, plan.relu)
+        out_params = {"t_lo": t_lo, "t_hi": t_hi}
+    mult = torch.from_numpy(np.stack([mult_p, mult_n]).astype(np.int32))
+    conv = None
+    if isinstance(layer, nn.Conv2d):
+        conv = {"stride": list(layer.stride), "padding": list(layer.padding),
+                "dilation": list(layer.dilation), "groups": layer.groups}
+    in_kind, in_params = plan.descriptor
+    if plan.int_input:
+        in_kind = "int"
+    in_params = {k: (float(v) if not torch.is_tensor(v) or v.numel() == 1 else v)
+                 for k, v in in_params.items() if k != "scale" or in_kind == "int8"}
+    if in_kind == "ternary" and any(torch.is_tensor(v) for v in in_params.values()):
+        raise FreezeError(f"layer {name!r}: per-channel ternary thresholds on a float input "
+                          "cannot be frozen; they need an integer producer layer")
+    return FrozenTernaryLayer(
+        name=name, kind="conv2d" if conv else "linear", w_t=w_t, bias=bias, mult=mult,
+        conv=conv, input_kind=in_kind, input_params=in_params, output_kind=kind,
+        output_params=out_params)
+
+
+def _float_layer(layer) -> nn.Module:
+    """A ternary layer without an input quantizer runs on the host in float."""
+    w_t, ap, an = layer.ternarize_weight()
+    new = copy.deepcopy(layer)
+    float_cls = nn.Conv2d if isinstance(layer, nn.Conv2d) else nn.Linear
+    new.__class__ = float_cls
+    for attr in ("weight_quant", "act_quant", "prune_mask"):
+        delattr(new, attr)
+    new.weight = nn.Parameter(dequantized(w_t, ap, an), requires_grad=False)
+    return new
+
+
+@torch.no_grad()
+def freeze(qm: nn.Module) -> FrozenModel:
+    """Freeze a calibrated fake-quant model into a ``FrozenModel`` (integer semantics)."""
+    if getattr(qm, "is_frozen", False):
+        return qm
+    model = copy.deepcopy(qm).eval()
+    try:
+        graph = _Tracer().trace(model)
+    except Exception as err:  # fx cannot trace data-dependent Python control flow
+        raise FreezeError(f"freeze could not trace the model with torch.fx: {err}") from err
+    gm = fx.GraphModule(model, graph)
+    modules = dict(gm.named_modules())
+
+    plans: dict[fx.Node, _Plan] = {}
+    host_layers: list[str] = []
+    for node in gm.graph.nodes:
+        if _node_kind(node, modules) == "ternary":
+            layer = modules[node.target]
+            desc = _input_descriptor(node.target, layer)
+            if desc is None:
+                host_layers.append(node.target)
+                gm.add_submodule(node.target, _float_layer(layer))
+                continue
+            plans[node] = _Plan(node, layer, desc)
+    for plan in plans.values():
+        _plan_chain(plan, plans, modules)
+
+    fused = {}
+    for node, plan in plans.items():
+        unit = plan.descriptor[1]["scale"]
+        gm.add_submodule(node.target, _frozen_layer(node.target, plan, unit))
+        fused[node.target] = [_node_kind(n, modules) for n in plan.folded] + plan.passthrough
+        for folded in plan.folded:
+            folded.replace_all_uses_with(folded.args[0])
+            gm.graph.erase_node(folded)
+    gm.graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    host_layers += [n for n, m in gm.named_modules() if type(m) in (nn.Linear, nn.Conv2d)
+                    and n not in host_layers]
+    return FrozenModel(gm, host_layers, fused)
+

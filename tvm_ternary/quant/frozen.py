@@ -1,0 +1,139 @@
+"""The integer model a ``freeze`` produces: frozen ternary layers inside an fx graph.
+
+A ``FrozenTernaryLayer`` is one ternary Linear/Conv2d with everything folded into integers:
+
+    input  : "int"      the producer already emits integers of this layer's input scale
+             "int8"     quantize the float input: quantize(x, scale)
+             "ternary"  quantize the float input: quantize_ternary(x, t_lo, t_hi)
+    body   : z = tlinear / tconv2d(x, w_t, bias, mult)      (int64 scaled accumulator)
+    output : "requant"    requantize(z, shift, lo, hi) -> int8 for the next ternary layer
+             "threshold"  threshold(z, t_lo, t_hi)      -> ternary for the next layer
+             "float"      dequantize(z, scale, bias)    -> float32 for host ops
+
+``forward`` runs the ``tternary::*`` torch ops (what ``torch.export`` records);
+``forward_reference`` runs the same computation with the numpy reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, fx, nn
+
+from tvm_ternary.errors import FrozenModelError
+
+from . import ops, reference
+
+
+class FrozenTernaryLayer(nn.Module):
+    def __init__(self, *, name: str, kind: str, w_t: Tensor, bias: Tensor, mult: Tensor,
+                 conv: dict | None, input_kind: str, input_params: dict,
+                 output_kind: str, output_params: dict):
+        super().__init__()
+        self.layer_name = name
+        self.kind = kind  # "linear" | "conv2d"
+        self.conv = conv  # stride / padding / dilation / groups for conv2d
+        self.input_kind = input_kind
+        self.input_params = input_params  # python floats: scale or t_lo / t_hi
+        self.output_kind = output_kind
+        self.lo = output_params.pop("lo", reference.INT8_MIN)
+        self.hi = output_params.pop("hi", reference.INT8_MAX)
+        self.register_buffer("w_t", w_t.to(torch.int8))
+        self.register_buffer("bias", bias.to(torch.int32))
+        self.register_buffer("mult", mult.to(torch.int32))
+        for key, value in output_params.items():  # shift | t_lo, t_hi | scale, out_bias
+            self.register_buffer(key, value)
+
+    @property
+    def axis(self) -> int:
+        return 1 if self.kind == "conv2d" else -1
+
+    def extra_repr(self) -> str:
+        return (f"{self.layer_name}: {self.kind} {tuple(self.w_t.shape)}, "
+                f"in={self.input_kind}, out={self.output_kind}")
+
+    # ----------------------------------------------------------------- torch custom ops
+    def forward(self, x: Tensor) -> Tensor:
+        if self.input_kind == "int8":
+            x = ops.quantize(x, self.input_params["scale"], reference.INT8_MIN, reference.INT8_MAX)
+        elif self.input_kind == "ternary":
+            x = ops.quantize_ternary(x, self.input_params["t_lo"], self.input_params["t_hi"])
+        if self.kind == "linear":
+            z = ops.tlinear(x, self.w_t, self.bias, self.mult)
+        else:
+            c = self.conv
+            z = ops.tconv2d(x, self.w_t, self.bias, self.mult, c["stride"], c["padding"],
+                            c["dilation"], c["groups"])
+        if self.output_kind == "requant":
+            return ops.requantize(z, self.shift, self.lo, self.hi, self.axis)
+        if self.output_kind == "threshold":
+            return ops.threshold(z, self.t_lo, self.t_hi, self.axis)
+        return ops.dequantize(z, self.scale, self.out_bias, self.axis)
+
+    # ----------------------------------------------------------------- numpy reference
+    def forward_reference(self, x: np.ndarray) -> np.ndarray:
+        ref = reference
+        if self.input_kind == "int8":
+            x = ref.quantize(x, self.input_params["scale"])
+        elif self.input_kind == "ternary":
+            x = ref.quantize_ternary(x, self.input_params["t_lo"], self.input_params["t_hi"])
+        w = self.w_t.numpy()
+        if self.kind == "linear":
+            acc_p, acc_n = ref.linear_acc(x, w)
+        else:
+            c = self.conv
+            acc_p, acc_n = ref.conv2d_acc(x, w, c["stride"], c["padding"], c["dilation"], c["groups"])
+        mult = self.mult.numpy()
+        z = ref.scaled_acc(acc_p, acc_n, self.bias.numpy(), mult[0], mult[1], self.axis)
+        if self.output_kind == "requant":
+            return ref.requantize(z, self.shift.numpy(), self.lo, self.hi, self.axis)
+        if self.output_kind == "threshold":
+            return ref.threshold(z, self.t_lo.numpy(), self.t_hi.numpy(), self.axis)
+        return ref.dequantize(z, self.scale.numpy(), self.out_bias.numpy(), self.axis)
+
+
+class FrozenModel(nn.Module):
+    """The integer model: an fx graph of frozen ternary layers and host (float) ops.
+
+    ``host_layers`` lists ternary layers kept in float (no input quantizer) and layers the
+    user kept float; ``fused`` lists, per frozen layer, the ops folded into its epilogue.
+    """
+
+    is_frozen = True
+
+    def __init__(self, graph_module: fx.GraphModule, host_layers: list[str], fused: dict):
+        super().__init__()
+        self.graph_module = graph_module
+        self.host_layers = host_layers
+        self.fused = fused
+        super().train(False)
+
+    def forward(self, *args):
+        return self.graph_module(*args)
+
+    def train(self, mode: bool = True):
+        if mode:
+            raise FrozenModelError(
+                "this model is frozen (integer weights and scales); train the float model "
+                "returned by ternarize() and freeze it again")
+        return super().train(False)
+
+    def frozen_layers(self) -> list[FrozenTernaryLayer]:
+        return [m for m in self.modules() if isinstance(m, FrozenTernaryLayer)]
+
+
+class _ReferenceInterpreter(fx.Interpreter):
+    """Runs a frozen graph with every frozen layer evaluated by the numpy reference."""
+
+    def call_module(self, target, args, kwargs):
+        module = self.fetch_attr(target)
+        if isinstance(module, FrozenTernaryLayer):
+            (x,) = args
+            return torch.from_numpy(np.ascontiguousarray(module.forward_reference(x.detach().numpy())))
+        return super().call_module(target, args, kwargs)
+
+
+@torch.no_grad()
+def run_reference(frozen: FrozenModel, *inputs: Tensor) -> Tensor:
+    """Evaluate a frozen model with the numpy integer reference (host ops in torch)."""
+    return _ReferenceInterpreter(frozen.graph_module).run(*inputs)

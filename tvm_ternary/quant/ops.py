@@ -1,0 +1,151 @@
+"""The ``tternary::*`` torch custom ops a frozen model is made of.
+
+They are what ``torch.export`` records, so the TVM frontend converts ternary layers without
+pattern guessing: each op carries its integer parameters as tensor arguments. The eager
+kernels here are written with torch ops, independently of the numpy reference in
+``reference.py``; the tests check the two agree with ``==``.
+
+Semantics (see ``reference.py`` for the definitions):
+
+* ``quantize(x, scale, lo, hi)``: float -> int8.
+* ``quantize_ternary(x, t_lo, t_hi)``: float -> ternary int8.
+* ``tlinear(x, w, bias, mult)`` / ``tconv2d(...)``: int8 input, ternary int8 weights,
+  int32 bias, int32 ``mult [2, N]`` (row 0 = Mp, row 1 = Mn) -> int64 scaled accumulator
+  ``z = Mp * (acc_p + bias) - Mn * acc_n``.
+* ``requantize(z, shift, lo, hi, axis)``, ``threshold(z, t_lo, t_hi, axis)``,
+  ``dequantize(z, scale, bias, axis)``: the epilogues reading ``z``.
+
+Accumulation runs in float64, which is exact here: every partial sum is an integer below
+2**31 in magnitude (checked), far inside float64's 2**53.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from tvm_ternary.errors import OverflowRiskError
+
+_INT32_MAX = 2**31 - 1
+
+
+def _channel_view(v: Tensor, ndim: int, axis: int) -> Tensor:
+    shape = [1] * ndim
+    shape[axis] = v.shape[0]
+    return v.reshape(shape)
+
+
+def _round_half_away(x: Tensor) -> Tensor:
+    return torch.sign(x) * torch.floor(torch.abs(x) + 0.5)
+
+
+def _to_checked_int64(acc: Tensor, what: str) -> Tensor:
+    if acc.numel() and acc.abs().max().item() > _INT32_MAX:
+        raise OverflowRiskError(f"{what}: accumulator left the int32 range")
+    return acc.to(torch.int64)
+
+
+def _scale_accumulators(acc_p: Tensor, acc_n: Tensor, bias: Tensor, mult: Tensor, axis: int) -> Tensor:
+    nd = acc_p.dim()
+    biased = _to_checked_int64(acc_p + _channel_view(bias.double(), nd, axis), "bias add")
+    mp = _channel_view(mult[0].to(torch.int64), nd, axis)
+    mn = _channel_view(mult[1].to(torch.int64), nd, axis)
+    return mp * biased - mn * _to_checked_int64(acc_n, "accumulate")
+
+
+# ----------------------------------------------------------------------------- quantizers
+
+@torch.library.custom_op("tternary::quantize", mutates_args=())
+def quantize(x: Tensor, scale: float, lo: int, hi: int) -> Tensor:
+    q = _round_half_away(x.double() / scale)
+    return q.clamp(lo, hi).to(torch.int8)
+
+
+@quantize.register_fake
+def _(x, scale, lo, hi):
+    return torch.empty_like(x, dtype=torch.int8)
+
+
+@torch.library.custom_op("tternary::quantize_ternary", mutates_args=())
+def quantize_ternary(x: Tensor, t_lo: float, t_hi: float) -> Tensor:
+    x = x.double()
+    return ((x > t_hi).to(torch.int8) - (x < t_lo).to(torch.int8))
+
+
+@quantize_ternary.register_fake
+def _(x, t_lo, t_hi):
+    return torch.empty_like(x, dtype=torch.int8)
+
+
+# ----------------------------------------------------------------------------- ternary layers
+
+@torch.library.custom_op("tternary::tlinear", mutates_args=())
+def tlinear(x: Tensor, w: Tensor, bias: Tensor, mult: Tensor) -> Tensor:
+    xd = x.double()
+    acc_p = xd @ (w == 1).double().T
+    acc_n = xd @ (w == -1).double().T
+    return _scale_accumulators(acc_p, acc_n, bias, mult, axis=-1)
+
+
+@tlinear.register_fake
+def _(x, w, bias, mult):
+    return x.new_empty((*x.shape[:-1], w.shape[0]), dtype=torch.int64)
+
+
+@torch.library.custom_op("tternary::tconv2d", mutates_args=())
+def tconv2d(x: Tensor, w: Tensor, bias: Tensor, mult: Tensor, stride: list[int],
+            padding: list[int], dilation: list[int], groups: int) -> Tensor:
+    xd = x.double()
+    acc = [F.conv2d(xd, (w == sign).double(), None, stride, padding, dilation, groups)
+           for sign in (1, -1)]
+    return _scale_accumulators(acc[0], acc[1], bias, mult, axis=1)
+
+
+@tconv2d.register_fake
+def _(x, w, bias, mult, stride, padding, dilation, groups):
+    def out(size, k, s, p, d):
+        return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+    oh = out(x.shape[2], w.shape[2], stride[0], padding[0], dilation[0])
+    ow = out(x.shape[3], w.shape[3], stride[1], padding[1], dilation[1])
+    return x.new_empty((x.shape[0], w.shape[0], oh, ow), dtype=torch.int64)
+
+
+# ----------------------------------------------------------------------------- epilogues
+
+@torch.library.custom_op("tternary::requantize", mutates_args=())
+def requantize(z: Tensor, shift: Tensor, lo: int, hi: int, axis: int) -> Tensor:
+    s = _channel_view(shift.to(torch.int64), z.dim(), axis)
+    half = torch.bitwise_left_shift(torch.ones_like(s), s - 1)
+    mag = torch.bitwise_right_shift(z.abs() + half, s)
+    return (torch.sign(z) * mag).clamp(lo, hi).to(torch.int8)
+
+
+@requantize.register_fake
+def _(z, shift, lo, hi, axis):
+    return torch.empty_like(z, dtype=torch.int8)
+
+
+@torch.library.custom_op("tternary::threshold", mutates_args=())
+def threshold(z: Tensor, t_lo: Tensor, t_hi: Tensor, axis: int) -> Tensor:
+    hi = _channel_view(t_hi.to(torch.int64), z.dim(), axis)
+    lo = _channel_view(t_lo.to(torch.int64), z.dim(), axis)
+    return (z > hi).to(torch.int8) - (z < lo).to(torch.int8)
+
+
+@threshold.register_fake
+def _(z, t_lo, t_hi, axis):
+    return torch.empty_like(z, dtype=torch.int8)
+
+
+@torch.library.custom_op("tternary::dequantize", mutates_args=())
+def dequantize(z: Tensor, scale: Tensor, bias: Tensor, axis: int) -> Tensor:
+    s = _channel_view(scale.to(torch.float32).double(), z.dim(), axis)
+    b = _channel_view(bias.to(torch.float32).double(), z.dim(), axis)
+    return (z.double() * s + b).to(torch.float32)
+
+
+@dequantize.register_fake
+def _(z, scale, bias, axis):
+    return torch.empty_like(z, dtype=torch.float32)
