@@ -105,24 +105,34 @@ class Int8Act(ActQuantizer):
     def calibrated(self) -> bool:
         return self.dynamic or bool(self.initialized)
 
+    def descriptor(self) -> dict:
+        return {"scale": float(self.scale)}
+
 
 class TernaryAct(ActQuantizer):
-    """Ternary activations by two thresholds: ``+1`` above ``t_hi``, ``-1`` below ``t_lo``.
+    """Ternary activations by two thresholds: ``t = +1`` above ``t_hi``, ``-1`` below ``t_lo``.
 
-    Output value ``scale * {-1, 0, +1}``. Thresholds are per channel (dimension 1 of the
-    input) when ``channels`` is given, else per tensor; the scale is per tensor so the next
-    layer accumulates integers of one scale. Calibration applies TWN's rule to the
-    activations: ``t = 0.7 * mean|x|`` (``t_lo = -t``), ``scale = mean |x|`` above ``t``.
-    Gradient: straight through inside ``[-clip, clip]`` with ``clip = 2 * scale``.
+    Output value ``scale * (t + offset)``: ``offset = 0`` gives levels {-1, 0, +1};
+    ``half_range=True`` gives ``offset = 1``, levels {0, 1, 2}, for inputs after a ReLU
+    (FATNN's half-range activations). The integer model carries ``t`` and folds the offset
+    into the consumer's bias, so both need only ternary arithmetic. Thresholds are per
+    channel (dimension 1) when ``channels`` is given, else per tensor; the scale is per
+    tensor so the next layer accumulates integers of one scale.
+
+    Calibration (or the first training batch) sets them: symmetric, TWN's rule on the
+    activations (``t_hi = -t_lo = 0.7 mean|x|``, scale = mean |x| above it); half range,
+    a uniform grid ``scale = 2 mean(x[x > 0]) / 3``, thresholds at 0.5 and 1.5 scales.
+    Gradient: straight through inside ``[-clip, clip]``, ``clip = 3 * scale``.
     """
 
     kind = "ternary"
 
-    def __init__(self, channels: int | None = None, ratio: float = 0.7):
+    def __init__(self, channels: int | None = None, ratio: float = 0.7, half_range: bool = False):
         super().__init__()
         n = channels or 1
         self.channels = channels
         self.ratio = ratio
+        self.half_range = half_range
         self.register_buffer("t_lo", torch.full((n,), -0.5))
         self.register_buffer("t_hi", torch.full((n,), 0.5))
         self.register_buffer("scale", torch.tensor(1.0))
@@ -142,31 +152,50 @@ class TernaryAct(ActQuantizer):
         self._batches = []
 
     def apply_stats(self) -> None:
-        x = torch.cat(self._batches, dim=0)
-        dims = self._channel_dims(x)
-        t = self.ratio * x.abs().mean(dim=dims)
-        big = x.abs() > self._per_channel(t, x)
-        scale = (x.abs() * big).sum() / big.sum().clamp_min(1)
-        self.t_hi.copy_(t.reshape(-1))
-        self.t_lo.copy_(-t.reshape(-1))
-        self.scale.fill_(max(scale.item(), 1e-8))
-        self.initialized.fill_(True)
+        self._fit(torch.cat(self._batches, dim=0))
         self._batches = []
+
+    @torch.no_grad()
+    def _fit(self, x: Tensor) -> None:
+        if self.half_range:
+            pos = x[x > 0]
+            scale = 2 * pos.mean().item() / 3 if pos.numel() else 1.0
+            self.t_lo.fill_(0.5 * scale)
+            self.t_hi.fill_(1.5 * scale)
+        else:
+            t = self.ratio * x.abs().mean(dim=self._channel_dims(x))
+            big = x.abs() > self._per_channel(t, x)
+            scale = ((x.abs() * big).sum() / big.sum().clamp_min(1)).item()
+            self.t_hi.copy_(t.reshape(-1))
+            self.t_lo.copy_(-t.reshape(-1))
+        self.scale.fill_(max(scale, 1e-8))
+        self.initialized.fill_(True)
+
+    @property
+    def offset(self) -> int:
+        return 1 if self.half_range else 0
+
+    def descriptor(self) -> dict:
+        """The integer form ``freeze`` builds from: thresholds, scale and level offset."""
+        return {"scale": float(self.scale), "t_lo": self.t_lo.clone(), "t_hi": self.t_hi.clone(),
+                "offset": self.offset}
 
     def forward(self, x: Tensor) -> Tensor:
         if self.observing:
             self._batches.append(x.detach())
             return x
+        if self.training and not bool(self.initialized):
+            self._fit(x.detach())
         t_lo, t_hi = self._per_channel(self.t_lo, x), self._per_channel(self.t_hi, x)
-        levels = (x > t_hi).to(x.dtype) - (x < t_lo).to(x.dtype)
-        clip = 2 * self.scale
+        levels = (x > t_hi).to(x.dtype) - (x < t_lo).to(x.dtype) + self.offset
+        clip = 3 * self.scale
         # value: scale * levels; gradient: identity where |x| <= clip
         x_c = torch.maximum(torch.minimum(x, clip), -clip)
         return x_c + (self.scale * levels - x_c).detach()
 
 
 def make_act_quantizer(act) -> nn.Module | None:
-    """``act`` is "int8", "int8_dynamic", "ternary" or None (float input)."""
+    """``act`` is "int8", "int8_dynamic", "ternary", "ternary_half" or None (float input)."""
     if act is None:
         return None
     if act == "int8":
@@ -175,4 +204,7 @@ def make_act_quantizer(act) -> nn.Module | None:
         return Int8Act(dynamic=True)
     if act == "ternary":
         return TernaryAct()
-    raise ValueError(f"unknown activation quantizer {act!r}; valid: 'int8', 'int8_dynamic', 'ternary', None")
+    if act == "ternary_half":
+        return TernaryAct(half_range=True)
+    raise ValueError(f"unknown activation quantizer {act!r}; "
+                     "valid: 'int8', 'int8_dynamic', 'ternary', 'ternary_half', None")

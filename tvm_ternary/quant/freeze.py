@@ -1,7 +1,8 @@
 """``freeze(qm)``: turn a calibrated fake-quant model into the integer model.
 
 The model is traced with ``torch.fx``. For each ternary layer, the chain of single-user
-ops after it (an optional BatchNorm, then any of ReLU / MaxPool2d / Flatten) is followed.
+ops after it (an optional BatchNorm, then any of ReLU / MaxPool2d / Flatten, and the
+eval-mode no-ops Dropout / Identity) is followed.
 When every consumer at the end of the chain is a ternary layer with the same input
 quantizer, the chain is folded into the layer's epilogue:
 
@@ -50,6 +51,8 @@ def _node_kind(node: fx.Node, modules: dict) -> str | None:
             return "bn"
         if isinstance(m, nn.ReLU):
             return "relu"
+        if isinstance(m, (nn.Dropout, nn.Identity)):
+            return "identity"  # no-ops in an eval-mode integer model
         if isinstance(m, nn.MaxPool2d) and not m.return_indices:
             return "maxpool"
         if isinstance(m, nn.Flatten):
@@ -77,12 +80,12 @@ def _input_descriptor(name: str, layer) -> tuple[str, dict] | None:
         if not q.calibrated:
             raise FreezeError(f"layer {name!r}: input quantizer is not calibrated; run "
                               "tt.quant.calibrate(model, batches) first")
-        return "int8", {"scale": float(q.scale)}
+        return "int8", q.descriptor()
     if isinstance(q, TernaryAct):
         if not q.calibrated:
             raise FreezeError(f"layer {name!r}: ternary activation thresholds are not calibrated; "
                               "run tt.quant.calibrate(model, batches) first")
-        return "ternary", {"scale": float(q.scale), "t_lo": q.t_lo.clone(), "t_hi": q.t_hi.clone()}
+        return "ternary", q.descriptor()
     raise FreezeError(f"layer {name!r}: unknown input quantizer {type(q).__name__}")
 
 
@@ -118,6 +121,8 @@ def _plan_chain(plan: _Plan, plans: dict, modules: dict) -> None:
             folded.append(nxt)
         elif kind == "relu" and len(nxt.args) == 1:
             relu = True
+            folded.append(nxt)
+        elif kind == "identity":
             folded.append(nxt)
         elif kind in ("maxpool", "flatten"):
             passthrough.append(kind)
@@ -165,7 +170,7 @@ def _folded_affine(name: str, layer, bn, input_unit: float):
     offset = g * bias + shift
     for c in range(out):
         # A zero scale or a zero gamma makes a sign (or the channel) contribute nothing:
-        # drop those weights so the bias can always be expressed in units of unit_p.
+        # drop those weights and keep both units positive (the multipliers are ratios).
         if g[c] == 0:
             w_t[c] = 0
         if ap[c] == 0:
@@ -183,12 +188,14 @@ def _folded_affine(name: str, layer, bn, input_unit: float):
     return w_t, g * input_unit * ap, g * input_unit * an, offset
 
 
-def _int_bias(name: str, offset, unit_p) -> Tensor:
-    b = reference.round_half_away(offset / unit_p)
-    bad = np.nonzero(np.abs(b) > reference.INT32_MAX // 2)[0]
+def _requant_bias(name: str, offset, out_scale: float, shift) -> Tensor:
+    """The folded offset in ``z`` units (``2**-shift`` output steps), one rounding."""
+    b = reference.round_half_away(offset / out_scale * np.exp2(shift.astype(np.float64)))
+    bad = np.nonzero(np.abs(b) >= 2**62)[0]
     if bad.size:
-        raise FreezeError(f"layer {name!r} channel {bad[0]}: folded bias {b[bad[0]]} does not fit int32")
-    return torch.from_numpy(b.astype(np.int32))
+        raise FreezeError(f"layer {name!r} channel {bad[0]}: folded bias {offset[bad[0]]:.4g} "
+                          f"is too large for the output scale {out_scale:.4g}")
+    return torch.from_numpy(b.astype(np.int64))
 
 
 def _ratio_mults(unit_p, unit_n):
@@ -217,12 +224,13 @@ def _requant_params(name: str, unit_p, unit_n, out_scale: float):
     return np.array(mp), np.array(mn), np.array(shift)
 
 
-def _thresholds(t_lo, t_hi, z_unit, relu: bool):
+def _thresholds(t_lo, t_hi, z_unit, offset, relu: bool):
     t_lo = np.broadcast_to(t_lo.double().numpy(), z_unit.shape)
     t_hi = np.broadcast_to(t_hi.double().numpy(), z_unit.shape)
-    # y > t  <=>  z > floor(t / unit);  y < t  <=>  z < ceil(t / unit)   (z integer, unit > 0)
-    hi = np.floor(t_hi / z_unit)
-    lo = np.ceil(t_lo / z_unit)
+    # y = z * unit + offset with z integer and unit > 0, so
+    # y > t  <=>  z > floor((t - offset) / unit);  y < t  <=>  z < ceil((t - offset) / unit)
+    hi = np.floor((t_hi - offset) / z_unit)
+    lo = np.ceil((t_lo - offset) / z_unit)
     if relu:  # relu(y) is never below a threshold <= 0, and always above one < 0
         lo = np.where(t_lo <= 0, _NEVER, lo)
         hi = np.where(t_hi < 0, _NEVER, hi)
@@ -234,11 +242,17 @@ def _thresholds(t_lo, t_hi, z_unit, relu: bool):
 def _frozen_layer(name: str, plan: _Plan, input_unit: float) -> FrozenTernaryLayer:
     layer = plan.layer
     w_t, unit_p, unit_n, offset = _folded_affine(name, layer, plan.bn, input_unit)
+    level_offset = plan.descriptor[1].get("offset", 0)
+    if level_offset:  # inputs are scale * (t + offset) but the wire carries t
+        dims = tuple(range(1, w_t.dim()))
+        n_pos = (w_t == 1).sum(dims).double().numpy()
+        n_neg = (w_t == -1).sum(dims).double().numpy()
+        offset = offset + level_offset * (unit_p * n_pos - unit_n * n_neg)
     k = int(np.prod(w_t.shape[1:]))
     max_in = 127 if plan.descriptor[0] == "int8" else 1
     reference.check_accumulator_range(k, max_in, f"layer {name!r}")
     mult_p, mult_n, z_unit = _ratio_mults(unit_p, unit_n)
-    bias = torch.zeros(w_t.shape[0], dtype=torch.int32)
+    bias = torch.zeros(w_t.shape[0], dtype=torch.int64)
     out_params: dict = {}
     if plan.consumer is None:
         kind = "float"
@@ -246,26 +260,28 @@ def _frozen_layer(name: str, plan: _Plan, input_unit: float) -> FrozenTernaryLay
                       "out_bias": torch.from_numpy(offset.astype(np.float32))}
     elif plan.consumer[0] == "int8":
         kind = "requant"
-        bias = _int_bias(name, offset, unit_p)
-        mult_p, mult_n, shift = _requant_params(name, unit_p, unit_n, plan.consumer[1]["scale"])
+        out_scale = plan.consumer[1]["scale"]
+        mult_p, mult_n, shift = _requant_params(name, unit_p, unit_n, out_scale)
+        bias = _requant_bias(name, offset, out_scale, shift)
         out_params = {"shift": torch.from_numpy(shift.astype(np.int32)),
                       "lo": 0 if plan.relu else reference.INT8_MIN, "hi": reference.INT8_MAX}
     else:
-        kind = "threshold"
-        bias = _int_bias(name, offset, unit_p)
-        # z = Mp*(acc_p + bias) - Mn*acc_n; with the ratio multipliers y ~= z * z_unit.
-        t_lo, t_hi = _thresholds(plan.consumer[1]["t_lo"], plan.consumer[1]["t_hi"], z_unit, plan.relu)
+        kind = "threshold"  # the offset folds into the thresholds exactly; no bias
+        t_lo, t_hi = _thresholds(plan.consumer[1]["t_lo"], plan.consumer[1]["t_hi"], z_unit,
+                                 offset, plan.relu)
         out_params = {"t_lo": t_lo, "t_hi": t_hi}
     mult = torch.from_numpy(np.stack([mult_p, mult_n]).astype(np.int32))
     conv = None
     if isinstance(layer, nn.Conv2d):
         conv = {"stride": list(layer.stride), "padding": list(layer.padding),
-                "dilation": list(layer.dilation), "groups": layer.groups}
+                "dilation": list(layer.dilation), "groups": layer.groups,
+                "pad_value": -level_offset}  # the wire value of a real zero
     in_kind, in_params = plan.descriptor
     if plan.int_input:
         in_kind = "int"
     in_params = {k: (float(v) if not torch.is_tensor(v) or v.numel() == 1 else v)
-                 for k, v in in_params.items() if k != "scale" or in_kind == "int8"}
+                 for k, v in in_params.items() if k in ("t_lo", "t_hi") or
+                 (k == "scale" and in_kind == "int8")}
     if in_kind == "ternary" and any(torch.is_tensor(v) for v in in_params.values()):
         raise FreezeError(f"layer {name!r}: per-channel ternary thresholds on a float input "
                           "cannot be frozen; they need an integer producer layer")

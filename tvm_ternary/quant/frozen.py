@@ -5,7 +5,8 @@ A ``FrozenTernaryLayer`` is one ternary Linear/Conv2d with everything folded int
     input  : "int"      the producer already emits integers of this layer's input scale
              "int8"     quantize the float input: quantize(x, scale)
              "ternary"  quantize the float input: quantize_ternary(x, t_lo, t_hi)
-    body   : z = tlinear / tconv2d(x, w_t, bias, mult)      (int64 scaled accumulator)
+    body   : z = tlinear / tconv2d(x, w_t, bias, mult)      (int64 scaled accumulator,
+             z = Mp * acc_p - Mn * acc_n + bias)
     output : "requant"    requantize(z, shift, lo, hi) -> int8 for the next ternary layer
              "threshold"  threshold(z, t_lo, t_hi)      -> ternary for the next layer
              "float"      dequantize(z, scale, bias)    -> float32 for host ops
@@ -39,7 +40,7 @@ class FrozenTernaryLayer(nn.Module):
         self.lo = output_params.pop("lo", reference.INT8_MIN)
         self.hi = output_params.pop("hi", reference.INT8_MAX)
         self.register_buffer("w_t", w_t.to(torch.int8))
-        self.register_buffer("bias", bias.to(torch.int32))
+        self.register_buffer("bias", bias.to(torch.int64))
         self.register_buffer("mult", mult.to(torch.int32))
         for key, value in output_params.items():  # shift | t_lo, t_hi | scale, out_bias
             self.register_buffer(key, value)
@@ -63,7 +64,7 @@ class FrozenTernaryLayer(nn.Module):
         else:
             c = self.conv
             z = ops.tconv2d(x, self.w_t, self.bias, self.mult, c["stride"], c["padding"],
-                            c["dilation"], c["groups"])
+                            c["dilation"], c["groups"], c["pad_value"])
         if self.output_kind == "requant":
             return ops.requantize(z, self.shift, self.lo, self.hi, self.axis)
         if self.output_kind == "threshold":
@@ -82,7 +83,8 @@ class FrozenTernaryLayer(nn.Module):
             acc_p, acc_n = ref.linear_acc(x, w)
         else:
             c = self.conv
-            acc_p, acc_n = ref.conv2d_acc(x, w, c["stride"], c["padding"], c["dilation"], c["groups"])
+            acc_p, acc_n = ref.conv2d_acc(x, w, c["stride"], c["padding"], c["dilation"],
+                                          c["groups"], c["pad_value"])
         mult = self.mult.numpy()
         z = ref.scaled_acc(acc_p, acc_n, self.bias.numpy(), mult[0], mult[1], self.axis)
         if self.output_kind == "requant":

@@ -9,9 +9,9 @@ Semantics (see ``reference.py`` for the definitions):
 
 * ``quantize(x, scale, lo, hi)``: float -> int8.
 * ``quantize_ternary(x, t_lo, t_hi)``: float -> ternary int8.
-* ``tlinear(x, w, bias, mult)`` / ``tconv2d(...)``: int8 input, ternary int8 weights,
-  int32 bias, int32 ``mult [2, N]`` (row 0 = Mp, row 1 = Mn) -> int64 scaled accumulator
-  ``z = Mp * (acc_p + bias) - Mn * acc_n``.
+* ``tlinear(x, w, bias, mult)`` / ``tconv2d(..., pad_value)``: int8 input, ternary int8 weights,
+  int64 bias, int32 ``mult [2, N]`` (row 0 = Mp, row 1 = Mn) -> int64 scaled accumulator
+  ``z = Mp * acc_p - Mn * acc_n + bias``.
 * ``requantize(z, shift, lo, hi, axis)``, ``threshold(z, t_lo, t_hi, axis)``,
   ``dequantize(z, scale, bias, axis)``: the epilogues reading ``z``.
 
@@ -48,10 +48,10 @@ def _to_checked_int64(acc: Tensor, what: str) -> Tensor:
 
 def _scale_accumulators(acc_p: Tensor, acc_n: Tensor, bias: Tensor, mult: Tensor, axis: int) -> Tensor:
     nd = acc_p.dim()
-    biased = _to_checked_int64(acc_p + _channel_view(bias.double(), nd, axis), "bias add")
     mp = _channel_view(mult[0].to(torch.int64), nd, axis)
     mn = _channel_view(mult[1].to(torch.int64), nd, axis)
-    return mp * biased - mn * _to_checked_int64(acc_n, "accumulate")
+    acc_p, acc_n = _to_checked_int64(acc_p, "accumulate"), _to_checked_int64(acc_n, "accumulate")
+    return mp * acc_p - mn * acc_n + _channel_view(bias.to(torch.int64), nd, axis)
 
 
 # ----------------------------------------------------------------------------- quantizers
@@ -95,15 +95,16 @@ def _(x, w, bias, mult):
 
 @torch.library.custom_op("tternary::tconv2d", mutates_args=())
 def tconv2d(x: Tensor, w: Tensor, bias: Tensor, mult: Tensor, stride: list[int],
-            padding: list[int], dilation: list[int], groups: int) -> Tensor:
-    xd = x.double()
-    acc = [F.conv2d(xd, (w == sign).double(), None, stride, padding, dilation, groups)
+            padding: list[int], dilation: list[int], groups: int, pad_value: int = 0) -> Tensor:
+    ph, pw = padding
+    xd = F.pad(x.double(), (pw, pw, ph, ph), value=float(pad_value))
+    acc = [F.conv2d(xd, (w == sign).double(), None, stride, 0, dilation, groups)
            for sign in (1, -1)]
     return _scale_accumulators(acc[0], acc[1], bias, mult, axis=1)
 
 
 @tconv2d.register_fake
-def _(x, w, bias, mult, stride, padding, dilation, groups):
+def _(x, w, bias, mult, stride, padding, dilation, groups, pad_value=0):
     def out(size, k, s, p, d):
         return (size + 2 * p - d * (k - 1) - 1) // s + 1
 

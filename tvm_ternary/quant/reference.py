@@ -9,10 +9,12 @@ Conventions used throughout:
 * A ternary layer produces two accumulators, ``acc_p = sum(x[w == +1])`` and
   ``acc_n = sum(x[w == -1])``; both must fit int32 (checked, never wrapped).
 * The *scaled accumulator* of output channel ``c`` is
-  ``z = Mp[c] * (acc_p + bias[c]) - Mn[c] * acc_n`` (int64). A symmetric layer has
-  ``Mp == Mn`` so ``z = M * (acc + bias)`` with ``acc = acc_p - acc_n``. Requantization,
-  ternary thresholds and dequantization all read ``z``; that keeps asymmetric (dual-scale)
-  layers exact with one rounding.
+  ``z = Mp[c] * acc_p - Mn[c] * acc_n + bias[c]`` (int64). A symmetric layer has
+  ``Mp == Mn`` so ``z = M * acc + bias`` with ``acc = acc_p - acc_n``. The bias is added
+  after the multiply, in units of ``2**-shift`` output steps, so a folded batch norm costs
+  no extra rounding (a bias in accumulator units would be rounded to ``M / 2**shift`` of an
+  output step). Requantization, ternary thresholds and dequantization all read ``z``; that
+  keeps asymmetric (dual-scale) layers exact with one rounding.
 * Every rounding is round-half-away-from-zero (``round_half_away``); numpy's and torch's
   half-to-even rounding is never used.
 """
@@ -145,10 +147,13 @@ def _conv_out_size(size: int, k: int, stride: int, pad: int, dilation: int) -> i
     return (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
 
 
-def conv2d_acc(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int = 1):
+def conv2d_acc(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int = 1,
+               pad_value: int = 0):
     """Grouped 2-D convolution of int ``x [B, C, H, W]`` with ternary ``w [O, C/g, kh, kw]``.
 
-    Returns ``(acc_p, acc_n)`` of shape ``[B, O, OH, OW]``. Zero padding.
+    Returns ``(acc_p, acc_n)`` of shape ``[B, O, OH, OW]``. Padding holds ``pad_value``: the
+    integer that stands for a real zero (0, or -1 for half-range ternary activations,
+    whose wire value ``t`` means ``t + 1`` levels).
     """
     x = np.asarray(x, dtype=np.int64)
     w = _check_ternary(w)
@@ -160,7 +165,7 @@ def conv2d_acc(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int
     dh, dw = dilation
     oh = _conv_out_size(height, kh, sh, padding[0], dh)
     ow = _conv_out_size(width, kw, sw, padding[1], dw)
-    xp = _pad_nchw(x, padding)
+    xp = _pad_nchw(x, padding, pad_value)
     # im2col: cols[b, c, i, j, oh, ow] = xp[b, c, i*dh + oh*sh, j*dw + ow*sw]
     cols = np.empty((batch, chans, kh, kw, oh, ow), dtype=np.int64)
     for i in range(kh):
@@ -192,14 +197,13 @@ def _per_channel(v, ndim: int, axis: int) -> np.ndarray:
 
 
 def scaled_acc(acc_p, acc_n, bias, mult_p, mult_n, axis: int = -1) -> np.ndarray:
-    """``z = Mp * (acc_p + bias) - Mn * acc_n`` per output channel on ``axis`` (int64)."""
+    """``z = Mp * acc_p - Mn * acc_n + bias`` per output channel on ``axis`` (int64)."""
     acc_p = np.asarray(acc_p, dtype=np.int64)
     acc_n = np.asarray(acc_n, dtype=np.int64)
     nd = acc_p.ndim
-    biased = _check_int32(acc_p + _per_channel(np.asarray(bias, np.int64), nd, axis), "bias add")
     mp = _per_channel(np.asarray(mult_p, np.int64), nd, axis)
     mn = _per_channel(np.asarray(mult_n, np.int64), nd, axis)
-    return mp * biased - mn * acc_n
+    return mp * acc_p - mn * acc_n + _per_channel(np.asarray(bias, np.int64), nd, axis)
 
 
 def requantize(z, shift, lo: int = INT8_MIN, hi: int = INT8_MAX, axis: int = -1) -> np.ndarray:
