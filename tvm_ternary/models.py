@@ -16,27 +16,32 @@ def _w(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
-def digits_cnn(num_classes: int = 10, width: float = 1.0) -> nn.Sequential:
+def _act(name: str) -> nn.Module:
+    """"relu", or "hardtanh" for teachers of ternary-activation students."""
+    return {"relu": nn.ReLU, "hardtanh": nn.Hardtanh}[name]()
+
+
+def digits_cnn(num_classes: int = 10, width: float = 1.0, act: str = "relu") -> nn.Sequential:
     c1, c2, c3, h = _w(16, width), _w(32, width), _w(64, width), _w(64, width)
     return nn.Sequential(
-        nn.Conv2d(1, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(),
-        nn.Conv2d(c1, c2, 3, padding=1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(),
+        nn.Conv2d(1, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), _act(act),
+        nn.Conv2d(c1, c2, 3, padding=1, bias=False), nn.BatchNorm2d(c2), _act(act),
         nn.MaxPool2d(2),                                                  # 8x8 -> 4x4
-        nn.Conv2d(c2, c3, 3, padding=1, bias=False), nn.BatchNorm2d(c3), nn.ReLU(),
+        nn.Conv2d(c2, c3, 3, padding=1, bias=False), nn.BatchNorm2d(c3), _act(act),
         nn.MaxPool2d(2),                                                  # 4x4 -> 2x2
         nn.Flatten(),
-        nn.Linear(c3 * 4, h, bias=False), nn.BatchNorm1d(h), nn.ReLU(),
+        nn.Linear(c3 * 4, h, bias=False), nn.BatchNorm1d(h), _act(act),
         nn.Linear(h, num_classes),
     )
 
 
 def digits_mlp(num_classes: int = 10, width: float = 1.0, hidden: int = 128,
-               dropout: float = 0.0) -> nn.Sequential:
+               dropout: float = 0.0, act: str = "relu") -> nn.Sequential:
     h = _w(hidden, width)
     return nn.Sequential(
         nn.Flatten(),
-        nn.Linear(64, h, bias=False), nn.BatchNorm1d(h), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(h, h, bias=False), nn.BatchNorm1d(h), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(64, h, bias=False), nn.BatchNorm1d(h), _act(act), nn.Dropout(dropout),
+        nn.Linear(h, h, bias=False), nn.BatchNorm1d(h), _act(act), nn.Dropout(dropout),
         nn.Linear(h, num_classes),
     )
 

@@ -11,11 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .ops import round_half_away
 from .reference import INT8_MAX
-
-
-def round_half_away(x: Tensor) -> Tensor:
-    return torch.sign(x) * torch.floor(x.abs() + 0.5)
 
 
 class _RoundSTE(torch.autograd.Function):
@@ -206,5 +203,8 @@ def make_act_quantizer(act) -> nn.Module | None:
         return TernaryAct()
     if act == "ternary_half":
         return TernaryAct(half_range=True)
+    if act == "fatnn":
+        from .methods.fatnn import FatnnAct
+        return FatnnAct()
     raise ValueError(f"unknown activation quantizer {act!r}; "
-                     "valid: 'int8', 'int8_dynamic', 'ternary', 'ternary_half', None")
+                     "valid: 'int8', 'int8_dynamic', 'ternary', 'ternary_half', 'fatnn', None")

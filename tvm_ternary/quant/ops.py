@@ -36,8 +36,13 @@ def _channel_view(v: Tensor, ndim: int, axis: int) -> Tensor:
     return v.reshape(shape)
 
 
-def _round_half_away(x: Tensor) -> Tensor:
-    return torch.sign(x) * torch.floor(torch.abs(x) + 0.5)
+def round_half_away(x: Tensor) -> Tensor:
+    """Torch twin of ``reference.round_half_away_float`` (ties away from zero, exact
+    just below 0.5 where ``floor(|x| + 0.5)`` is not). Differentiable nowhere: use it
+    under a straight-through estimator."""
+    mag = x.abs()
+    whole = torch.floor(mag)
+    return torch.sign(x) * (whole + (mag - whole >= 0.5).to(x.dtype))
 
 
 def _to_checked_int64(acc: Tensor, what: str) -> Tensor:
@@ -58,7 +63,7 @@ def _scale_accumulators(acc_p: Tensor, acc_n: Tensor, bias: Tensor, mult: Tensor
 
 @torch.library.custom_op("tternary::quantize", mutates_args=())
 def quantize(x: Tensor, scale: float, lo: int, hi: int) -> Tensor:
-    q = _round_half_away(x.double() / scale)
+    q = round_half_away(x.double() / scale)
     return q.clamp(lo, hi).to(torch.int8)
 
 

@@ -30,15 +30,28 @@ from tvm_ternary.errors import OverflowRiskError
 INT8_MIN, INT8_MAX = -127, 127  # symmetric int8: -128 is never produced
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MULT_BITS = 15  # M is in [2**14, 2**15): a 16-bit unsigned multiplier, one DSP slice
-SHIFT_MIN, SHIFT_MAX = 15, 46
+# DESIGN.md said s in [15, 46] (multipliers below 1); folded batch norms need more
+# (e.g. a first layer whose BN variance is small), so the shift may go down to 1.
+SHIFT_MIN, SHIFT_MAX = 1, 46
 
 
 # ----------------------------------------------------------------------------- rounding
 
+def round_half_away_float(x) -> np.ndarray:
+    """Round to the nearest integer, ties away from zero, as float64 (no overflow).
+
+    ``floor(|x| + 0.5)`` is wrong for ``|x|`` just below 0.5 (the sum rounds up to 1.0),
+    so the fraction is compared instead.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    mag = np.abs(x)
+    whole = np.floor(mag)
+    return np.sign(x) * (whole + (mag - whole >= 0.5))
+
+
 def round_half_away(x) -> np.ndarray:
     """Round float values to the nearest integer, ties away from zero (as int64)."""
-    x = np.asarray(x, dtype=np.float64)
-    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
+    return round_half_away_float(x).astype(np.int64)
 
 
 def rounding_div(num, den) -> np.ndarray:
@@ -66,10 +79,10 @@ def clamp(x, lo: int, hi: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- fixed point
 
 def quantize_multiplier(m: float) -> tuple[int, int]:
-    """Fixed-point form ``(M, s)`` of a real multiplier ``0 < m < 1``: ``m ~= M / 2**s``.
+    """Fixed-point form ``(M, s)`` of a real multiplier ``m``: ``m ~= M / 2**s``.
 
-    ``M`` is in ``[2**14, 2**15)`` and ``s`` in ``[15, 46]``, so representable multipliers
-    lie in ``[2**-32, 1)``. ``m == 0`` gives ``(0, SHIFT_MIN)`` (a channel that is constant).
+    ``M`` is in ``[2**14, 2**15)`` and ``s`` in ``[1, 46]``, so representable multipliers
+    lie in ``[2**-32, 2**14)``. ``m == 0`` gives ``(0, SHIFT_MIN)`` (a constant channel).
     """
     if not math.isfinite(m) or m < 0:
         raise ValueError(f"requantization multiplier must be finite and >= 0, got {m!r}")
@@ -84,7 +97,7 @@ def quantize_multiplier(m: float) -> tuple[int, int]:
     if not SHIFT_MIN <= shift <= SHIFT_MAX:
         raise ValueError(
             f"requantization multiplier {m:.6g} is outside the representable range "
-            f"[2**-32, 1) (needs shift {shift}, allowed {SHIFT_MIN}..{SHIFT_MAX})"
+            f"[2**-32, 2**14) (needs shift {shift}, allowed {SHIFT_MIN}..{SHIFT_MAX})"
         )
     return mult, shift
 
@@ -95,8 +108,8 @@ def quantize(x, scale: float, lo: int = INT8_MIN, hi: int = INT8_MAX) -> np.ndar
     """Float -> int8: ``clamp(round_half_away(x / scale))`` with the division in float64."""
     if not scale > 0:
         raise ValueError(f"quantization scale must be > 0, got {scale!r}")
-    q = round_half_away(np.asarray(x, dtype=np.float64) / np.float64(scale))
-    return clamp(q, lo, hi).astype(np.int8)
+    q = round_half_away_float(np.asarray(x, dtype=np.float64) / np.float64(scale))
+    return np.clip(q, lo, hi).astype(np.int8)  # clip in float: huge values must not wrap
 
 
 def quantize_ternary(x, t_lo: float, t_hi: float) -> np.ndarray:

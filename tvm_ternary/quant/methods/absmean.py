@@ -10,11 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..ops import round_half_away
 from .base import WeightQuantizer
-
-
-def round_half_away(x: Tensor) -> Tensor:
-    return torch.sign(x) * torch.floor(x.abs() + 0.5)
 
 
 class AbsMean(WeightQuantizer):
