@@ -46,9 +46,14 @@ def round_half_away(x: Tensor) -> Tensor:
 
 
 def _to_checked_int64(acc: Tensor, what: str) -> Tensor:
-    if acc.numel() and acc.abs().max().item() > _INT32_MAX:
+    if acc.numel() and (acc.min().item() < -_INT32_MAX - 1 or acc.max().item() > _INT32_MAX):
         raise OverflowRiskError(f"{what}: accumulator left the int32 range")
     return acc.to(torch.int64)
+
+
+def _check_ternary(w: Tensor) -> None:
+    if w.numel() and ((w < -1) | (w > 1)).any():
+        raise ValueError("ternary weights must be in {-1, 0, +1}")
 
 
 def _scale_accumulators(acc_p: Tensor, acc_n: Tensor, bias: Tensor, mult: Tensor, axis: int) -> Tensor:
@@ -87,6 +92,7 @@ def _(x, t_lo, t_hi):
 
 @torch.library.custom_op("tternary::tlinear", mutates_args=())
 def tlinear(x: Tensor, w: Tensor, bias: Tensor, mult: Tensor) -> Tensor:
+    _check_ternary(w)
     xd = x.double()
     acc_p = xd @ (w == 1).double().T
     acc_n = xd @ (w == -1).double().T
@@ -101,6 +107,7 @@ def _(x, w, bias, mult):
 @torch.library.custom_op("tternary::tconv2d", mutates_args=())
 def tconv2d(x: Tensor, w: Tensor, bias: Tensor, mult: Tensor, stride: list[int],
             padding: list[int], dilation: list[int], groups: int, pad_value: int = 0) -> Tensor:
+    _check_ternary(w)
     ph, pw = padding
     xd = F.pad(x.double(), (pw, pw, ph, ph), value=float(pad_value))
     acc = [F.conv2d(xd, (w == sign).double(), None, stride, 0, dilation, groups)

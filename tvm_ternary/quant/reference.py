@@ -54,9 +54,17 @@ def round_half_away(x) -> np.ndarray:
     return round_half_away_float(x).astype(np.int64)
 
 
+def _check_domain(v: np.ndarray, what: str, limit: int) -> np.ndarray:
+    """The integer rounding helpers are exact up to ``limit`` in magnitude (int64 headroom
+    for their intermediate sums); refuse the rest rather than wrap."""
+    if v.size and (v.max() > limit or v.min() < -limit):
+        raise OverflowRiskError(f"{what}: value beyond +-2**62 (int64 headroom exhausted)")
+    return v
+
+
 def rounding_div(num, den) -> np.ndarray:
-    """``round_half_away(num / den)`` computed exactly in integers (den > 0)."""
-    num = np.asarray(num, dtype=np.int64)
+    """``round_half_away(num / den)`` computed exactly in integers (den > 0, |num| < 2**62)."""
+    num = _check_domain(np.asarray(num, dtype=np.int64), "rounding_div", 2**62 - 1)
     den = np.asarray(den, dtype=np.int64)
     if np.any(den <= 0):
         raise ValueError("rounding_div needs a positive denominator")
@@ -65,8 +73,9 @@ def rounding_div(num, den) -> np.ndarray:
 
 
 def rounding_shift(z, shift) -> np.ndarray:
-    """``round_half_away(z / 2**shift)`` exactly, for int64 ``z`` and ``shift >= 1``."""
-    z = np.asarray(z, dtype=np.int64)
+    """``round_half_away(z / 2**shift)`` exactly, for ``|z| <= 2**62`` and ``shift >= 1``
+    (scaled accumulators stay below 2**48)."""
+    z = _check_domain(np.asarray(z, dtype=np.int64), "rounding_shift", 2**62)
     shift = np.asarray(shift, dtype=np.int64)
     half = np.left_shift(np.int64(1), shift - 1)
     return np.sign(z) * np.right_shift(np.abs(z) + half, shift)
@@ -92,8 +101,11 @@ def quantize_multiplier(m: float) -> tuple[int, int]:
     shift = MULT_BITS - exponent
     mult = int(round_half_away(mantissa * 2**MULT_BITS))
     if mult == 2**MULT_BITS:  # mantissa rounded up to 1.0
-        mult //= 2
-        shift -= 1
+        if shift - 1 >= SHIFT_MIN:
+            mult //= 2
+            shift -= 1
+        else:  # at the top of the range: the largest multiplier is the nearest one
+            mult -= 1
     if not SHIFT_MIN <= shift <= SHIFT_MAX:
         raise ValueError(
             f"requantization multiplier {m:.6g} is outside the representable range "
@@ -121,7 +133,7 @@ def quantize_ternary(x, t_lo: float, t_hi: float) -> np.ndarray:
 # ----------------------------------------------------------------------------- accumulation
 
 def check_accumulator_range(k: int, max_abs_input: int, layer: str = "layer") -> None:
-    """Raise if ``k`` terms of magnitude ``max_abs_input`` (plus a bias) could overflow int32."""
+    """Raise if ``k`` terms of magnitude ``max_abs_input`` could overflow int32."""
     if k * max_abs_input > INT32_MAX:
         raise OverflowRiskError(
             f"{layer}: worst-case accumulator {k} x {max_abs_input} = {k * max_abs_input} "

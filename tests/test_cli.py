@@ -1,0 +1,40 @@
+"""The tternary command: --help answers without torch/TVM; quantize writes a real report."""
+
+import json
+import subprocess
+import sys
+
+
+def test_help_does_not_import_torch_or_tvm():
+    code = ("import sys; from tvm_ternary.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules and 'tvm' not in sys.modules, 'heavy import'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "quantize" in out.stdout
+
+
+def test_quantize_help_lists_options():
+    out = subprocess.run([sys.executable, "-m", "tvm_ternary.cli", "quantize", "--help"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "--method" in out.stdout and "--out" in out.stdout
+
+
+def test_quantize_writes_report_whose_integer_model_matches_reference(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "tvm_ternary.cli", "quantize", "--epochs", "2",
+                          "--qat-epochs", "1", "-q", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    row = report["results"][0]
+    assert row["integer_matches_torch_ops"] is True
+    assert 0.0 <= row["integer_acc"] <= 1.0 and row["method"] == "twn"
+    assert report["provenance"]["tools"]["torch"].startswith("2.13.0")
+    assert (tmp_path / "report.md").read_text().startswith("# tternary quantize")
+
+
+def test_unknown_method_is_a_clear_error(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "tvm_ternary.cli", "quantize", "--method", "nope",
+                          "--epochs", "1", "--qat-epochs", "1", "-q", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "valid methods" in out.stderr
