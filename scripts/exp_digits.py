@@ -35,7 +35,7 @@ RUNS = [
     ("sparse 90%", "sparse", {"sparsity": 0.9}, "relu"),
     ("ec2t", "ec2t", {}, "relu"),
     ("ec2t x1.5 super-net", "ec2t", {"width": 1.5}, "relu"),
-    ("teacher_student (ternary acts)", "teacher_student", {}, "hardtanh"),
+    ("teacher_student (ternary acts)", "teacher_student", {}, "stochastic_ternary"),
 ]
 SWEEP = [("sparse", {"sparsity": s}) for s in (0.5, 0.8, 0.9, 0.95, 0.98)] + \
         [("ec2t", {"lambda_divider": d}) for d in (0.1, 0.3, 0.6, 1.0)]
@@ -45,7 +45,7 @@ def _float_model(kind: str, act: str, width: float, seed: int) -> torch.nn.Modul
     torch.manual_seed(seed)
     if kind == "cnn":
         return models.digits_cnn(width=width, act=act)
-    return models.digits_mlp(width=width, act=act, dropout=0.2 if act == "hardtanh" else 0.0)
+    return models.digits_mlp(width=width, act=act, dropout=0.2 if act != "relu" else 0.0)
 
 
 def run_one(kind, label, method, opts, act, data, seed, fp_epochs, q_epochs, float_cache):

@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "fine-tune, calibrate and freeze it, and report the accuracy of the float, "
                     "fake-quant and integer (numpy reference) models.")
     q.add_argument("--model", choices=MODELS, default="digits_cnn")
-    q.add_argument("--method", default="twn", help="ternarization method (default: %(default)s)")
+    q.add_argument("--method", default="twn",
+                   help="twn, ttq, tgauss, absmean, fatnn, sparse, ec2t or teacher_student "
+                        "(default: %(default)s)")
     q.add_argument("--act", default="default", help="activation quantizer: int8, ternary, none, or "
                    "the method's default")
     q.add_argument("--epochs", type=int, default=30, help="float training epochs (default: %(default)s)")

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 
@@ -16,9 +17,24 @@ def _w(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
+class StochasticTernary(nn.Module):
+    """Stochastic firing (the teacher activation of Alemdar et al.'s TNN, as in the authors'
+    ``tnn_train`` code): ``y = clamp(x, -1, 1)``; training fires ``floor(y + u)``,
+    ``u ~ U[0, 1)``, so ``P(+1) = y`` for ``y >= 0`` (``P(-1) = -y`` below zero); evaluation
+    fires ``round(y)``, i.e. two thresholds at +-0.5. Gradient: straight through."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x.clamp(-1, 1)
+        if self.training:
+            fired = torch.floor(y + torch.rand_like(y))
+        else:
+            fired = torch.sign(y) * (y.abs() >= 0.5).to(y.dtype)
+        return y + (fired - y).detach()
+
+
 def _act(name: str) -> nn.Module:
-    """"relu", or "hardtanh" for teachers of ternary-activation students."""
-    return {"relu": nn.ReLU, "hardtanh": nn.Hardtanh}[name]()
+    """"relu"; "hardtanh" or "stochastic_ternary" for teachers of ternary students."""
+    return {"relu": nn.ReLU, "hardtanh": nn.Hardtanh, "stochastic_ternary": StochasticTernary}[name]()
 
 
 def digits_cnn(num_classes: int = 10, width: float = 1.0, act: str = "relu") -> nn.Sequential:

@@ -9,7 +9,8 @@ from tqdm import tqdm
 
 from tvm_ternary import models
 from tvm_ternary.data import load_digits_split
-from tvm_ternary.quant import calibrate, freeze, run_reference, ternarize
+from tvm_ternary.quant import calibrate, freeze, run_reference
+from tvm_ternary.quant.recipes import recipe_epochs, run_recipe
 from tvm_ternary.quant.train import TrainConfig, accuracy, fit, model_bits, weight_sparsity
 from tvm_ternary.report import markdown_table, write_report
 
@@ -23,15 +24,17 @@ def run_quantize(args) -> int:
     torch.manual_seed(args.seed)
     data = {k: torch.from_numpy(v) for k, v in load_digits_split().items()}
     x_tr, y_tr, x_te, y_te = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
-    act = None if args.act == "none" else args.act
+    opts = {} if args.act == "default" else {"act": None if args.act == "none" else args.act}
+    # A ternary-activation student learns from a teacher trained with stochastic firing.
+    fp_act = "stochastic_ternary" if args.method == "teacher_student" else "relu"
+    fp = getattr(models, args.model)(act=fp_act)
+    q_cfg = TrainConfig(epochs=args.qat_epochs, lr=1e-3, seed=args.seed)
+    n_layers = sum(1 for m in fp.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)))
     start = time.time()
-    bar = tqdm(total=args.epochs + args.qat_epochs, desc=f"{args.model}/{args.method}",
-               unit="epoch", disable=args.quiet)
-
-    fp = getattr(models, args.model)()
+    bar = tqdm(total=args.epochs + recipe_epochs(args.method, q_cfg, n_layers),
+               desc=f"{args.model}/{args.method}", unit="epoch", disable=args.quiet)
     fit(fp, x_tr, y_tr, TrainConfig(epochs=args.epochs, lr=3e-3, seed=args.seed), progress=bar)
-    qm = ternarize(fp, args.method, act=act)
-    fit(qm, x_tr, y_tr, TrainConfig(epochs=args.qat_epochs, lr=1e-3, seed=args.seed), progress=bar)
+    qm, info = run_recipe(args.method, fp, x_tr, y_tr, q_cfg, progress=bar, **opts)
     bar.close()
     calibrate(qm, [x_tr])
     frozen = freeze(qm)
@@ -44,7 +47,7 @@ def run_quantize(args) -> int:
         "integer_matches_torch_ops": bool(torch.equal(frozen(x_te), run_reference(frozen, x_te))),
         "weight_sparsity": weight_sparsity(qm),
         "model_kbit": model_bits(qm) / 1000, "float_kbit": model_bits(fp) / 1000,
-        "host_layers": frozen.host_layers, "seconds": round(time.time() - start, 1),
+        "host_layers": frozen.host_layers, "seconds": round(time.time() - start, 1), **info,
     }
     cols = ["model", "method", "float_acc", "ternary_acc", "integer_acc", "weight_sparsity",
             "model_kbit", "float_kbit"]

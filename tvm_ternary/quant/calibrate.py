@@ -15,14 +15,17 @@ def act_quantizers(model: nn.Module) -> list[ActQuantizer]:
 
 
 @torch.no_grad()
-def calibrate(qm: nn.Module, batches: Iterable) -> nn.Module:
+def calibrate(qm: nn.Module, batches: Iterable, force: bool = False) -> nn.Module:
     """Run ``batches`` (tensors, or tuples whose first item is the input) through ``qm`` in
-    eval mode with every activation quantizer observing, then set scales / thresholds.
+    eval mode and set the scales / thresholds of every activation quantizer that has none
+    yet; ``force=True`` recalibrates all of them.
 
-    Observing quantizers pass their input through unquantized, so each layer is calibrated
-    on the float activations, as PyTorch's observers do. Returns ``qm``.
+    Quantizers set during training (a moving-average int8 scale, thresholds fixed or learned
+    by the method) are kept by default: the integer model must be the model that was
+    trained. Observing quantizers pass their input through unquantized, so each layer is
+    calibrated on float activations, as PyTorch's observers do. Returns ``qm``.
     """
-    quantizers = act_quantizers(qm)
+    quantizers = [q for q in act_quantizers(qm) if force or not q.calibrated]
     was_training = qm.training
     qm.eval()
     for q in quantizers:

@@ -1,8 +1,9 @@
 """Each method's whole training procedure, from a trained float model to a ternary one.
 
 ``run_recipe(method, fp_model, x, y, cfg, **opts)`` returns ``(ternary_model, info)``.
-Single-stage methods (twn, ttq, tgauss, absmean, fatnn) fine-tune with their straight-
-through estimators; ``sparse``, ``ec2t`` and ``teacher_student`` run their stages here.
+Single-stage methods (twn, ttq, absmean, fatnn) fine-tune with their straight-through
+estimators; ``tgauss`` alternates threshold and weight steps; ``sparse``, ``ec2t`` and
+``teacher_student`` run their stages here.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from .layers import ternary_layers
 from .methods.sparse import prune
 from .methods.teacher_student import train_teacher_student
 from .ternarize import ternarize
-from .train import TrainConfig, fit
+from .train import TrainConfig, fit, fit_alternating, weight_sparsity
 
 
 def _regularizer(model: nn.Module) -> Tensor:
@@ -29,13 +30,17 @@ def _finetune(method, fp, x, y, cfg, act="default", progress=None, **opts):
     return qm, {}
 
 
-def _sparse(fp, x, y, cfg, act="default", sparsity: float = 0.9, reg: float = 1e-4, progress=None):
+def _sparse(fp, x, y, cfg, act="default", sparsity: float = 0.9, reg: float = 1e-3, progress=None):
     qm = ternarize(fp, "sparse", act=act, reg=reg)
     half = replace(cfg, epochs=max(1, cfg.epochs // 2))
     fit(qm, x, y, replace(half, weight_decay=1e-4), extra_loss=_regularizer, progress=progress)
-    prune(qm, sparsity)
-    fit(qm, x, y, half, progress=progress)
-    return qm, {"target_sparsity": sparsity}
+    start = weight_sparsity(qm)
+    ramp = max(1, half.epochs // 2)
+    for epoch in range(half.epochs):  # prune gradually, then retrain at the target
+        t = min(1.0, (epoch + 1) / ramp)
+        per_layer = prune(qm, sparsity + (start - sparsity) * (1 - t) ** 3)
+        fit(qm, x, y, replace(half, epochs=1, seed=cfg.seed + epoch), progress=progress)
+    return qm, {"target_sparsity": sparsity, "layer_sparsity": [round(s, 4) for s in per_layer]}
 
 
 def _ec2t(fp, x, y, cfg, act="default", lambda_divider: float = 0.15, progress=None,
@@ -63,6 +68,13 @@ def _ec2t(fp, x, y, cfg, act="default", lambda_divider: float = 0.15, progress=N
     return qm, {"lambda_divider": lambda_divider, "width": width}
 
 
+def _tgauss(fp, x, y, cfg, act="default", progress=None, **opts):
+    qm = ternarize(fp, "tgauss", act=act, **opts)
+    deltas = [layer.weight_quant.delta for _, layer in ternary_layers(qm)]
+    fit_alternating(qm, x, y, cfg, deltas, progress=progress)
+    return qm, {}
+
+
 def _teacher_student(teacher, x, y, cfg, act="default", progress=None):
     return train_teacher_student(teacher, x, y, cfg, progress=progress), {}
 
@@ -76,6 +88,8 @@ def run_recipe(method: str, fp: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfi
         return _ec2t(fp, x, y, cfg, **opts)
     if method == "teacher_student":
         return _teacher_student(fp, x, y, cfg, **opts)
+    if method == "tgauss":
+        return _tgauss(fp, x, y, cfg, **opts)
     return _finetune(method, fp, x, y, cfg, **opts)
 
 

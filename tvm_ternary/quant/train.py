@@ -60,6 +60,31 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
     return model
 
 
+def fit_alternating(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig,
+                    quantizer_params: list, progress=None) -> nn.Module:
+    """Per batch, first a step on the quantizer parameters (SGD, Nesterov momentum 0.9),
+    then a fresh forward / backward and a step on everything else (Adam): the sequential
+    threshold-then-weight update of He & Fan's truncated-Gaussian method."""
+    if getattr(model, "is_frozen", False):
+        raise FrozenModelError("a frozen model cannot be trained; train the float model from ternarize()")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    q_ids = {id(p) for p in quantizer_params}
+    rest = [p for p in model.parameters() if id(p) not in q_ids and p.requires_grad]
+    opt_q = torch.optim.SGD(quantizer_params, lr=cfg.lr, momentum=0.9, nesterov=True)
+    opt_w = torch.optim.Adam(rest, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model.train()
+    for _ in range(cfg.epochs):
+        for xb, yb in batches(x, y, cfg.batch_size, gen):
+            for opt in (opt_q, opt_w):
+                model.zero_grad()
+                F.cross_entropy(model(xb), yb).backward()
+                opt.step()
+        if progress is not None:
+            progress.update(1)
+    model.eval()
+    return model
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
     model.eval()

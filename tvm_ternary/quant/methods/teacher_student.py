@@ -8,8 +8,10 @@ layer learning to reproduce the corresponding teacher layer. The authors' conver
 configurations and thresholds; OUR INTERPRETATION trains each student layer by gradient
 descent instead (faster to write, same greedy structure):
 
-* the teacher's activation is ``hardtanh`` after batch norm; at evaluation its neurons
-  fire ``round(clamp(y, -1, 1))``, i.e. two thresholds at +-0.5 on the BN output ``y``;
+* the teacher's activation after batch norm is stochastic firing
+  (``models.StochasticTernary``, from the authors' ``tnn_train``; ``hardtanh`` also
+  works): at evaluation its neurons fire ``round(clamp(y, -1, 1))``, i.e. two thresholds
+  at +-0.5 on the BN output ``y``;
 * the student copies the teacher, with TWN ternary weights and ternary activations with
   those thresholds (+-0.5 on its own BN output, which ``freeze`` folds into integers);
 * for each hidden layer in order, only that layer and its batch norm train, to make the
@@ -25,6 +27,8 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from tvm_ternary.models import StochasticTernary
 
 from ..act import TernaryAct
 from ..layers import TERNARY_LAYERS
@@ -50,8 +54,8 @@ def build_student(teacher: nn.Sequential) -> nn.Sequential:
     for i in layers[1:]:
         student[i].act_quant = _fixed_ternary_act()
     for i, m in enumerate(student):
-        if isinstance(m, nn.Hardtanh):
-            student[i] = nn.Identity()
+        if isinstance(m, (nn.Hardtanh, StochasticTernary)):
+            student[i] = nn.Identity()  # the student's ternary thresholds take their place
     student.ternary_method = "teacher_student"
     return student
 

@@ -12,8 +12,9 @@ The paper's method section was not reachable; this follows the first author's co
 * weights get the identity straight-through gradient (the code's ``grad / alpha`` before
   the ``* alpha``: its "gradient correctness"); ``delta`` learns through ``alpha`` only.
 
-Training alternates a threshold step and a weight step per batch (``fit_alternating``),
-with the threshold gradient clipped to +-0.001, as the code does.
+Training alternates a threshold step and a weight step per batch
+(``train.fit_alternating``, used by the ``tgauss`` recipe), with the threshold gradient
+clipped to +-0.001, as the code does.
 """
 
 from __future__ import annotations
