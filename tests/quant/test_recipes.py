@@ -52,3 +52,16 @@ def test_teacher_student_student_has_ternary_activations(digits):
     frozen = tt.quant.freeze(qm)
     outs = [layer.output_kind for layer in frozen.frozen_layers()]
     assert outs == ["threshold", "threshold", "float"]
+
+
+def test_layer_sparsities_reach_the_network_target():
+    from tvm_ternary.quant.methods.sparse import layer_sparsities
+
+    for sizes in ([144, 4608, 18432, 16384, 640], [8192, 16384, 1280], [100, 100]):
+        for target in (0.5, 0.9, 0.95):
+            per_layer = layer_sparsities(sizes, target)
+            overall = sum(s * n for s, n in zip(per_layer, sizes)) / sum(sizes)
+            assert overall == pytest.approx(target, abs=1e-9)
+            assert all(0 <= s <= 0.995 for s in per_layer)
+    cnn = layer_sparsities([144, 4608, 18432, 16384, 640], 0.9)
+    assert cnn[0] == cnn[-1] == 0.5  # the small edge layers are spared when possible

@@ -183,6 +183,9 @@ class TernaryAct(ActQuantizer):
             return x
         if self.training and not bool(self.initialized):
             self._fit(x.detach())
+        return self._fake_quant(x)
+
+    def _fake_quant(self, x: Tensor) -> Tensor:
         t_lo, t_hi = self._per_channel(self.t_lo, x), self._per_channel(self.t_hi, x)
         levels = (x > t_hi).to(x.dtype) - (x < t_lo).to(x.dtype) + self.offset
         clip = 3 * self.scale

@@ -22,26 +22,21 @@ option of the recipe.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .base import WeightQuantizer
-from .ttq import trained_scale_weight
+from .ttq import TwoScaleQuantizer
 
 
 def _info(p: Tensor) -> Tensor:
     return -torch.log2(p.clamp_min(1e-12))
 
 
-class EC2T(WeightQuantizer):
-    symmetric = False
-
+class EC2T(TwoScaleQuantizer):
     def __init__(self, init_divisor: float = 0.45, lambda_divider: float = 0.15, decay: float = 1.0):
         super().__init__()
         self.init_divisor = init_divisor
         self.lambda_divider = lambda_divider
         self.decay = decay
-        self.wp = nn.Parameter(torch.tensor(1.0))
-        self.wn = nn.Parameter(torch.tensor(1.0))
         self.register_buffer("fixed_codes", None)
 
     def init_from(self, w: Tensor) -> None:
@@ -79,15 +74,6 @@ class EC2T(WeightQuantizer):
         centroids = torch.stack([-wn, torch.zeros_like(wp), wp])
         cost = (w.reshape(-1, 1) - centroids) ** 2 + lam * info.float()
         return (cost.argmin(dim=1) - 1).to(torch.int8).reshape(w.shape)
-
-    def ternarize(self, w: Tensor):
-        out = w.shape[0]
-        alpha_p = self.wp.detach().abs().float().expand(out).clone()
-        alpha_n = self.wn.detach().abs().float().expand(out).clone()
-        return self._codes(w), alpha_p, alpha_n
-
-    def forward(self, w: Tensor) -> Tensor:
-        return trained_scale_weight(w, self._codes(w), self.wp.abs(), self.wn.abs())
 
     @torch.no_grad()
     def clamp_centroids(self, w: Tensor) -> None:

@@ -56,16 +56,22 @@ def layer_sparsities(sizes: list[int], target: float, edge_cap: float = 0.5,
     """Per-layer sparsities whose weighted mean is ``target`` (when reachable).
 
     The first layer (few inputs, e.g. 9 weights per filter on a grey image) and the last
-    (the classifier) keep at most ``edge_cap``; the others share the rest uniformly. Our
-    choice, after the usual practice for first and last layers: the paper's is unknown.
+    (the classifier) keep at most ``edge_cap`` unless the other layers cannot reach the
+    target without them; the others share the rest uniformly. Our choice, after the usual
+    practice for first and last layers: the paper's is unknown.
     """
     total = sum(sizes)
     edges = [0, len(sizes) - 1] if len(sizes) > 1 else [0]
-    edge = min(target, edge_cap)
-    inner = total - sum(sizes[i] for i in edges)
+    edge_total = sum(sizes[i] for i in edges)
+    inner = total - edge_total
     if inner == 0:
-        return [edge] * len(sizes)
-    rest = min(max_sparsity, max(0.0, (target * total - edge * sum(sizes[i] for i in edges)) / inner))
+        return [target] * len(sizes)
+    edge = min(target, edge_cap)
+    rest = (target * total - edge * edge_total) / inner
+    if rest > max_sparsity:  # the inner layers cannot absorb it: the edges take the rest
+        rest = max_sparsity
+        edge = min(max_sparsity, (target * total - rest * inner) / edge_total)
+    rest = max(0.0, rest)
     return [edge if i in edges else rest for i in range(len(sizes))]
 
 

@@ -31,14 +31,34 @@ def trained_scale_weight(w: Tensor, w_t: Tensor, wp: Tensor, wn: Tensor) -> Tens
     return wp * pos - wn * neg + scaled_straight_through(w, factor)
 
 
-class TTQ(WeightQuantizer):
+class TwoScaleQuantizer(WeightQuantizer):
+    """Per-layer trained positive scales ``Wp``, ``Wn`` with TTQ's gradients; subclasses
+    decide the assignment (``_codes``)."""
+
     symmetric = False
 
+    def __init__(self):
+        super().__init__()
+        self.wp = nn.Parameter(torch.tensor(1.0))
+        self.wn = nn.Parameter(torch.tensor(1.0))
+
+    def _codes(self, w: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def ternarize(self, w: Tensor):
+        out = w.shape[0]
+        alpha_p = self.wp.detach().abs().float().expand(out).clone()
+        alpha_n = self.wn.detach().abs().float().expand(out).clone()
+        return self._codes(w), alpha_p, alpha_n
+
+    def forward(self, w: Tensor) -> Tensor:
+        return trained_scale_weight(w, self._codes(w), self.wp.abs(), self.wn.abs())
+
+
+class TTQ(TwoScaleQuantizer):
     def __init__(self, threshold: float = 0.05):
         super().__init__()
         self.threshold = threshold
-        self.wp = nn.Parameter(torch.tensor(1.0))
-        self.wn = nn.Parameter(torch.tensor(1.0))
 
     def _codes(self, w: Tensor) -> Tensor:
         w = w.detach()
@@ -53,12 +73,3 @@ class TTQ(WeightQuantizer):
                 self.wp.fill_(w[w_t == 1].abs().mean())
             if (w_t == -1).any():
                 self.wn.fill_(w[w_t == -1].abs().mean())
-
-    def ternarize(self, w: Tensor):
-        out = w.shape[0]
-        alpha_p = self.wp.detach().abs().float().expand(out).clone()
-        alpha_n = self.wn.detach().abs().float().expand(out).clone()
-        return self._codes(w), alpha_p, alpha_n
-
-    def forward(self, w: Tensor) -> Tensor:
-        return trained_scale_weight(w, self._codes(w), self.wp.abs(), self.wn.abs())
