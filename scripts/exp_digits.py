@@ -86,15 +86,27 @@ def median_rows(rows: list[dict], keys: tuple) -> list[dict]:
 
 
 def plot_sweep(rows: list[dict], path: Path) -> None:
+    """Median over seeds per setting, with min-max bars: sparsity vs integer accuracy."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method, marker in (("sparse", "o"), ("ec2t", "s")):
-        pts = sorted((r["weight_sparsity"], 100 * r["integer_acc"]) for r in rows if r["method"] == method)
+    for method, knob, marker in (("sparse", "target_sparsity", "o"), ("ec2t", "lambda_divider", "s")):
+        settings: dict = {}
+        for r in rows:
+            if r["method"] == method:
+                settings.setdefault(r[knob], []).append(r)
+        pts = []
+        for group in settings.values():
+            acc = [100 * r["integer_acc"] for r in group]
+            pts.append((statistics.median(r["weight_sparsity"] for r in group),
+                        statistics.median(acc), min(acc), max(acc)))
         if pts:
-            ax.plot(*zip(*pts), marker=marker, label=method)
+            pts.sort()
+            xs, med, lo, hi = zip(*pts)
+            err = [[m - a for m, a in zip(med, lo)], [b - m for m, b in zip(med, hi)]]
+            ax.errorbar(xs, med, yerr=err, marker=marker, capsize=3, label=f"{method} (median, min-max)")
     fp = [100 * r["float_acc"] for r in rows]
     if fp:
         ax.axhline(statistics.median(fp), color="gray", linestyle="--", label="float")

@@ -106,3 +106,21 @@ def test_layer_without_input_quantizer_stays_on_host():
     x = torch.rand(8, 1, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(frozen(x), qm(x))
+
+
+def test_dynamic_per_token_activations_cannot_freeze_and_say_so():
+    qm = tt.quant.ternarize(_model("mlp", 5), "absmean", act="int8_dynamic")
+    x = torch.rand(8, 1, 8, 8)
+    y = qm(x)  # the fake-quant model runs: scales come from each row
+    assert y.shape == (8, 10)
+    tt.quant.calibrate(qm, [x])
+    with pytest.raises(FreezeError, match="layer '1': dynamic per-token"):
+        tt.quant.freeze(qm)
+
+
+def test_per_token_fake_quant_matches_bitnet_formula():
+    q = tt.quant.Int8Act(dynamic=True)
+    x = torch.tensor([[0.5, -1.0, 0.25], [2.0, 1.0, -0.01]])
+    scale = x.abs().amax(dim=-1, keepdim=True) / 127
+    expected = torch.clamp(torch.round(x / scale), -127, 127) * scale  # no .5 ties here
+    torch.testing.assert_close(q(x), expected)
