@@ -21,8 +21,8 @@ def test_resnet18_cifar_exports_and_round_trips(tmp_path):
     _, frozen = frozen_pair(model, "twn", x)
     ep = torch.export.export(frozen, (x,))
     ops = _tternary_ops(ep)
-    assert {"tternary.quantize.default", "tternary.tconv2d.default", "tternary.requantize.default",
-            "tternary.tlinear.default", "tternary.dequantize.default"} <= ops
+    assert {"tternary.tquantize.default", "tternary.tconv2d.default", "tternary.trequantize.default",
+            "tternary.tlinear.default", "tternary.tdequantize.default"} <= ops
     n_convs = sum(1 for n in ep.graph.nodes if str(n.target) == "tternary.tconv2d.default")
     assert n_convs == 20  # stem + 16 block convs + 3 shortcut convs
     eager = frozen(x)
@@ -39,7 +39,7 @@ def test_exported_ops_carry_integer_parameters():
     _, frozen = frozen_pair(model, "ttq", x, act="ternary")
     ep = torch.export.export(frozen, (x,))
     ops = _tternary_ops(ep)
-    assert "tternary.threshold.default" in ops and "tternary.quantize_ternary.default" in ops
+    assert "tternary.tthreshold.default" in ops and "tternary.tquantize_ternary.default" in ops
     weights = [v for k, v in ep.state_dict.items() if k.endswith("w_t")]
     assert weights and all(w.dtype == torch.int8 and set(w.unique().tolist()) <= {-1, 0, 1}
                            for w in weights)

@@ -59,7 +59,7 @@ small_shapes = st.one_of(st.tuples(st.integers(1, 16)), st.tuples(st.integers(1,
 def test_quantize_matches_reference(x, scale, lo):
     with np.errstate(invalid="ignore"):
         expected = ref.quantize(x, scale, lo, 127)
-    assert_same(T.quantize(t(x), scale, lo, 127), expected)
+    assert_same(T.tquantize(t(x), scale, lo, 127), expected)
 
 
 @MEDIUM
@@ -68,7 +68,7 @@ def test_quantize_matches_reference(x, scale, lo):
 def test_quantize_exact_ties(ks, j, dtype, lo):
     scale = 2.0**j
     x = np.array([(k + 0.5) * scale for k in ks], dtype=dtype)  # x / scale is exactly k + 1/2
-    got = T.quantize(t(x), scale, lo, 127)
+    got = T.tquantize(t(x), scale, lo, 127)
     assert_same(got, ref.quantize(x, scale, lo, 127))
     assert got.tolist() == [max(lo, min(127, rha(k + 0.5))) for k in ks]
 
@@ -80,7 +80,7 @@ def test_quantize_near_ties_any_scale(ks, scale):
     # float32 images of (k + 1/2) * scale: x / scale lands on or next to a tie
     x = np.array([(k + 0.5) * scale for k in ks], dtype=np.float32)
     x = np.concatenate([x, np.nextafter(x, np.float32(np.inf)), np.nextafter(x, np.float32(-np.inf))])
-    assert_same(T.quantize(t(x), scale, -127, 127), ref.quantize(x, scale, -127, 127))
+    assert_same(T.tquantize(t(x), scale, -127, 127), ref.quantize(x, scale, -127, 127))
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -88,7 +88,7 @@ def test_quantize_special_values():
     x = np.array([np.inf, -np.inf, 1e30, -1e30, 0.5 - 2.0**-54, -(0.5 - 2.0**-54), 0.0, -0.0])
     expected = [127, -127, 127, -127, 0, 0, 0, 0]
     assert ref.quantize(x, 1.0).tolist() == expected
-    assert T.quantize(t(x), 1.0, -127, 127).tolist() == expected
+    assert T.tquantize(t(x), 1.0, -127, 127).tolist() == expected
 
 
 @MEDIUM
@@ -111,7 +111,7 @@ def test_round_half_away_twin(x):
 @example(x=np.array([-0.5, 0.5, 0.25], np.float32), t_lo=-0.5, gap=1.0)
 def test_quantize_ternary_matches_reference(x, t_lo, gap):
     t_hi = t_lo + gap
-    assert_same(T.quantize_ternary(t(x), t_lo, t_hi), ref.quantize_ternary(x, t_lo, t_hi))
+    assert_same(T.tquantize_ternary(t(x), t_lo, t_hi), ref.quantize_ternary(x, t_lo, t_hi))
 
 
 # ----------------------------------------------------------------------------- ternary layers
@@ -216,7 +216,7 @@ def test_requantize_matches_reference(case, data, lo):
         frac = [2 ** (s - 1), 2 ** (s - 1) - 1, 2 ** (s - 1) + 1, int(r[idx]) % 2**s][int(kind[idx])]
         z[idx] = int(q[idx]) * 2**s + (frac if q[idx] >= 0 else -frac)
     expected = ref.requantize(z, shift, lo, 127, axis)
-    assert_same(T.requantize(t(z), t(shift), lo, 127, axis), expected)
+    assert_same(T.trequantize(t(z), t(shift), lo, 127, axis), expected)
 
 
 @MEDIUM
@@ -225,7 +225,7 @@ def test_requantize_arbitrary_z(case, data):
     axis, c, shape = case
     shift = data.draw(hnp.arrays(np.int32, c, elements=st.integers(1, 46)))
     z = data.draw(hnp.arrays(np.int64, shape, elements=st.integers(-(2**48), 2**48)))
-    assert_same(T.requantize(t(z), t(shift), -127, 127, axis), ref.requantize(z, shift, -127, 127, axis))
+    assert_same(T.trequantize(t(z), t(shift), -127, 127, axis), ref.requantize(z, shift, -127, 127, axis))
 
 
 @MEDIUM
@@ -237,7 +237,7 @@ def test_threshold_matches_reference(case, data):
     t_hi = t_lo + data.draw(hnp.arrays(np.int64, c, elements=st.integers(0, 20)))
     dt = data.draw(st.sampled_from([np.int32, np.int64]))
     expected = ref.threshold(z, t_lo, t_hi, axis)
-    assert_same(T.threshold(t(z), t(t_lo.astype(dt)), t(t_hi.astype(dt)), axis), expected)
+    assert_same(T.tthreshold(t(z), t(t_lo.astype(dt)), t(t_hi.astype(dt)), axis), expected)
 
 
 @MEDIUM
@@ -247,14 +247,14 @@ def test_dequantize_matches_reference(case, data):
     z = data.draw(hnp.arrays(np.int64, shape, elements=st.integers(-(2**47), 2**47)))
     scale = data.draw(hnp.arrays(np.float32, c, elements=st.floats(2.0**-40, 1.0, width=32)))
     bias = data.draw(hnp.arrays(np.float32, c, elements=st.floats(-1e3, 1e3, width=32)))
-    assert_same(T.dequantize(t(z), t(scale), t(bias), axis), ref.dequantize(z, scale, bias, axis))
+    assert_same(T.tdequantize(t(z), t(scale), t(bias), axis), ref.dequantize(z, scale, bias, axis))
 
 
 def test_dequantize_float64_params_rounded_to_float32_first():
     z = np.array([[2**40]], np.int64)
     scale, bias = np.array([0.1]), np.array([0.1])  # float64: both ops round them to float32
     expected = ref.dequantize(z, scale, bias)
-    assert_same(T.dequantize(t(z), t(scale), t(bias), -1), expected)
+    assert_same(T.tdequantize(t(z), t(scale), t(bias), -1), expected)
     exact32 = np.float32(2**40 * float(np.float32(0.1)) + float(np.float32(0.1)))
     assert expected.tolist() == [[float(exact32)]]
 
@@ -274,10 +274,10 @@ def _opcheck_cases():
     mult = lambda n: torch.randint(2**14, 2**15, (2, n), dtype=torch.int32, generator=g)  # noqa: E731
     bias = lambda n: torch.randint(-(2**30), 2**30, (n,), dtype=torch.int64, generator=g)  # noqa: E731
     return {
-        "quantize": (T.quantize.default, (torch.randn(3, 5) * 10, 0.1, -127, 127)),
-        "quantize_relu_f64": (T.quantize.default, (torch.randn(2, 3, 4, dtype=torch.float64), 0.05, 0, 127)),
-        "quantize_grad": (T.quantize.default, (torch.randn(4, requires_grad=True), 0.1, -127, 127)),
-        "quantize_ternary": (T.quantize_ternary.default, (torch.randn(2, 7), -0.3, 0.4)),
+        "quantize": (T.tquantize.default, (torch.randn(3, 5) * 10, 0.1, -127, 127)),
+        "quantize_relu_f64": (T.tquantize.default, (torch.randn(2, 3, 4, dtype=torch.float64), 0.05, 0, 127)),
+        "quantize_grad": (T.tquantize.default, (torch.randn(4, requires_grad=True), 0.1, -127, 127)),
+        "quantize_ternary": (T.tquantize_ternary.default, (torch.randn(2, 7), -0.3, 0.4)),
         "tlinear_2d": (T.tlinear.default, (_i8(3, 10), _i8(5, 10, lo=-1, hi=1), bias(5), mult(5))),
         "tlinear_3d": (T.tlinear.default, (_i8(2, 3, 10), _i8(4, 10, lo=-1, hi=1), bias(4), mult(4))),
         "tconv2d": (T.tconv2d.default, (_i8(2, 3, 7, 6), _i8(4, 3, 3, 3, lo=-1, hi=1), bias(4), mult(4),
@@ -286,12 +286,12 @@ def _opcheck_cases():
                                                         bias(6), mult(6), [2, 3], [2, 0], [2, 1], 2, -1)),
         "tconv2d_depthwise": (T.tconv2d.default, (_i8(1, 3, 5, 5), _i8(3, 1, 3, 3, lo=-1, hi=1), bias(3),
                                                   mult(3), [1, 2], [0, 1], [1, 1], 3, 0)),
-        "requantize_last": (T.requantize.default, (z2, sh, -127, 127, -1)),
-        "requantize_nchw_relu": (T.requantize.default, (z4, sh, 0, 127, 1)),
-        "threshold_last": (T.threshold.default, (z2, torch.tensor([-5, 0, 1, 2]), torch.tensor([5, 0, 3, 9]), -1)),
-        "threshold_nchw": (T.threshold.default, (z4, torch.full((4,), -(2**39)), torch.full((4,), 2**39), 1)),
-        "dequantize_last": (T.dequantize.default, (z2, torch.rand(4) * 1e-6, torch.randn(4), -1)),
-        "dequantize_nchw": (T.dequantize.default, (z4, torch.rand(4) * 1e-6, torch.randn(4), 1)),
+        "requantize_last": (T.trequantize.default, (z2, sh, -127, 127, -1)),
+        "requantize_nchw_relu": (T.trequantize.default, (z4, sh, 0, 127, 1)),
+        "threshold_last": (T.tthreshold.default, (z2, torch.tensor([-5, 0, 1, 2]), torch.tensor([5, 0, 3, 9]), -1)),
+        "threshold_nchw": (T.tthreshold.default, (z4, torch.full((4,), -(2**39)), torch.full((4,), 2**39), 1)),
+        "dequantize_last": (T.tdequantize.default, (z2, torch.rand(4) * 1e-6, torch.randn(4), -1)),
+        "dequantize_nchw": (T.tdequantize.default, (z4, torch.rand(4) * 1e-6, torch.randn(4), 1)),
     }
 
 
@@ -315,9 +315,9 @@ def test_fake_kernel_shapes_and_dtypes(name):
         fake = op(*fake_args)
     assert fake.shape == real.shape
     assert fake.dtype == real.dtype
-    expected_dtype = {"quantize": torch.int8, "quantize_ternary": torch.int8, "tlinear": torch.int64,
-                      "tconv2d": torch.int64, "requantize": torch.int8, "threshold": torch.int8,
-                      "dequantize": torch.float32}[op._schema.name.removeprefix("tternary::")]
+    expected_dtype = {"tquantize": torch.int8, "tquantize_ternary": torch.int8, "tlinear": torch.int64,
+                      "tconv2d": torch.int64, "trequantize": torch.int8, "tthreshold": torch.int8,
+                      "tdequantize": torch.float32}[op._schema.name.removeprefix("tternary::")]
     assert real.dtype == expected_dtype
 
 

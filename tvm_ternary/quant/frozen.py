@@ -56,9 +56,9 @@ class FrozenTernaryLayer(nn.Module):
     # ----------------------------------------------------------------- torch custom ops
     def forward(self, x: Tensor) -> Tensor:
         if self.input_kind == "int8":
-            x = ops.quantize(x, self.input_params["scale"], reference.INT8_MIN, reference.INT8_MAX)
+            x = ops.tquantize(x, self.input_params["scale"], reference.INT8_MIN, reference.INT8_MAX)
         elif self.input_kind == "ternary":
-            x = ops.quantize_ternary(x, self.input_params["t_lo"], self.input_params["t_hi"])
+            x = ops.tquantize_ternary(x, self.input_params["t_lo"], self.input_params["t_hi"])
         if self.kind == "linear":
             z = ops.tlinear(x, self.w_t, self.bias, self.mult)
         else:
@@ -66,10 +66,10 @@ class FrozenTernaryLayer(nn.Module):
             z = ops.tconv2d(x, self.w_t, self.bias, self.mult, c["stride"], c["padding"],
                             c["dilation"], c["groups"], c["pad_value"])
         if self.output_kind == "requant":
-            return ops.requantize(z, self.shift, self.lo, self.hi, self.axis)
+            return ops.trequantize(z, self.shift, self.lo, self.hi, self.axis)
         if self.output_kind == "threshold":
-            return ops.threshold(z, self.t_lo, self.t_hi, self.axis)
-        return ops.dequantize(z, self.scale, self.out_bias, self.axis)
+            return ops.tthreshold(z, self.t_lo, self.t_hi, self.axis)
+        return ops.tdequantize(z, self.scale, self.out_bias, self.axis)
 
     # ----------------------------------------------------------------- numpy reference
     def forward_reference(self, x: np.ndarray) -> np.ndarray:

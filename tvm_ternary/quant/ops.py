@@ -7,13 +7,16 @@ kernels here are written with torch ops, independently of the numpy reference in
 
 Semantics (see ``reference.py`` for the definitions):
 
-* ``quantize(x, scale, lo, hi)``: float -> int8.
-* ``quantize_ternary(x, t_lo, t_hi)``: float -> ternary int8.
+* ``tquantize(x, scale, lo, hi)``: float -> int8.
+* ``tquantize_ternary(x, t_lo, t_hi)``: float -> ternary int8.
 * ``tlinear(x, w, bias, mult)`` / ``tconv2d(..., pad_value)``: int8 input, ternary int8 weights,
   int64 bias, int32 ``mult [2, N]`` (row 0 = Mp, row 1 = Mn) -> int64 scaled accumulator
   ``z = Mp * acc_p - Mn * acc_n + bias``.
-* ``requantize(z, shift, lo, hi, axis)``, ``threshold(z, t_lo, t_hi, axis)``,
-  ``dequantize(z, scale, bias, axis)``: the epilogues reading ``z``.
+* ``trequantize(z, shift, lo, hi, axis)``, ``tthreshold(z, t_lo, t_hi, axis)``,
+  ``tdequantize(z, scale, bias, axis)``: the epilogues reading ``z``.
+
+Every op name starts with ``t``: TVM's torch frontend keys custom converters by the op name
+without its namespace, so ``threshold`` would collide with ``aten::threshold``.
 
 Accumulation runs in float64, which is exact here: every partial sum is an integer below
 2**31 in magnitude (checked), far inside float64's 2**53.
@@ -66,24 +69,24 @@ def _scale_accumulators(acc_p: Tensor, acc_n: Tensor, bias: Tensor, mult: Tensor
 
 # ----------------------------------------------------------------------------- quantizers
 
-@torch.library.custom_op("tternary::quantize", mutates_args=())
-def quantize(x: Tensor, scale: float, lo: int, hi: int) -> Tensor:
+@torch.library.custom_op("tternary::tquantize", mutates_args=())
+def tquantize(x: Tensor, scale: float, lo: int, hi: int) -> Tensor:
     q = round_half_away(x.double() / scale)
     return q.clamp(lo, hi).to(torch.int8)
 
 
-@quantize.register_fake
+@tquantize.register_fake
 def _(x, scale, lo, hi):
     return torch.empty_like(x, dtype=torch.int8)
 
 
-@torch.library.custom_op("tternary::quantize_ternary", mutates_args=())
-def quantize_ternary(x: Tensor, t_lo: float, t_hi: float) -> Tensor:
+@torch.library.custom_op("tternary::tquantize_ternary", mutates_args=())
+def tquantize_ternary(x: Tensor, t_lo: float, t_hi: float) -> Tensor:
     x = x.double()
     return ((x > t_hi).to(torch.int8) - (x < t_lo).to(torch.int8))
 
 
-@quantize_ternary.register_fake
+@tquantize_ternary.register_fake
 def _(x, t_lo, t_hi):
     return torch.empty_like(x, dtype=torch.int8)
 
@@ -127,38 +130,38 @@ def _(x, w, bias, mult, stride, padding, dilation, groups, pad_value=0):
 
 # ----------------------------------------------------------------------------- epilogues
 
-@torch.library.custom_op("tternary::requantize", mutates_args=())
-def requantize(z: Tensor, shift: Tensor, lo: int, hi: int, axis: int) -> Tensor:
+@torch.library.custom_op("tternary::trequantize", mutates_args=())
+def trequantize(z: Tensor, shift: Tensor, lo: int, hi: int, axis: int) -> Tensor:
     s = _channel_view(shift.to(torch.int64), z.dim(), axis)
     half = torch.bitwise_left_shift(torch.ones_like(s), s - 1)
     mag = torch.bitwise_right_shift(z.abs() + half, s)
     return (torch.sign(z) * mag).clamp(lo, hi).to(torch.int8)
 
 
-@requantize.register_fake
+@trequantize.register_fake
 def _(z, shift, lo, hi, axis):
     return torch.empty_like(z, dtype=torch.int8)
 
 
-@torch.library.custom_op("tternary::threshold", mutates_args=())
-def threshold(z: Tensor, t_lo: Tensor, t_hi: Tensor, axis: int) -> Tensor:
+@torch.library.custom_op("tternary::tthreshold", mutates_args=())
+def tthreshold(z: Tensor, t_lo: Tensor, t_hi: Tensor, axis: int) -> Tensor:
     hi = _channel_view(t_hi.to(torch.int64), z.dim(), axis)
     lo = _channel_view(t_lo.to(torch.int64), z.dim(), axis)
     return (z > hi).to(torch.int8) - (z < lo).to(torch.int8)
 
 
-@threshold.register_fake
+@tthreshold.register_fake
 def _(z, t_lo, t_hi, axis):
     return torch.empty_like(z, dtype=torch.int8)
 
 
-@torch.library.custom_op("tternary::dequantize", mutates_args=())
-def dequantize(z: Tensor, scale: Tensor, bias: Tensor, axis: int) -> Tensor:
+@torch.library.custom_op("tternary::tdequantize", mutates_args=())
+def tdequantize(z: Tensor, scale: Tensor, bias: Tensor, axis: int) -> Tensor:
     s = _channel_view(scale.to(torch.float32).double(), z.dim(), axis)
     b = _channel_view(bias.to(torch.float32).double(), z.dim(), axis)
     return (z.double() * s + b).to(torch.float32)
 
 
-@dequantize.register_fake
+@tdequantize.register_fake
 def _(z, scale, bias, axis):
     return torch.empty_like(z, dtype=torch.float32)
