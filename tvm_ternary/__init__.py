@@ -8,7 +8,14 @@ import importlib
 
 __version__ = "0.1.0"
 
-_LAZY = {"quant", "data", "models", "errors"}
+_LAZY = {"quant", "data", "models", "errors", "frontend", "target"}
+
+
+def compile(model, example_inputs, target="cpu"):  # noqa: A001
+    """Compile a ternary model with TVM; see ``tvm_ternary.pipeline.compile``."""
+    from tvm_ternary.pipeline import compile as _compile
+
+    return _compile(model, example_inputs, target)
 
 
 def __getattr__(name):

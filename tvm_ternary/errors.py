@@ -39,3 +39,7 @@ class OverflowRiskError(TernaryError, ValueError):
 
 class DataFileError(TernaryError, OSError):
     """A missing, truncated or corrupt data set file (names the file)."""
+
+
+class UnsupportedTargetError(TernaryError, ValueError):
+    """A compilation target this build cannot produce code for (names it)."""

@@ -1,0 +1,50 @@
+"""tt.compile(target="cpu"): whole ternary models compiled with TVM match the integer
+model bit for bit (and the numpy reference)."""
+
+import pytest
+import torch
+
+import tvm_ternary as tt
+from tvm_ternary import models
+
+from .quant.helpers import frozen_pair, randomize_batchnorm
+
+
+def _model(kind: str, seed: int):
+    torch.manual_seed(seed)
+    model = models.digits_cnn() if kind == "cnn" else models.digits_mlp()
+    randomize_batchnorm(model, torch.Generator().manual_seed(seed))
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind,method,act", [
+    ("cnn", "twn", "int8"), ("cnn", "ttq", "ternary"), ("cnn", "absmean", "ternary_half"),
+    ("mlp", "ttq", "int8"), ("mlp", "twn", "ternary"),
+])
+def test_compiled_model_equals_frozen_and_reference(kind, method, act):
+    x = torch.rand(16, 1, 8, 8)
+    _, frozen = frozen_pair(_model(kind, 3), method, x, act=act)
+    cm = tt.compile(frozen, (x,), target="cpu")
+    y = cm(x)
+    assert torch.equal(y, frozen(x))
+    assert torch.equal(y, tt.quant.run_reference(frozen, x))
+    assert cm.stats["target"]["kind"] == "llvm"
+
+
+def test_residual_model_compiles_with_float_host_ops():
+    torch.manual_seed(0)
+    model = models.resnet18_cifar(width=0.125)
+    randomize_batchnorm(model, torch.Generator().manual_seed(0))
+    x = torch.rand(2, 3, 32, 32)
+    _, frozen = frozen_pair(model, "twn", x)
+    cm = tt.compile(frozen, (x,))
+    # adds, ReLUs and the average pool run in float on the host: equal up to float rounding
+    torch.testing.assert_close(cm(x), frozen(x), rtol=1e-5, atol=1e-6)
+
+
+def test_uncalibrated_model_is_calibrated_with_a_warning():
+    qm = tt.quant.ternarize(_model("mlp", 1), "twn")
+    x = torch.rand(8, 1, 8, 8)
+    with pytest.warns(UserWarning, match="not calibrated"):
+        cm = tt.compile(qm, (x,))
+    assert cm(x).shape == (8, 10)

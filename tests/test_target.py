@@ -1,0 +1,36 @@
+"""Host CPU detection names the CPU LLVM should tune for (never plain generic x86-64
+when the machine has AVX2)."""
+
+import pytest
+
+from tvm_ternary import target
+from tvm_ternary.errors import UnsupportedTargetError
+
+
+def _cpuinfo(vendor, family, model, flags):
+    return (f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\nmodel\t\t: {model}\n"
+            f"flags\t\t: {flags}\n\nprocessor\t: 1\nvendor_id\t: other\n")
+
+
+@pytest.mark.parametrize("vendor,family,model,flags,expected", [
+    ("AuthenticAMD", 25, 1, "avx2 fma popcnt", "znver3"),
+    ("AuthenticAMD", 23, 49, "avx2 fma", "znver2"),
+    ("GenuineIntel", 6, 167, "avx2 fma avx512f avx512_vnni avx512_bf16 amx_tile", "sapphirerapids"),
+    ("GenuineIntel", 6, 85, "avx2 fma avx512f", "skylake-avx512"),
+    ("GenuineIntel", 6, 60, "avx2 fma", "haswell"),
+    ("GenuineIntel", 6, 30, "sse4_2", "x86-64"),
+])
+def test_llvm_cpu_from_cpuinfo(vendor, family, model, flags, expected):
+    info = target.cpu_info(_cpuinfo(vendor, family, model, flags))
+    assert info["vendor"] == vendor and info["family"] == family and info["model"] == model
+    assert target.llvm_cpu(info) == expected
+
+
+def test_cpu_resolves_to_an_explicit_llvm_target():
+    t = target.resolve("cpu")
+    assert t["kind"] == "llvm" and t["mcpu"] and t["num-cores"] >= 1
+
+
+def test_unknown_target_is_named():
+    with pytest.raises(UnsupportedTargetError, match="'gpu'"):
+        target.resolve("gpu")

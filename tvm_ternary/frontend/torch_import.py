@@ -1,0 +1,60 @@
+"""Import a frozen ternary model into Relax.
+
+``torch.export`` records the frozen model's ``tternary::*`` ops; TVM's
+``from_exported_program`` converts the aten ops, and the converters here turn each ternary
+op into the matching ``R.tternary_*`` operator, carrying its integer parameters (weights,
+bias, multipliers as constants; scalars as PrimValues).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tvm_ternary.errors import TernaryError
+from tvm_ternary.relax import ops as rops
+
+
+class ImportError_(TernaryError, RuntimeError):
+    """torch.export or the Relax import failed; the message says what to change."""
+
+
+def _scalars(name: str, args: list) -> list:
+    """Flatten the op's non-tensor arguments in the order ``relax.ops.OPS`` expects."""
+    if name == "tconv2d":
+        stride, padding, dilation, groups = args[:4]
+        pad_value = args[4] if len(args) > 4 else 0
+        return [*stride, *padding, *dilation, groups, pad_value]
+    return list(args)
+
+
+def _converter(name: str):
+    n_tensors = rops.OPS[name].n_tensors
+
+    def convert(node, importer):
+        args = importer.retrieve_args(node)
+        tensors, rest = list(args[:n_tensors]), list(args[n_tensors:])
+        return importer.block_builder.emit(rops.call(name, tensors, _scalars(name, rest)))
+
+    return convert
+
+
+def tternary_converters() -> dict:
+    """``custom_convert_map`` for ``from_exported_program``: keys are op names without
+    their namespace (``tlinear.default``), which is why every ternary op starts with t."""
+    return {f"{name}.default": _converter(name) for name in rops.OPS}
+
+
+def from_frozen(frozen: nn.Module, example_inputs: tuple):
+    """torch.export the frozen model and import it into a Relax IRModule."""
+    from tvm.relax.frontend.torch import from_exported_program
+
+    rops.register_all()
+    try:
+        ep = torch.export.export(frozen, tuple(example_inputs))
+    except Exception as err:
+        raise ImportError_(f"torch.export failed: {err}\nMake the model's forward traceable "
+                           "(no data-dependent Python control flow) and pass example inputs of "
+                           "the shape you will run.") from err
+    return from_exported_program(ep, custom_convert_map=tternary_converters(),
+                                 unwrap_unit_return_tuple=True)

@@ -1,0 +1,1 @@
+"""Ternary Relax operators and passes."""

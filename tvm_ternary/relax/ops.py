@@ -1,0 +1,106 @@
+"""Ternary Relax operators ``R.tternary_*``: one per ``tternary::*`` torch op.
+
+Registered from Python (TVM 0.27 allows it): each has a type-inference rule and a
+legalization. Non-tensor parameters (scale, axis, strides, ...) travel as scalar
+arguments (``relax.prim_value``) after the tensors, because Python-registered ops have no
+attribute type. ``LegalizeOps`` lowers them to the generic TE computes of
+``tvm_ternary.strategy.generic`` (the portable path); per-target strategies replace that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import tvm
+import tvm_ffi
+from tvm import relax, tirx
+
+from tvm_ternary.strategy import generic
+
+
+@dataclass(frozen=True)
+class OpDef:
+    n_tensors: int          # leading tensor arguments; the rest are PrimValue scalars
+    out_dtype: str
+    compute: Callable       # TE compute: (*tensors, *scalars) -> te.Tensor
+    out_shape: Callable     # (tensor shapes, scalars) -> output shape
+
+
+def _like_first(shapes, scalars):
+    return list(shapes[0])
+
+
+def _linear_shape(shapes, scalars):
+    return list(shapes[0])[:-1] + [shapes[1][0]]
+
+
+def _conv_shape(shapes, scalars):
+    (b, _, h, w), (o, _, kh, kw) = shapes[0], shapes[1]
+    sh, sw, ph, pw, dh, dw = scalars[:6]
+    return [b, o, (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1]
+
+
+def _conv_compute(x, w, bias, mult, sh, sw, ph, pw, dh, dw, groups, pad_value):
+    return generic.tconv2d(x, w, bias, mult, (sh, sw), (ph, pw), (dh, dw), groups, pad_value)
+
+
+OPS: dict[str, OpDef] = {
+    "tquantize": OpDef(1, "int8", generic.tquantize, _like_first),
+    "tquantize_ternary": OpDef(1, "int8", generic.tquantize_ternary, _like_first),
+    "tlinear": OpDef(4, "int64", generic.tlinear, _linear_shape),
+    # scalars: stride h, w; padding h, w; dilation h, w; groups; pad_value
+    "tconv2d": OpDef(4, "int64", _conv_compute, _conv_shape),
+    "trequantize": OpDef(2, "int8", generic.trequantize, _like_first),     # lo, hi, axis
+    "tthreshold": OpDef(3, "int8", generic.tthreshold, _like_first),        # axis
+    "tdequantize": OpDef(3, "float32", generic.tdequantize, _like_first),   # axis
+}
+
+
+def op_name(name: str) -> str:
+    return f"relax.tternary_{name}"
+
+
+def _scalar(expr):
+    """The Python number a scalar argument (an IntImm / FloatImm) carries."""
+    return expr.value
+
+
+def _split(call, spec: OpDef):
+    return call.args[:spec.n_tensors], [_scalar(a) for a in call.args[spec.n_tensors:]]
+
+
+def _register(name: str, spec: OpDef) -> None:
+    full = op_name(name)
+    tvm_ffi.get_global_func("ir.RegisterOp")(full, f"ternary operator {name} (tvm-ternary)")
+
+    def infer(call, ctx):
+        tensors, scalars = _split(call, spec)
+        shapes = [[int(d) for d in t.ty.shape] for t in tensors]
+        return relax.TensorType(spec.out_shape(shapes, scalars), spec.out_dtype)
+
+    def legalize(bb, call):
+        tensors, scalars = _split(call, spec)
+        return bb.call_te(lambda *ts: spec.compute(*ts, *scalars), *tensors,
+                          primfunc_name_hint=name)
+
+    tvm.ir.register_op_attr(full, "FInferType", infer)
+    tvm.ir.register_op_attr(full, "FLegalize", legalize)
+
+
+def register_all() -> None:
+    """Register every ternary op once per process (TVM keeps a global op table)."""
+    for name, spec in OPS.items():
+        try:
+            tvm.ir.Op.get(op_name(name))
+        except Exception:  # not registered yet
+            _register(name, spec)
+
+
+def call(name: str, tensors: list, scalars: list) -> relax.Call:
+    """Build ``R.tternary_<name>(*tensors, *scalars)``."""
+    register_all()
+    # Floats as float64 so scales and thresholds reach the kernel bit for bit.
+    prims = [relax.prim_value(tirx.const(s, "float64" if isinstance(s, float) else "int64"))
+             for s in scalars]
+    return relax.Call(tvm.ir.Op.get(op_name(name)), list(tensors) + prims)

@@ -1,0 +1,1 @@
+"""Per-target implementations (compute + schedule) of the ternary Relax operators."""

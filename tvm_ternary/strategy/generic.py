@@ -1,0 +1,121 @@
+"""Portable TE computes of the ternary operators: the fallback on any target.
+
+Each mirrors a function of ``tvm_ternary.quant.reference`` (the definition) and is tested
+against it with ``==``. No schedule: these lower through TVM's default path. The fast CPU
+kernels (tensorized, packed weights) replace them per target.
+"""
+
+from __future__ import annotations
+
+from tvm import te, tirx, topi
+
+
+def _i64(v):
+    return v.astype("int64")
+
+
+def _round_half_away(v):
+    """``reference.round_half_away_float`` in TIR (float64)."""
+    mag = tirx.abs(v)
+    whole = tirx.floor(mag)
+    up = tirx.Select(mag - whole >= tirx.const(0.5, "float64"), tirx.const(1.0, "float64"),
+                     tirx.const(0.0, "float64"))
+    sign = tirx.Select(v < tirx.const(0.0, "float64"), tirx.const(-1.0, "float64"),
+                       tirx.Select(v > tirx.const(0.0, "float64"), tirx.const(1.0, "float64"),
+                                   tirx.const(0.0, "float64")))
+    return sign * (whole + up)
+
+
+def tquantize(x: te.Tensor, scale: float, lo: int, hi: int) -> te.Tensor:
+    def f(*idx):
+        q = _round_half_away(x(*idx).astype("float64") / tirx.const(scale, "float64"))
+        q = tirx.max(tirx.min(q, tirx.const(float(hi), "float64")), tirx.const(float(lo), "float64"))
+        return q.astype("int8")
+
+    return te.compute(x.shape, f, name="tquantize")
+
+
+def tquantize_ternary(x: te.Tensor, t_lo: float, t_hi: float) -> te.Tensor:
+    def f(*idx):
+        v = x(*idx).astype("float64")
+        return ((v > tirx.const(t_hi, "float64")).astype("int8")
+                - (v < tirx.const(t_lo, "float64")).astype("int8"))
+
+    return te.compute(x.shape, f, name="tquantize_ternary")
+
+
+def _masked(w_val, sign: int, x_val):
+    return tirx.Select(w_val == tirx.const(sign, "int8"), _i64(x_val), tirx.const(0, "int64"))
+
+
+def tlinear(x: te.Tensor, w: te.Tensor, bias: te.Tensor, mult: te.Tensor) -> te.Tensor:
+    """``z = Mp * acc_p - Mn * acc_n + bias`` for ``x [..., K]``, ``w [N, K]``."""
+    k_dim = x.shape[-1]
+    lead = list(x.shape[:-1])
+
+    def acc(sign):
+        k = te.reduce_axis((0, k_dim), f"k{'p' if sign > 0 else 'n'}")
+        return te.compute(lead + [w.shape[0]], lambda *i: te.sum(
+            _masked(w[i[-1], k], sign, x(*i[:-1], k)), axis=k), name=f"acc_{'p' if sign > 0 else 'n'}")
+
+    acc_p, acc_n = acc(1), acc(-1)
+    return te.compute(acc_p.shape, lambda *i: _i64(mult[0, i[-1]]) * acc_p(*i)
+                      - _i64(mult[1, i[-1]]) * acc_n(*i) + bias[i[-1]], name="tlinear")
+
+
+def tconv2d(x: te.Tensor, w: te.Tensor, bias: te.Tensor, mult: te.Tensor, stride, padding,
+            dilation, groups: int, pad_value: int) -> te.Tensor:
+    batch, chans, height, width = x.shape
+    out_ch, cin_g, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    xp = topi.nn.pad(x, [0, 0, ph, pw], [0, 0, ph, pw], pad_value=pad_value)
+    oh = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    out_g = out_ch // groups
+
+    def acc(sign):
+        tag = "p" if sign > 0 else "n"
+        c = te.reduce_axis((0, cin_g), f"c{tag}")
+        i = te.reduce_axis((0, kh), f"i{tag}")
+        j = te.reduce_axis((0, kw), f"j{tag}")
+        return te.compute((batch, out_ch, oh, ow), lambda b, o, y, xx: te.sum(
+            _masked(w[o, c, i, j], sign,
+                    xp[b, (o // out_g) * cin_g + c, y * sh + i * dh, xx * sw + j * dw]),
+            axis=[c, i, j]), name=f"acc_{tag}")
+
+    acc_p, acc_n = acc(1), acc(-1)
+    return te.compute(acc_p.shape, lambda b, o, y, xx: _i64(mult[0, o]) * acc_p[b, o, y, xx]
+                      - _i64(mult[1, o]) * acc_n[b, o, y, xx] + bias[o], name="tconv2d")
+
+
+def _channel(idx, axis: int):
+    return idx[axis]
+
+
+def trequantize(z: te.Tensor, shift: te.Tensor, lo: int, hi: int, axis: int) -> te.Tensor:
+    def f(*idx):
+        v = z(*idx)
+        s = _i64(shift[_channel(idx, axis)])
+        half = tirx.shift_left(tirx.const(1, "int64"), s - tirx.const(1, "int64"))
+        mag = tirx.shift_right(tirx.abs(v) + half, s)
+        r = tirx.Select(v < tirx.const(0, "int64"), -mag, mag)
+        return tirx.max(tirx.min(r, tirx.const(hi, "int64")), tirx.const(lo, "int64")).astype("int8")
+
+    return te.compute(z.shape, f, name="trequantize")
+
+
+def tthreshold(z: te.Tensor, t_lo: te.Tensor, t_hi: te.Tensor, axis: int) -> te.Tensor:
+    def f(*idx):
+        c = _channel(idx, axis)
+        return (z(*idx) > t_hi[c]).astype("int8") - (z(*idx) < t_lo[c]).astype("int8")
+
+    return te.compute(z.shape, f, name="tthreshold")
+
+
+def tdequantize(z: te.Tensor, scale: te.Tensor, bias: te.Tensor, axis: int) -> te.Tensor:
+    def f(*idx):
+        c = _channel(idx, axis)
+        v = z(*idx).astype("float64") * scale[c].astype("float64") + bias[c].astype("float64")
+        return v.astype("float32")
+
+    return te.compute(z.shape, f, name="tdequantize")
