@@ -22,7 +22,7 @@ from tvm_ternary import models
 from tvm_ternary.data import load_digits_split
 from tvm_ternary.quant import calibrate, freeze
 from tvm_ternary.quant.recipes import run_recipe
-from tvm_ternary.quant.train import TrainConfig, accuracy, fit, model_bits, weight_sparsity
+from tvm_ternary.quant.train import TrainConfig, accuracy, entropy_bits, fit, model_bits, weight_sparsity
 from tvm_ternary.report import markdown_table, write_report
 
 # (row label, method, recipe options, float teacher kind)
@@ -66,8 +66,8 @@ def run_one(kind, label, method, opts, act, data, seed, fp_epochs, q_epochs, flo
     return {"model": kind, "method": label, "seed": seed,
             "float_acc": accuracy(fp, x_te, y_te), "ternary_acc": accuracy(qm, x_te, y_te),
             "integer_acc": int_acc, "weight_sparsity": weight_sparsity(qm),
-            "model_kbit": model_bits(qm) / 1000, "float_kbit": model_bits(fp) / 1000,
-            "host_layers": frozen.host_layers, **info}
+            "model_kbit": model_bits(qm) / 1000, "entropy_kbit": entropy_bits(qm) / 1000,
+            "float_kbit": model_bits(fp) / 1000, "host_layers": frozen.host_layers, **info}
 
 
 def median_rows(rows: list[dict], keys: tuple) -> list[dict]:
@@ -77,7 +77,8 @@ def median_rows(rows: list[dict], keys: tuple) -> list[dict]:
     out = []
     for group in groups.values():
         med = {k: group[0][k] for k in keys}
-        for k in ("float_acc", "ternary_acc", "integer_acc", "weight_sparsity", "model_kbit", "float_kbit"):
+        for k in ("float_acc", "ternary_acc", "integer_acc", "weight_sparsity", "model_kbit",
+                  "entropy_kbit", "float_kbit"):
             med[k] = statistics.median(r[k] for r in group)
         med["vs_float_points"] = 100 * (med["integer_acc"] - med["float_acc"])
         med["seeds"] = len(group)
@@ -145,7 +146,7 @@ def main(argv=None) -> int:
                                   args.fp_epochs, args.q_epochs, cache))
     table = median_rows(rows, ("model", "method"))
     cols = ["model", "method", "float_acc", "ternary_acc", "integer_acc", "vs_float_points",
-            "weight_sparsity", "model_kbit", "float_kbit", "seeds"]
+            "weight_sparsity", "model_kbit", "entropy_kbit", "float_kbit", "seeds"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     md = [f"# Ternarization methods on digits\n\nMedian over seeds {args.seeds}; "
