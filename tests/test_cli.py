@@ -38,3 +38,29 @@ def test_unknown_method_is_a_clear_error(tmp_path):
                           "--epochs", "1", "--qat-epochs", "1", "-q", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode != 0 and "valid methods" in out.stderr
+
+
+def test_quantize_compile_run_chain(tmp_path):
+    def tternary(*args):
+        out = subprocess.run([sys.executable, "-m", "tvm_ternary.cli", *args], capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        return out
+
+    tternary("quantize", "--epochs", "2", "--qat-epochs", "1", "-q", "--out", str(tmp_path / "q"))
+    tternary("compile", str(tmp_path / "q" / "frozen.pt2"), "--out", str(tmp_path / "c"))
+    compiled = json.loads((tmp_path / "c" / "report.json").read_text())["results"][0]
+    assert compiled["bit_exact_vs_exported"] is True
+    tternary("run", str(tmp_path / "c" / "model.tar"), "-q", "--out", str(tmp_path / "r"))
+    ran = json.loads((tmp_path / "r" / "report.json").read_text())["results"][0]
+    quantized = json.loads((tmp_path / "q" / "report.json").read_text())["results"][0]
+    # the compiled model classifies the test split exactly as the integer model does
+    assert ran["images"] == 450
+    assert round(ran["accuracy"] * 450) == round(quantized["integer_acc"] * 450)
+
+
+def test_compile_missing_file_is_one_clear_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "tvm_ternary.cli", "compile", str(tmp_path / "x.pt2")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert "x.pt2: no such file" in out.stderr and "Traceback" not in out.stderr

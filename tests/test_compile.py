@@ -48,3 +48,37 @@ def test_uncalibrated_model_is_calibrated_with_a_warning():
     with pytest.warns(UserWarning, match="not calibrated"):
         cm = tt.compile(qm, (x,))
     assert cm(x).shape == (8, 10)
+
+
+def test_export_load_round_trip(tmp_path):
+    x = torch.rand(4, 1, 8, 8)
+    _, frozen = frozen_pair(_model("cnn", 5), "twn", x)
+    cm = tt.compile(frozen, (x,))
+    path = cm.export(tmp_path / "m.tar")
+    cm2 = tt.load(path)
+    assert torch.equal(cm2(x), frozen(x))
+    assert cm2.target == cm.target
+
+
+def test_compile_from_exported_program_file(tmp_path):
+    x = torch.rand(4, 1, 8, 8)
+    _, frozen = frozen_pair(_model("mlp", 6), "ttq", x, act="ternary")
+    torch.export.save(torch.export.export(frozen, (x,)), tmp_path / "f.pt2")
+    cm = tt.compile(torch.export.load(tmp_path / "f.pt2"), (x,))
+    assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
+
+
+def test_bad_inputs_and_files_are_named(tmp_path):
+    from tvm_ternary.errors import DataFileError, ShapeMismatchError
+
+    x = torch.rand(4, 1, 8, 8)
+    _, frozen = frozen_pair(_model("mlp", 7), "twn", x)
+    cm = tt.compile(frozen, (x,))
+    with pytest.raises(ShapeMismatchError, match=r"\[\[4, 1, 8, 8\]\]"):
+        cm(torch.rand(3, 1, 8, 8))
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"not a tar")
+    with pytest.raises(DataFileError, match="bad.tar"):
+        tt.load(bad)
+    with pytest.raises(DataFileError, match="missing.tar"):
+        tt.load(tmp_path / "missing.tar")

@@ -18,6 +18,13 @@ def compile(model, example_inputs, target="cpu"):  # noqa: A001
     return _compile(model, example_inputs, target)
 
 
+def load(path):
+    """Load a compiled model written by ``CompiledModel.export``."""
+    from tvm_ternary.pipeline import load as _load
+
+    return _load(path)
+
+
 def __getattr__(name):
     if name in _LAZY:
         return importlib.import_module(f"tvm_ternary.{name}")

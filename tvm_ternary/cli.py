@@ -8,8 +8,8 @@ import sys
 MODELS = ("digits_cnn", "digits_mlp")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", "-o", default="out/quantize", help="report folder (default: %(default)s)")
+def _common(p: argparse.ArgumentParser, default_out: str = "out/quantize") -> None:
+    p.add_argument("--out", "-o", default=default_out, help="report folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
     verbosity = p.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="print more")
@@ -38,6 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--epochs", type=int, default=30, help="float training epochs (default: %(default)s)")
     q.add_argument("--qat-epochs", type=int, default=20, help="ternary fine-tuning epochs (default: %(default)s)")
     _common(q)
+
+    cp = sub.add_parser("compile", help="compile an exported frozen model (.pt2) with TVM",
+                        description="Import a frozen ternary model saved by 'tternary quantize' "
+                                    "into TVM Relax, build it for the target, check it against "
+                                    "the exported integer model, and write model.tar.")
+    cp.add_argument("model_file", help="frozen model from 'tternary quantize' (frozen.pt2)")
+    cp.add_argument("--target", default="cpu", help="'cpu' (the detected host CPU; default)")
+    _common(cp, default_out="out/compile")
+
+    rn = sub.add_parser("run", help="run a compiled model on the digits test split",
+                        description="Load model.tar from 'tternary compile', classify the digits "
+                                    "test split, report accuracy and latency (min / median).")
+    rn.add_argument("compiled", help="compiled model (model.tar)")
+    _common(rn, default_out="out/run")
     return parser
 
 
@@ -47,9 +61,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from tvm_ternary.errors import TernaryError
+
+    try:
+        return _dispatch(parser, args)
+    except TernaryError as err:  # bad input: one clear line, no traceback
+        print(f"tternary {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(parser: argparse.ArgumentParser, args) -> int:
     if args.command == "quantize":
         from tvm_ternary.commands.quantize import run_quantize
         return run_quantize(args)
+    if args.command == "compile":
+        from tvm_ternary.commands.compile_run import run_compile
+        return run_compile(args)
+    if args.command == "run":
+        from tvm_ternary.commands.compile_run import run_run
+        return run_run(args)
     parser.error(f"unknown command {args.command!r}")
     return 2
 

@@ -43,3 +43,7 @@ class DataFileError(TernaryError, OSError):
 
 class UnsupportedTargetError(TernaryError, ValueError):
     """A compilation target this build cannot produce code for (names it)."""
+
+
+class ShapeMismatchError(TernaryError, ValueError):
+    """Inputs whose shapes differ from what a model was compiled or packed for."""

@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
+import json
+import tarfile
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from tvm_ternary import target as targets
+from tvm_ternary.errors import DataFileError, ShapeMismatchError
 
 
 class CompiledModel:
     """A compiled ternary model: ``cm(x)`` takes and returns torch tensors.
 
     ``stats`` holds what is known about the compiled program (target; more per target as
-    the CPU strategies and the accelerator land).
+    the CPU strategies and the accelerator land). ``export(path)`` writes a tar with the
+    shared library and its metadata; ``tt.load(path)`` reads it back.
     """
 
-    def __init__(self, executable, target: dict, relax_mod, frozen):
-        from tvm import relax
+    def __init__(self, executable, target: dict, input_shapes: list, relax_mod=None, frozen=None):
         import tvm
+        from tvm import relax
 
         self.executable = executable
         self.target = target
+        self.input_shapes = [list(s) for s in input_shapes]
         self.relax_mod = relax_mod
         self.frozen = frozen
         self._vm = relax.VirtualMachine(executable, tvm.cpu())
@@ -32,9 +39,49 @@ class CompiledModel:
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         import tvm
 
+        shapes = [list(x.shape) for x in inputs]
+        if shapes != self.input_shapes:
+            raise ShapeMismatchError(f"compiled for input shapes {self.input_shapes}, got {shapes}")
         args = [tvm.runtime.tensor(np.ascontiguousarray(x.detach().cpu().numpy())) for x in inputs]
-        out = self._vm["main"](*args)
-        return torch.from_numpy(out.numpy())
+        return torch.from_numpy(self._vm["main"](*args).numpy())
+
+    def export(self, path) -> Path:
+        """Write ``path`` (a .tar): ``model.so`` + ``meta.json`` (target, input shapes)."""
+        path = Path(path)
+        with tempfile.TemporaryDirectory() as tmp:
+            lib = Path(tmp) / "model.so"
+            self.executable.export_library(str(lib))
+            meta = Path(tmp) / "meta.json"
+            meta.write_text(json.dumps({"format": _FORMAT, "target": self.target,
+                                        "input_shapes": self.input_shapes}))
+            with tarfile.open(path, "w") as tar:
+                tar.add(lib, "model.so")
+                tar.add(meta, "meta.json")
+        return path
+
+
+_FORMAT = "tvm-ternary-compiled-1"
+
+
+def load(path) -> CompiledModel:
+    """Load a model written by ``CompiledModel.export``."""
+    import tvm
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"{path}: no such compiled model file")
+    try:
+        with tarfile.open(path) as tar:
+            meta = json.loads(tar.extractfile("meta.json").read())
+            # The library must stay on disk while loaded: keep it next to nothing else.
+            tmp = Path(tempfile.mkdtemp(prefix="tternary-"))
+            tar.extract("model.so", tmp, filter="data")
+    except (tarfile.TarError, KeyError, json.JSONDecodeError, AttributeError) as err:
+        raise DataFileError(f"{path}: not a tvm-ternary compiled model ({err})") from err
+    if meta.get("format") != _FORMAT:
+        raise DataFileError(f"{path}: unknown format {meta.get('format')!r}, expected {_FORMAT!r}")
+    executable = tvm.runtime.load_module(str(tmp / "model.so"))
+    return CompiledModel(executable, meta["target"], meta["input_shapes"])
 
 
 def _frozen(model: nn.Module, example_inputs: tuple) -> nn.Module:
@@ -50,17 +97,26 @@ def _frozen(model: nn.Module, example_inputs: tuple) -> nn.Module:
     return freeze(model)
 
 
-def compile(model: nn.Module, example_inputs, target="cpu") -> CompiledModel:  # noqa: A001
-    """Freeze (if needed), import into Relax, legalize and build for ``target``."""
+def compile(model, example_inputs, target="cpu") -> CompiledModel:  # noqa: A001
+    """Freeze (if needed), import into Relax, legalize and build for ``target``.
+
+    ``model`` is a ternary ``nn.Module`` (frozen, calibrated, or neither: then it is
+    calibrated on ``example_inputs`` with a warning) or a ``torch.export.ExportedProgram``
+    of a frozen model (as ``tternary quantize`` saves it).
+    """
     import tvm
     from tvm import relax
 
-    from tvm_ternary.frontend import from_frozen
+    from tvm_ternary.frontend import from_exported, from_frozen
 
     example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     tgt = targets.resolve(target)
-    frozen = _frozen(model, example_inputs)
-    mod = from_frozen(frozen, example_inputs)
+    frozen = None
+    if isinstance(model, torch.export.ExportedProgram):
+        mod = from_exported(model)
+    else:
+        frozen = _frozen(model, example_inputs)
+        mod = from_frozen(frozen, example_inputs)
     mod = relax.transform.LegalizeOps()(mod)
     executable = tvm.compile(mod, target=tvm.target.Target(tgt))
-    return CompiledModel(executable, tgt, mod, frozen)
+    return CompiledModel(executable, tgt, [list(x.shape) for x in example_inputs], mod, frozen)

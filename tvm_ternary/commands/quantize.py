@@ -53,7 +53,9 @@ def run_quantize(args) -> int:
             "model_kbit", "float_kbit"]
     md = f"# tternary quantize\n\n{markdown_table([row], cols)}\n"
     out = write_report(args.out, {"results": [row]}, md)
+    # The frozen model, exported for one image at a time: `tternary compile` reads it.
+    torch.export.save(torch.export.export(frozen, (x_te[:1],)), out / "frozen.pt2")
     if not args.quiet:
         print(markdown_table([row], cols))
-    print(f"report: {out / 'report.md'}")
+    print(f"report: {out / 'report.md'}; frozen model: {out / 'frozen.pt2'}")
     return 0

@@ -1,5 +1,5 @@
 """torch.export -> Relax, with converters for the ``tternary::*`` custom ops."""
 
-from .torch_import import from_frozen, tternary_converters
+from .torch_import import export_frozen, from_exported, from_frozen, tternary_converters
 
-__all__ = ["from_frozen", "tternary_converters"]
+__all__ = ["export_frozen", "from_exported", "from_frozen", "tternary_converters"]

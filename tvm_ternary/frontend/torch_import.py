@@ -45,16 +45,25 @@ def tternary_converters() -> dict:
     return {f"{name}.default": _converter(name) for name in rops.OPS}
 
 
-def from_frozen(frozen: nn.Module, example_inputs: tuple):
-    """torch.export the frozen model and import it into a Relax IRModule."""
-    from tvm.relax.frontend.torch import from_exported_program
-
-    rops.register_all()
+def export_frozen(frozen: nn.Module, example_inputs: tuple) -> torch.export.ExportedProgram:
+    """torch.export a frozen model; a failure says what to change."""
     try:
-        ep = torch.export.export(frozen, tuple(example_inputs))
+        return torch.export.export(frozen, tuple(example_inputs))
     except Exception as err:
         raise ImportError_(f"torch.export failed: {err}\nMake the model's forward traceable "
                            "(no data-dependent Python control flow) and pass example inputs of "
                            "the shape you will run.") from err
+
+
+def from_exported(ep: torch.export.ExportedProgram):
+    """Import an exported frozen model into a Relax IRModule with R.tternary_* ops."""
+    from tvm.relax.frontend.torch import from_exported_program
+
+    rops.register_all()
     return from_exported_program(ep, custom_convert_map=tternary_converters(),
                                  unwrap_unit_return_tuple=True)
+
+
+def from_frozen(frozen: nn.Module, example_inputs: tuple):
+    """torch.export the frozen model and import it into a Relax IRModule."""
+    return from_exported(export_frozen(frozen, example_inputs))
