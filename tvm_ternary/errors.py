@@ -47,3 +47,7 @@ class UnsupportedTargetError(TernaryError, ValueError):
 
 class ShapeMismatchError(TernaryError, ValueError):
     """Inputs whose shapes differ from what a model was compiled or packed for."""
+
+
+class ExportError(TernaryError, RuntimeError):
+    """torch.export of a model failed; the message has torch's error and what to change."""

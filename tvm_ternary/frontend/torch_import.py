@@ -11,12 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tvm_ternary.errors import TernaryError
+from tvm_ternary.errors import ExportError
 from tvm_ternary.relax import ops as rops
-
-
-class ImportError_(TernaryError, RuntimeError):
-    """torch.export or the Relax import failed; the message says what to change."""
 
 
 def _scalars(name: str, args: list) -> list:
@@ -50,7 +46,7 @@ def export_frozen(frozen: nn.Module, example_inputs: tuple) -> torch.export.Expo
     try:
         return torch.export.export(frozen, tuple(example_inputs))
     except Exception as err:
-        raise ImportError_(f"torch.export failed: {err}\nMake the model's forward traceable "
+        raise ExportError(f"torch.export failed: {err}\nMake the model's forward traceable "
                            "(no data-dependent Python control flow) and pass example inputs of "
                            "the shape you will run.") from err
 
