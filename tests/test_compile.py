@@ -7,14 +7,9 @@ import torch
 import tvm_ternary as tt
 from tvm_ternary import models
 
-from .quant.helpers import frozen_pair, randomize_batchnorm
+from .quant.helpers import frozen_pair, random_digits_model, randomize_batchnorm
 
 
-def _model(kind: str, seed: int):
-    torch.manual_seed(seed)
-    model = models.digits_cnn() if kind == "cnn" else models.digits_mlp()
-    randomize_batchnorm(model, torch.Generator().manual_seed(seed))
-    return model.eval()
 
 
 @pytest.mark.parametrize("kind,method,act", [
@@ -23,7 +18,7 @@ def _model(kind: str, seed: int):
 ])
 def test_compiled_model_equals_frozen_and_reference(kind, method, act):
     x = torch.rand(16, 1, 8, 8)
-    _, frozen = frozen_pair(_model(kind, 3), method, x, act=act)
+    _, frozen = frozen_pair(random_digits_model(kind, 3), method, x, act=act)
     cm = tt.compile(frozen, (x,), target="cpu")
     y = cm(x)
     assert torch.equal(y, frozen(x))
@@ -43,7 +38,7 @@ def test_residual_model_compiles_with_float_host_ops():
 
 
 def test_uncalibrated_model_is_calibrated_with_a_warning():
-    qm = tt.quant.ternarize(_model("mlp", 1), "twn")
+    qm = tt.quant.ternarize(random_digits_model("mlp", 1), "twn")
     x = torch.rand(8, 1, 8, 8)
     with pytest.warns(UserWarning, match="not calibrated"):
         cm = tt.compile(qm, (x,))
@@ -52,7 +47,7 @@ def test_uncalibrated_model_is_calibrated_with_a_warning():
 
 def test_export_load_round_trip(tmp_path):
     x = torch.rand(4, 1, 8, 8)
-    _, frozen = frozen_pair(_model("cnn", 5), "twn", x)
+    _, frozen = frozen_pair(random_digits_model("cnn", 5), "twn", x)
     cm = tt.compile(frozen, (x,))
     path = cm.export(tmp_path / "m.tar")
     cm2 = tt.load(path)
@@ -62,7 +57,7 @@ def test_export_load_round_trip(tmp_path):
 
 def test_compile_from_exported_program_file(tmp_path):
     x = torch.rand(4, 1, 8, 8)
-    _, frozen = frozen_pair(_model("mlp", 6), "ttq", x, act="ternary")
+    _, frozen = frozen_pair(random_digits_model("mlp", 6), "ttq", x, act="ternary")
     torch.export.save(torch.export.export(frozen, (x,)), tmp_path / "f.pt2")
     cm = tt.compile(torch.export.load(tmp_path / "f.pt2"), (x,))
     assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
@@ -72,7 +67,7 @@ def test_bad_inputs_and_files_are_named(tmp_path):
     from tvm_ternary.errors import DataFileError, ShapeMismatchError
 
     x = torch.rand(4, 1, 8, 8)
-    _, frozen = frozen_pair(_model("mlp", 7), "twn", x)
+    _, frozen = frozen_pair(random_digits_model("mlp", 7), "twn", x)
     cm = tt.compile(frozen, (x,))
     with pytest.raises(ShapeMismatchError, match=r"\[\[4, 1, 8, 8\]\]"):
         cm(torch.rand(3, 1, 8, 8))

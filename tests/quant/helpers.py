@@ -21,6 +21,16 @@ def randomize_batchnorm(model: nn.Module, gen: torch.Generator, negative_fractio
                 m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
 
 
+def random_digits_model(kind: str, seed: int) -> nn.Module:
+    """The digits CNN or MLP with seeded weights and random BN statistics, in eval mode."""
+    from tvm_ternary import models
+
+    torch.manual_seed(seed)
+    model = models.digits_cnn() if kind == "cnn" else models.digits_mlp()
+    randomize_batchnorm(model, torch.Generator().manual_seed(seed))
+    return model.eval()
+
+
 def frozen_pair(model: nn.Module, method: str, x: torch.Tensor, act="int8", **opts):
     """(fake-quant model, frozen model) calibrated on ``x``."""
     qm = tt.quant.ternarize(model.eval(), method, act=act, **opts)

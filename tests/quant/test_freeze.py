@@ -1,6 +1,8 @@
 """Freeze: the integer model equals the numpy reference exactly, and agrees with the
 float fake-quant model within the quantization error."""
 
+import zlib
+
 import pytest
 import torch
 from torch import nn
@@ -9,24 +11,19 @@ import tvm_ternary as tt
 from tvm_ternary import models
 from tvm_ternary.errors import FreezeError, FrozenModelError
 
-from .helpers import fake_quant_integers, frozen_integers, frozen_pair, randomize_batchnorm
+from .helpers import (fake_quant_integers, frozen_integers, frozen_pair, random_digits_model,
+                      randomize_batchnorm)
 
 CASES = [(method, act) for method in ("twn", "ttq", "absmean")
          for act in ("int8", "ternary", "ternary_half")]
 
 
-def _model(kind: str, seed: int) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = models.digits_cnn() if kind == "cnn" else models.digits_mlp()
-    randomize_batchnorm(model, gen)
-    return model.eval()
 
 
 @pytest.mark.parametrize("method,act", CASES)
 @pytest.mark.parametrize("kind", ["cnn", "mlp"])
 def test_frozen_model_equals_numpy_reference(kind, method, act):
-    model = _model(kind, seed=hash((kind, method, act)) % 1000)
+    model = random_digits_model(kind, seed=zlib.crc32(f"{kind}{method}{act}".encode()) % 1000)
     x = torch.rand(48, 1, 8, 8)
     _, frozen = frozen_pair(model, method, x, act=act)
     assert torch.equal(frozen(x), tt.quant.run_reference(frozen, x))
@@ -34,7 +31,7 @@ def test_frozen_model_equals_numpy_reference(kind, method, act):
 
 @pytest.mark.parametrize("method,act", CASES)
 def test_frozen_model_agrees_with_fake_quant(method, act):
-    model = _model("cnn", seed=7)
+    model = random_digits_model("cnn", seed=7)
     x = torch.rand(256, 1, 8, 8)
     qm, frozen = frozen_pair(model, method, x, act=act)
     with torch.no_grad():
@@ -48,7 +45,7 @@ def test_frozen_model_agrees_with_fake_quant(method, act):
 
 
 def test_batchnorm_relu_maxpool_flatten_are_folded():
-    _, frozen = frozen_pair(_model("cnn", 0), "twn", torch.rand(8, 1, 8, 8))
+    _, frozen = frozen_pair(random_digits_model("cnn", 0), "twn", torch.rand(8, 1, 8, 8))
     kinds = [layer.output_kind for layer in frozen.frozen_layers()]
     assert kinds == ["requant"] * 4 + ["float"]
     assert frozen.fused["0"] == ["bn", "relu"]
@@ -56,7 +53,7 @@ def test_batchnorm_relu_maxpool_flatten_are_folded():
 
 
 def test_negative_gamma_flips_channel_weights():
-    model = _model("mlp", 3)
+    model = random_digits_model("mlp", 3)
     bn = model[2]
     with torch.no_grad():
         bn.weight.abs_()
@@ -81,7 +78,7 @@ def test_residual_model_runs_add_on_host_and_matches_reference():
 
 
 def test_frozen_model_refuses_to_train():
-    _, frozen = frozen_pair(_model("mlp", 1), "twn", torch.rand(8, 1, 8, 8))
+    _, frozen = frozen_pair(random_digits_model("mlp", 1), "twn", torch.rand(8, 1, 8, 8))
     with pytest.raises(FrozenModelError, match="frozen"):
         frozen.train()
     with pytest.raises(FrozenModelError):
@@ -92,13 +89,13 @@ def test_frozen_model_refuses_to_train():
 
 
 def test_uncalibrated_model_cannot_freeze():
-    qm = tt.quant.ternarize(_model("mlp", 2), "twn")
+    qm = tt.quant.ternarize(random_digits_model("mlp", 2), "twn")
     with pytest.raises(FreezeError, match="calibrate"):
         tt.quant.freeze(qm)
 
 
 def test_layer_without_input_quantizer_stays_on_host():
-    model = _model("mlp", 4)
+    model = random_digits_model("mlp", 4)
     qm = tt.quant.ternarize(model, "twn", act=None)
     frozen = tt.quant.freeze(qm)
     assert frozen.frozen_layers() == []
@@ -109,7 +106,7 @@ def test_layer_without_input_quantizer_stays_on_host():
 
 
 def test_dynamic_per_token_activations_cannot_freeze_and_say_so():
-    qm = tt.quant.ternarize(_model("mlp", 5), "absmean", act="int8_dynamic")
+    qm = tt.quant.ternarize(random_digits_model("mlp", 5), "absmean", act="int8_dynamic")
     x = torch.rand(8, 1, 8, 8)
     y = qm(x)  # the fake-quant model runs: scales come from each row
     assert y.shape == (8, 10)
