@@ -77,3 +77,23 @@ def test_bad_inputs_and_files_are_named(tmp_path):
         tt.load(bad)
     with pytest.raises(DataFileError, match="missing.tar"):
         tt.load(tmp_path / "missing.tar")
+
+
+def test_kernel_selection_symmetric_dual_and_portable():
+    x = torch.rand(4, 1, 8, 8)
+    _, sym = frozen_pair(random_digits_model("mlp", 8), "twn", x)
+    _, dual = frozen_pair(random_digits_model("mlp", 8), "ttq", x)
+    from tvm_ternary.cpu.strategy import has_avx2
+    from tvm_ternary.target import host_target
+
+    host = tt.compile(sym, (x,))
+    if has_avx2(host_target()):
+        assert host.stats["kernels"].count("tlinear: avx2_pmaddubsw_gemv") == 3
+    assert torch.equal(host(x), sym(x))
+    # dual-scale layers need two accumulators: the generic path, still exact
+    cm = tt.compile(dual, (x,))
+    assert "tlinear: generic" in cm.stats["kernels"] and torch.equal(cm(x), dual(x))
+    # a CPU without AVX2 gets the portable path, exact too
+    portable = tt.compile(sym, (x,), target={"kind": "llvm", "mcpu": "x86-64", "num-cores": 1})
+    assert all(k.endswith("generic") for k in portable.stats["kernels"])
+    assert torch.equal(portable(x), sym(x))

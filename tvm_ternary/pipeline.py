@@ -117,6 +117,12 @@ def compile(model, example_inputs, target="cpu") -> CompiledModel:  # noqa: A001
     else:
         frozen = _frozen(model, example_inputs)
         mod = from_frozen(frozen, example_inputs)
-    mod = relax.transform.LegalizeOps()(mod)
+    import tvm_ternary.cpu.strategy  # noqa: F401  (registers the CPU kernels)
+    from tvm_ternary.strategy.registry import target_scope
+
+    with target_scope(tgt) as chosen:
+        mod = relax.transform.LegalizeOps()(mod)
     executable = tvm.compile(mod, target=tvm.target.Target(tgt))
-    return CompiledModel(executable, tgt, [list(x.shape) for x in example_inputs], mod, frozen)
+    cm = CompiledModel(executable, tgt, [list(x.shape) for x in example_inputs], mod, frozen)
+    cm.stats["kernels"] = [f"{op}: {impl}" for op, impl in chosen]
+    return cm

@@ -3,8 +3,9 @@
 Registered from Python (TVM 0.27 allows it): each has a type-inference rule and a
 legalization. Non-tensor parameters (scale, axis, strides, ...) travel as scalar
 arguments (``relax.prim_value``) after the tensors, because Python-registered ops have no
-attribute type. ``LegalizeOps`` lowers them to the generic TE computes of
-``tvm_ternary.strategy.generic`` (the portable path); per-target strategies replace that.
+attribute type. ``LegalizeOps`` lowers each through the implementation the strategy
+registry selects for the current target (``tvm_ternary.strategy.registry``), else the
+generic TE compute of ``tvm_ternary.strategy.generic`` (the portable path).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import tvm
 import tvm_ffi
 from tvm import relax, tirx
 
-from tvm_ternary.strategy import generic
+from tvm_ternary.strategy import generic, registry
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ def _register(name: str, spec: OpDef) -> None:
         return relax.TensorType(spec.out_shape(shapes, scalars), spec.out_dtype)
 
     def legalize(bb, call):
+        impl = registry.select(name, call)
+        if impl is not None:
+            return impl.emit(bb, call)
         tensors, scalars = _split(call, spec)
         return bb.call_te(lambda *ts: spec.compute(*ts, *scalars), *tensors,
                           primfunc_name_hint=name)
