@@ -8,7 +8,6 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -42,8 +41,10 @@ class CompiledModel:
         shapes = [list(x.shape) for x in inputs]
         if shapes != self.input_shapes:
             raise ShapeMismatchError(f"compiled for input shapes {self.input_shapes}, got {shapes}")
-        args = [tvm.runtime.tensor(np.ascontiguousarray(x.detach().cpu().numpy())) for x in inputs]
-        return torch.from_numpy(self._vm["main"](*args).numpy())
+        # DLPack shares memory both ways: a numpy round trip cost ~0.1 ms per call on a
+        # 4096-wide GEMV, a third of the kernel's time.
+        args = [tvm.runtime.from_dlpack(x.detach().cpu().contiguous()) for x in inputs]
+        return torch.from_dlpack(self._vm["main"](*args))
 
     def export(self, path) -> Path:
         """Write ``path`` (a .tar): ``model.so`` + ``meta.json`` (target, input shapes)."""
