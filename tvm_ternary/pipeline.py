@@ -43,7 +43,7 @@ class CompiledModel:
             raise ShapeMismatchError(f"compiled for input shapes {self.input_shapes}, got {shapes}")
         # DLPack shares memory both ways: a numpy round trip cost ~0.1 ms per call on a
         # 4096-wide GEMV, a third of the kernel's time.
-        args = [tvm.runtime.from_dlpack(x.detach().cpu().contiguous()) for x in inputs]
+        args = [tvm.runtime.from_dlpack(_aligned(x)) for x in inputs]
         return torch.from_dlpack(self._vm["main"](*args))
 
     def export(self, path) -> Path:
@@ -59,6 +59,13 @@ class CompiledModel:
                 tar.add(lib, "model.so")
                 tar.add(meta, "meta.json")
         return path
+
+
+def _aligned(x: torch.Tensor) -> torch.Tensor:
+    """A contiguous CPU tensor whose data TVM accepts: DLPack import needs 64-byte
+    alignment, which a slice such as ``x[i:i + 1]`` usually lacks (then copy once)."""
+    x = x.detach().cpu().contiguous()
+    return x if x.data_ptr() % 64 == 0 else x.clone()
 
 
 _FORMAT = "tvm-ternary-compiled-1"
