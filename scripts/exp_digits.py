@@ -21,21 +21,21 @@ from tqdm import tqdm
 from tvm_ternary import models
 from tvm_ternary.data import load_digits_split
 from tvm_ternary.quant import calibrate, freeze
-from tvm_ternary.quant.recipes import run_recipe
+from tvm_ternary.quant.recipes import float_activation, run_recipe
 from tvm_ternary.quant.train import TrainConfig, accuracy, entropy_bits, fit, model_bits, weight_sparsity
 from tvm_ternary.report import markdown_table, write_report
 
-# (row label, method, recipe options, float teacher kind)
+# (row label, method, recipe options)
 RUNS = [
-    ("twn", "twn", {}, "relu"),
-    ("ttq", "ttq", {}, "relu"),
-    ("tgauss", "tgauss", {}, "relu"),
-    ("absmean", "absmean", {}, "relu"),
-    ("fatnn (ternary acts)", "fatnn", {}, "relu"),
-    ("sparse 90%", "sparse", {"sparsity": 0.9}, "relu"),
-    ("ec2t", "ec2t", {}, "relu"),
-    ("ec2t x1.5 super-net", "ec2t", {"width": 1.5}, "relu"),
-    ("teacher_student (ternary acts)", "teacher_student", {}, "stochastic_ternary"),
+    ("twn", "twn", {}),
+    ("ttq", "ttq", {}),
+    ("tgauss", "tgauss", {}),
+    ("absmean", "absmean", {}),
+    ("fatnn (ternary acts)", "fatnn", {}),
+    ("sparse 90%", "sparse", {"sparsity": 0.9}),
+    ("ec2t", "ec2t", {}),
+    ("ec2t x1.5 super-net", "ec2t", {"width": 1.5}),
+    ("teacher_student (ternary acts)", "teacher_student", {}),
 ]
 SWEEP = [("sparse", {"sparsity": s}) for s in (0.5, 0.8, 0.9, 0.95, 0.98)] + \
         [("ec2t", {"lambda_divider": d}) for d in (0.1, 0.3, 0.6, 1.0)]
@@ -136,13 +136,14 @@ def main(argv=None) -> int:
     d = load_digits_split()
     data = tuple(torch.from_numpy(d[k]) for k in ("x_train", "y_train", "x_test", "y_test"))
     start = time.time()
-    jobs = [(kind, *run, seed) for kind in args.models for run in RUNS for seed in args.seeds]
+    jobs = [(kind, label, method, opts, float_activation(method), seed)
+            for kind in args.models for label, method, opts in RUNS for seed in args.seeds]
     sweep = [] if args.quick else [(m, o, s) for m, o in SWEEP for s in args.seeds]
     rows, sweep_rows, cache = [], [], {}
     for kind, label, method, opts, act, seed in tqdm(jobs, desc="methods", disable=args.quiet):
         rows.append(run_one(kind, label, method, opts, act, data, seed, args.fp_epochs, args.q_epochs, cache))
     for method, opts, seed in tqdm(sweep, desc="sparsity sweep", disable=args.quiet):
-        sweep_rows.append(run_one("cnn", method, method, opts, "relu", data, seed,
+        sweep_rows.append(run_one("cnn", method, method, opts, float_activation(method), data, seed,
                                   args.fp_epochs, args.q_epochs, cache))
     table = median_rows(rows, ("model", "method"))
     cols = ["model", "method", "float_acc", "ternary_acc", "integer_acc", "vs_float_points",

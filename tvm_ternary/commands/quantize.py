@@ -10,7 +10,7 @@ from tqdm import tqdm
 from tvm_ternary import models
 from tvm_ternary.data import load_digits_split
 from tvm_ternary.quant import calibrate, freeze, run_reference
-from tvm_ternary.quant.recipes import recipe_epochs, run_recipe
+from tvm_ternary.quant.recipes import float_activation, recipe_epochs, run_recipe
 from tvm_ternary.quant.train import TrainConfig, accuracy, fit, model_bits, weight_sparsity
 from tvm_ternary.report import markdown_table, write_report
 
@@ -25,9 +25,7 @@ def run_quantize(args) -> int:
     data = {k: torch.from_numpy(v) for k, v in load_digits_split().items()}
     x_tr, y_tr, x_te, y_te = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
     opts = {} if args.act == "default" else {"act": None if args.act == "none" else args.act}
-    # A ternary-activation student learns from a teacher trained with stochastic firing.
-    fp_act = "stochastic_ternary" if args.method == "teacher_student" else "relu"
-    fp = getattr(models, args.model)(act=fp_act)
+    fp = getattr(models, args.model)(act=float_activation(args.method))
     q_cfg = TrainConfig(epochs=args.qat_epochs, lr=1e-3, seed=args.seed)
     n_layers = sum(1 for m in fp.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)))
     start = time.time()

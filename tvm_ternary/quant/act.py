@@ -85,13 +85,12 @@ class Int8Act(ActQuantizer):
         if self.dynamic:
             row_max = x.detach().abs().amax(dim=-1, keepdim=True).clamp_min(1e-5)
             return self._fake_quant(x, row_max / INT8_MAX)
-        x_max = x.detach().abs().max().item()
         if self.observing:
-            self._observed_max = max(self._observed_max, x_max)
+            self._observed_max = max(self._observed_max, x.detach().abs().max().item())
             return x
         if self.training:
             with torch.no_grad():
-                new = max(x_max, 1e-8) / INT8_MAX
+                new = max(x.abs().max().item(), 1e-8) / INT8_MAX
                 if bool(self.initialized):
                     new = (1 - self.momentum) * self.scale.item() + self.momentum * new
                 self.scale.fill_(new)

@@ -30,6 +30,8 @@ from torch import Tensor
 
 from tvm_ternary.errors import OverflowRiskError
 
+from .reference import conv_out_size
+
 _INT32_MAX = 2**31 - 1
 
 
@@ -120,11 +122,8 @@ def tconv2d(x: Tensor, w: Tensor, bias: Tensor, mult: Tensor, stride: list[int],
 
 @tconv2d.register_fake
 def _(x, w, bias, mult, stride, padding, dilation, groups, pad_value=0):
-    def out(size, k, s, p, d):
-        return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-    oh = out(x.shape[2], w.shape[2], stride[0], padding[0], dilation[0])
-    ow = out(x.shape[3], w.shape[3], stride[1], padding[1], dilation[1])
+    oh = conv_out_size(x.shape[2], w.shape[2], stride[0], padding[0], dilation[0])
+    ow = conv_out_size(x.shape[3], w.shape[3], stride[1], padding[1], dilation[1])
     return x.new_empty((x.shape[0], w.shape[0], oh, ow), dtype=torch.int64)
 
 

@@ -79,6 +79,12 @@ def _teacher_student(teacher, x, y, cfg, act="default", progress=None):
     return train_teacher_student(teacher, x, y, cfg, progress=progress), {}
 
 
+def float_activation(method: str) -> str:
+    """The activation of the float model a method starts from: the teacher-student student
+    learns from a teacher trained with stochastic firing (``models.StochasticTernary``)."""
+    return "stochastic_ternary" if method == "teacher_student" else "relu"
+
+
 def run_recipe(method: str, fp: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, **opts):
     """Train ``method``'s ternary model starting from the trained float model ``fp``."""
     fp = copy.deepcopy(fp)
@@ -102,4 +108,4 @@ def recipe_epochs(method: str, cfg: TrainConfig, n_layers: int) -> int:
     return cfg.epochs
 
 
-__all__ = ["recipe_epochs", "run_recipe"]
+__all__ = ["float_activation", "recipe_epochs", "run_recipe"]

@@ -168,7 +168,8 @@ def _pad_nchw(x: np.ndarray, padding: tuple[int, int], value: int = 0) -> np.nda
     return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
 
 
-def _conv_out_size(size: int, k: int, stride: int, pad: int, dilation: int) -> int:
+def conv_out_size(size, k, stride, pad, dilation):
+    """Output length of a convolution or pooling window (ints, or TIR expressions)."""
     return (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
 
 
@@ -188,8 +189,8 @@ def conv2d_acc(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int
         raise ValueError(f"conv2d: input channels {chans} / weight {w.shape} / groups {groups} disagree")
     sh, sw = stride
     dh, dw = dilation
-    oh = _conv_out_size(height, kh, sh, padding[0], dh)
-    ow = _conv_out_size(width, kw, sw, padding[1], dw)
+    oh = conv_out_size(height, kh, sh, padding[0], dh)
+    ow = conv_out_size(width, kw, sw, padding[1], dw)
     xp = _pad_nchw(x, padding, pad_value)
     # im2col: cols[b, c, i, j, oh, ow] = xp[b, c, i*dh + oh*sh, j*dw + ow*sw]
     cols = np.empty((batch, chans, kh, kw, oh, ow), dtype=np.int64)
@@ -272,8 +273,8 @@ def _pool_windows(x: np.ndarray, kernel, stride, padding, pad_value: int) -> np.
     """All pooling windows of ``x [B, C, H, W]`` as ``[B, C, OH, OW, kh*kw]``."""
     kh, kw = kernel
     sh, sw = stride
-    oh = _conv_out_size(x.shape[2], kh, sh, padding[0], 1)
-    ow = _conv_out_size(x.shape[3], kw, sw, padding[1], 1)
+    oh = conv_out_size(x.shape[2], kh, sh, padding[0], 1)
+    ow = conv_out_size(x.shape[3], kw, sw, padding[1], 1)
     xp = _pad_nchw(x, padding, pad_value)
     wins = [xp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
             for i in range(kh) for j in range(kw)]

@@ -101,24 +101,25 @@ def weight_sparsity(model: nn.Module) -> float:
     return zeros / total if total else 0.0
 
 
+def _float_bits(model: nn.Module) -> int:
+    """32 bits per parameter that is not a ternary layer's weight."""
+    ternary = {id(layer.weight) for _, layer in ternary_layers(model)}
+    return sum(32 * p.numel() for p in model.parameters() if id(p) not in ternary)
+
+
 def model_bits(model: nn.Module) -> int:
     """Storage of the model: 2 bits per ternary weight plus 32-bit floats for the rest."""
-    ternary = {id(layer.weight) for _, layer in ternary_layers(model)}
-    bits = 0
-    for p in model.parameters():
-        bits += 2 * p.numel() if id(p) in ternary else 32 * p.numel()
-    return bits
+    ternary = sum(layer.weight.numel() for _, layer in ternary_layers(model))
+    return 2 * ternary + _float_bits(model)
 
 
 def entropy_bits(model: nn.Module) -> float:
     """Bits to store the ternary weights entropy-coded (per layer, from the frequencies of
     -1 / 0 / +1), plus 32-bit floats for the rest: what sparsity buys in storage."""
-    ternary = {id(layer.weight) for _, layer in ternary_layers(model)}
-    bits = 0.0
+    bits = float(_float_bits(model))
     for _, layer in ternary_layers(model):
         w_t = layer.ternary_weight()
         p = torch.stack([(w_t == v).float().mean() for v in (-1, 0, 1)])
         p = p[p > 0]
         bits += float(-(p * torch.log2(p)).sum()) * w_t.numel()
-    bits += sum(32 * p.numel() for p in model.parameters() if id(p) not in ternary)
     return bits

@@ -17,6 +17,7 @@ import tvm
 import tvm_ffi
 from tvm import relax, tirx
 
+from tvm_ternary.quant.reference import conv_out_size
 from tvm_ternary.strategy import generic, registry
 
 
@@ -39,7 +40,7 @@ def _linear_shape(shapes, scalars):
 def _conv_shape(shapes, scalars):
     (b, _, h, w), (o, _, kh, kw) = shapes[0], shapes[1]
     sh, sw, ph, pw, dh, dw = scalars[:6]
-    return [b, o, (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1]
+    return [b, o, conv_out_size(h, kh, sh, ph, dh), conv_out_size(w, kw, sw, pw, dw)]
 
 
 def _conv_compute(x, w, bias, mult, sh, sw, ph, pw, dh, dw, groups, pad_value):

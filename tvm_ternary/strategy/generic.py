@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from tvm import te, tirx, topi
 
+from tvm_ternary.quant.reference import conv_out_size
+
 
 def _i64(v):
     return v.astype("int64")
@@ -69,8 +71,8 @@ def tconv2d(x: te.Tensor, w: te.Tensor, bias: te.Tensor, mult: te.Tensor, stride
     out_ch, cin_g, kh, kw = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     xp = topi.nn.pad(x, [0, 0, ph, pw], [0, 0, ph, pw], pad_value=pad_value)
-    oh = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    ow = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    oh = conv_out_size(height, kh, sh, ph, dh)
+    ow = conv_out_size(width, kw, sw, pw, dw)
     out_g = out_ch // groups
 
     def acc(sign):
