@@ -51,3 +51,24 @@ class ShapeMismatchError(TernaryError, ValueError):
 
 class ExportError(TernaryError, RuntimeError):
     """torch.export of a model failed; the message has torch's error and what to change."""
+
+
+class HwConfigError(TernaryError, ValueError):
+    """An invalid accelerator configuration (names the field and the limit it breaks)."""
+
+
+class IsaError(TernaryError, ValueError):
+    """An instruction or micro-op that cannot be encoded, or a malformed word or stream file."""
+
+
+class SimulatorError(TernaryError, RuntimeError):
+    """The functional simulator trapped; ``index`` is the instruction at fault (or None)."""
+
+    def __init__(self, message: str, index: int | None = None):
+        where = "program" if index is None else f"instruction {index}"
+        super().__init__(f"{where}: {message}")
+        self.index = index
+
+
+class UnsupportedOpError(TernaryError, NotImplementedError):
+    """An operator the compiler cannot convert or lower (names it and where it came from)."""
