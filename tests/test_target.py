@@ -34,3 +34,37 @@ def test_cpu_resolves_to_an_explicit_llvm_target():
 def test_unknown_target_is_named():
     with pytest.raises(UnsupportedTargetError, match="'gpu'"):
         target.resolve("gpu")
+
+
+@pytest.mark.parametrize("mcpu,expected", [
+    ("znver3", {"avx2"}),
+    ("haswell", {"avx2"}),
+    ("skylake-avx512", {"avx2"}),
+    ("cascadelake", {"avx2", "avx512_vnni"}),
+    ("sapphirerapids", {"avx2", "avx512_vnni", "avx512_vpopcntdq"}),
+    ("znver4", {"avx2", "avx512_vnni", "avx512_vpopcntdq"}),
+    ("x86-64", set()),
+])
+def test_cpu_features_follow_the_llvm_cpu_name(mcpu, expected):
+    assert target.cpu_features({"kind": "llvm", "mcpu": mcpu}) == expected
+
+
+def test_every_detected_cpu_name_has_a_feature_entry():
+    # each name llvm_cpu can produce (except generic x86-64) must at least guarantee AVX2,
+    # or the fast kernels would silently never be chosen on that CPU
+    for vendor, family, model, flags in [("AuthenticAMD", 25, 1, "fpu"), ("AuthenticAMD", 25, 0x11, "fpu"),
+                                         ("AuthenticAMD", 26, 0, "fpu"), ("AuthenticAMD", 23, 1, "fpu"),
+                                         ("GenuineIntel", 6, 1, "amx_tile"),
+                                         ("GenuineIntel", 6, 1, "avx512_bf16"),
+                                         ("GenuineIntel", 6, 1, "avx512_vnni"),
+                                         ("GenuineIntel", 6, 1, "avx512f"),
+                                         ("GenuineIntel", 6, 1, "avx2 fma")]:
+        name = target.llvm_cpu(target.cpu_info(_cpuinfo(vendor, family, model, flags)))
+        assert "avx2" in target.cpu_features({"kind": "llvm", "mcpu": name}), name
+
+
+def test_host_features_agree_with_cpuinfo():
+    flags = target.cpu_info()["flags"]
+    feats = target.cpu_features(target.host_target())
+    assert ("avx2" in feats) <= ("avx2" in flags)
+    assert ("avx512_vnni" in feats) <= ("avx512_vnni" in flags and "avx512bw" in flags)

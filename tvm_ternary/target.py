@@ -19,6 +19,27 @@ _AMD = [(25, 0x00, 0x0F, "znver3"), (25, 0x20, 0x5F, "znver3"), (25, 0x10, 0x1F,
         (25, 0x60, 0xAF, "znver4"), (26, 0x00, 0xFF, "znver5"), (23, 0x00, 0xFF, "znver2")]
 
 
+# What LLVM may emit for each CPU name ``llvm_cpu`` produces: kernels are chosen by these,
+# never by the host's /proc/cpuinfo, because the target (not the build machine) runs them.
+_AVX2_CPUS = frozenset({"haswell", "broadwell", "skylake", "skylake-avx512", "cascadelake",
+                        "cooperlake", "icelake-server", "sapphirerapids", "znver2", "znver3",
+                        "znver4", "znver5"})
+_VNNI512_CPUS = frozenset({"cascadelake", "cooperlake", "icelake-server", "sapphirerapids",
+                           "znver4", "znver5"})
+_VPOPCNTDQ_CPUS = frozenset({"icelake-server", "sapphirerapids", "znver4", "znver5"})
+
+
+def cpu_features(target: dict) -> frozenset:
+    """Instruction-set features a Target dict's ``mcpu`` guarantees: ``avx2``,
+    ``avx512_vnni`` (with avx512bw), ``avx512_vpopcntdq``. Empty for non-llvm targets."""
+    if target.get("kind") != "llvm":
+        return frozenset()
+    mcpu = target.get("mcpu")
+    table = (("avx2", _AVX2_CPUS), ("avx512_vnni", _VNNI512_CPUS),
+             ("avx512_vpopcntdq", _VPOPCNTDQ_CPUS))
+    return frozenset(name for name, cpus in table if mcpu in cpus)
+
+
 def cpu_info(text: str | None = None) -> dict:
     """Vendor, family, model and flags of the first CPU in /proc/cpuinfo."""
     if text is None:
@@ -27,7 +48,7 @@ def cpu_info(text: str | None = None) -> dict:
     info: dict = {"vendor": "", "family": -1, "model": -1, "flags": set()}
     for line in text.splitlines():
         if ":" not in line:
-            if info["flags"]:
+            if info["vendor"]:
                 break  # end of the first processor block
             continue
         key, value = (s.strip() for s in line.split(":", 1))

@@ -1,12 +1,19 @@
 """Ternary x int8 matrix-vector kernel on AVX2 ``pmaddubsw``: TIR with LLVM intrinsics.
 
-``acc[b, n] = sum_k w[n, k] x[b, k]`` for weights in the ``blocked_2bit`` layout. The codes
-``u = w + 1`` in {0, 1, 2} sit on pmaddubsw's unsigned side, the int8 activations on the
-signed side, and ``sum_k u x - sum_k x`` gives the ternary dot product (``sx`` = the row
-sums of ``x``, computed once per input row). A pair sum is at most 2 * 2 * 127 = 508, so
-int16 lanes can take ``CHUNK`` = 16 groups (64 pmaddubsw, 32512 < 2**15) before one
-``pmaddwd`` widens them to int32. ``ROWS`` output rows share every activation load
-(8 measured faster than 2 or 4 on GEMV 4096).
+One PrimFunc computes the whole ``tlinear`` of a symmetric layer,
+``z[b, n] = M[n] * sum_k w[n, k] x[b, k] + bias[n]`` (int64), from the unpadded int8
+input: a serial prologue copies ``x`` into a zero-padded buffer and sums each input row
+(``sx``), the parallel body runs the dot products, and each row block finishes with the
+scaled epilogue. Fusing the three saved the separate pad / row-sum / epilogue kernels and
+their VM calls (0.30 -> see docs/results; the kernel alone was 0.23 ms on GEMV 4096).
+
+Weights are in the ``interleaved_2bit`` layout with ``LANES = 32`` (a row block's weights
+are one sequential stream). The codes ``u = w + 1``
+in {0, 1, 2} sit on pmaddubsw's unsigned side, the int8 activations on the signed side,
+and ``sum_k u x - sum_k x`` is the ternary dot product. A pair sum is at most
+2 * 2 * 127 = 508, so int16 lanes take ``CHUNK`` = 16 groups (64 pmaddubsw, 32512 < 2**15)
+before one ``pmaddwd`` widens them to int32. ``ROWS`` output rows share every activation
+load (8 measured faster than 2 or 4 on GEMV 4096).
 The intrinsic expression is written as one nested expression: naming vector temporaries
 makes TVM allocate workspaces (DESIGN.md measured 6x slower).
 """
@@ -15,27 +22,49 @@ from __future__ import annotations
 
 from tvm.script import tirx as T
 
-from .layout import GROUP
+from .layout import group_trits
 
 ROWS = 8
 CHUNK = 16
+LANES = 32  # bytes per weight vector (one ymm register)
 
 
 def _pmadd(codes, x_vec):
     return T.call_llvm_pure_intrin("int16x16", "llvm.x86.avx2.pmadd.ub.sw", codes, x_vec)
 
 
-def make_gemv(batch: int, rows_padded: int, k_padded: int):
-    """A PrimFunc ``gemv(x [B, KP] int8, w [NP, KP/4] uint8, sx [B] int32, acc [B, NP] int32)``."""
-    groups = k_padded // GROUP
+def _codes(w_vec, j: int):
+    """The 2-bit codes of field ``j`` of every byte of a 32-byte weight vector."""
+    if j == 3:
+        return T.shift_right(w_vec, T.broadcast(T.uint8(6), 32))
+    shifted = w_vec if j == 0 else T.shift_right(w_vec, T.broadcast(T.uint8(2 * j), 32))
+    return T.bitwise_and(shifted, T.broadcast(T.uint8(3), 32))
+
+
+def make_gemv(batch: int, n: int, k: int):
+    """``gemv(x [B, K] int8, w [NB, G*ROWS*32] uint8, mult [2, N] int32, bias [N] int64,
+    z [B, N] int64)``: the whole symmetric ternary linear layer (``mult[0]`` is M), with
+    ``w = interleaved_2bit(w_t, ROWS, LANES)``."""
+    group = group_trits(LANES)
+    groups = (k + group - 1) // group
     chunks = (groups + CHUNK - 1) // CHUNK
-    B, NP, KP, G, R = batch, rows_padded, k_padded, groups, ROWS
+    B, N, K, G, R, KP = batch, n, k, groups, ROWS, groups * group
+    NB = (n + R - 1) // R
 
     @T.prim_func
-    def gemv(x: T.Buffer((B, KP), "int8"), w: T.Buffer((NP, G * 32), "uint8"),
-             sx: T.Buffer((B,), "int32"), acc_out: T.Buffer((B, NP), "int32")):
+    def gemv(x: T.Buffer((B, K), "int8"), w: T.Buffer((NB, G * R * LANES), "uint8"),
+             mult: T.Buffer((2, N), "int32"), bias: T.Buffer((N,), "int64"),
+             z: T.Buffer((B, N), "int64")):
         T.func_attr({"tirx.noalias": True})
-        for nb in T.parallel(NP // R):
+        xp = T.alloc_buffer((B, KP), "int8")
+        sx = T.alloc_buffer((B,), "int32")
+        for b in range(B):
+            for kk in range(KP):
+                xp[b, kk] = T.if_then_else(kk < K, x[b, T.min(kk, K - 1)], T.int8(0))
+            sx[b] = 0
+            for kk in range(K):
+                sx[b] = sx[b] + T.Cast("int32", x[b, kk])
+        for nb in T.parallel(NB):
             for b in range(B):
                 acc = T.alloc_buffer((R * 8,), "int32", scope="local")
                 for r in T.unroll(R):
@@ -48,28 +77,24 @@ def make_gemv(batch: int, rows_padded: int, k_padded: int):
                         for r in T.unroll(R):
                             a16[T.ramp(r * 16, 1, 16)] = (
                                 a16[T.ramp(r * 16, 1, 16)]
-                                + _pmadd(T.bitwise_and(w[nb * R + r, T.ramp((c * CHUNK + gi) * 32, 1, 32)],
-                                                       T.broadcast(T.uint8(3), 32)),
-                                         x[b, T.ramp((c * CHUNK + gi) * 128, 1, 32)])
-                                + _pmadd(T.bitwise_and(T.shift_right(w[nb * R + r, T.ramp((c * CHUNK + gi) * 32, 1, 32)],
-                                                                     T.broadcast(T.uint8(2), 32)),
-                                                       T.broadcast(T.uint8(3), 32)),
-                                         x[b, T.ramp((c * CHUNK + gi) * 128 + 32, 1, 32)])
-                                + _pmadd(T.bitwise_and(T.shift_right(w[nb * R + r, T.ramp((c * CHUNK + gi) * 32, 1, 32)],
-                                                                     T.broadcast(T.uint8(4), 32)),
-                                                       T.broadcast(T.uint8(3), 32)),
-                                         x[b, T.ramp((c * CHUNK + gi) * 128 + 64, 1, 32)])
-                                + _pmadd(T.shift_right(w[nb * R + r, T.ramp((c * CHUNK + gi) * 32, 1, 32)],
-                                                       T.broadcast(T.uint8(6), 32)),
-                                         x[b, T.ramp((c * CHUNK + gi) * 128 + 96, 1, 32)]))
+                                + _pmadd(_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 0),
+                                         xp[b, T.ramp((c * CHUNK + gi) * 128, 1, 32)])
+                                + _pmadd(_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 1),
+                                         xp[b, T.ramp((c * CHUNK + gi) * 128 + 32, 1, 32)])
+                                + _pmadd(_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 2),
+                                         xp[b, T.ramp((c * CHUNK + gi) * 128 + 64, 1, 32)])
+                                + _pmadd(_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 3),
+                                         xp[b, T.ramp((c * CHUNK + gi) * 128 + 96, 1, 32)]))
                     for r in T.unroll(R):
                         acc[T.ramp(r * 8, 1, 8)] = acc[T.ramp(r * 8, 1, 8)] + T.call_llvm_pure_intrin(
                             "int32x8", "llvm.x86.avx2.pmadd.wd", a16[T.ramp(r * 16, 1, 16)],
                             T.broadcast(T.int16(1), 16))
                 for r in T.unroll(R):
-                    acc_out[b, nb * R + r] = (acc[r * 8] + acc[r * 8 + 1] + acc[r * 8 + 2] + acc[r * 8 + 3]
-                                              + acc[r * 8 + 4] + acc[r * 8 + 5] + acc[r * 8 + 6]
-                                              + acc[r * 8 + 7]) - sx[b]
+                    if nb * R + r < N:
+                        z[b, nb * R + r] = T.Cast("int64", mult[0, nb * R + r]) * T.Cast("int64", (
+                            acc[r * 8] + acc[r * 8 + 1] + acc[r * 8 + 2] + acc[r * 8 + 3]
+                            + acc[r * 8 + 4] + acc[r * 8 + 5] + acc[r * 8 + 6] + acc[r * 8 + 7]
+                            - sx[b])) + bias[nb * R + r]
 
     # One symbol per shape: identical layers share one function, different ones never clash.
-    return gemv.with_attr("global_symbol", f"ternary_gemv_avx2_b{B}_n{NP}_k{KP}")
+    return gemv.with_attr("global_symbol", f"ternary_gemv_avx2_b{B}_n{N}_k{K}")

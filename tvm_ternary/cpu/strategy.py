@@ -1,23 +1,29 @@
-"""CPU implementations registered with the strategy registry."""
+"""CPU implementations registered with the strategy registry.
+
+``tlinear`` (symmetric, constant weights, 2-D input) runs as one fused whole-layer GEMV
+PrimFunc: AVX-512 VNNI where the target's CPU has it, else AVX2 (the floor); other CPUs
+keep the portable path. The ternary x ternary and block-sparse kernels register here too.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import tvm
-from tvm import relax, te, topi
+from tvm import relax
 
 from tvm_ternary.strategy.registry import Impl, register
+from tvm_ternary.target import cpu_features
 
-from .gemv_avx2 import ROWS, make_gemv
-from .layout import blocked_2bit, padded_k
-
-# LLVM CPU names with AVX2 (what tvm_ternary.target produces for AVX2 hosts).
-_AVX2 = ("haswell", "broadwell", "skylake", "skylake-avx512", "cascadelake", "cooperlake",
-         "icelake-server", "sapphirerapids", "znver2", "znver3", "znver4", "znver5")
+from . import gemv_avx2, gemv_vnni
+from .layout import interleaved_2bit
 
 
 def has_avx2(target: dict) -> bool:
-    return target.get("kind") == "llvm" and target.get("mcpu") in _AVX2
+    return "avx2" in cpu_features(target)
+
+
+def has_vnni512(target: dict) -> bool:
+    return "avx512_vnni" in cpu_features(target)
 
 
 def _constant(expr) -> np.ndarray | None:
@@ -25,37 +31,34 @@ def _constant(expr) -> np.ndarray | None:
     return expr.value.numpy() if isinstance(expr, tvm.ir.expr.Constant) else None
 
 
-def _tlinear_applies(call, target) -> bool:
+def _symmetric_constant_linear(call) -> bool:
+    """A 2-D ``tlinear`` with constant weights and one multiplier per channel (Mp == Mn)."""
     x, w, _, mult = call.args
     mult_v = _constant(mult)
-    return (has_avx2(target) and len(x.ty.shape) == 2 and _constant(w) is not None
-            and mult_v is not None and np.array_equal(mult_v[0], mult_v[1]))
+    return (len(x.ty.shape) == 2 and _constant(w) is not None and mult_v is not None
+            and np.array_equal(mult_v[0], mult_v[1]))
 
 
-def _tlinear_emit(bb, call):
-    x, w, bias, mult = call.args
-    w_t = _constant(w)
-    n, k = w_t.shape
-    batch = int(x.ty.shape[0])
-    packed = blocked_2bit(w_t, ROWS)
-    kp = padded_k(k)
-    if kp != k:
-        x_pad = bb.emit(bb.call_te(lambda t: topi.nn.pad(t, [0, 0], [0, kp - k]), x,
-                                   primfunc_name_hint="pad_k"))
-    else:
-        x_pad = x
-    sx = bb.emit(bb.call_te(lambda t: topi.sum(t.astype("int32"), axis=1), x,
-                            primfunc_name_hint="row_sum"))
-    kernel = make_gemv(batch, packed.shape[0], kp)
-    gemv = bb.add_func(kernel, str(kernel.attrs["global_symbol"]))
-    acc = bb.emit(relax.call_tir(gemv, [x_pad, relax.const(packed), sx],
-                                 out_ty=relax.TensorType([batch, packed.shape[0]], "int32")))
+def _gemv_emitter(kernel_module):
+    """Emit ``kernel_module``'s whole-layer GEMV for a ``tlinear`` call."""
 
-    def epilogue(a, b, m):  # z = M * acc + bias on the real rows
-        return te.compute((batch, n), lambda i, j: m[0, j].astype("int64") * a[i, j].astype("int64")
-                          + b[j], name="tlinear_epilogue")
+    def emit(bb, call):
+        x, w, bias, mult = call.args
+        w_t = _constant(w)
+        n, k = w_t.shape
+        batch = int(x.ty.shape[0])
+        packed = interleaved_2bit(w_t, kernel_module.ROWS, kernel_module.LANES)
+        kernel = kernel_module.make_gemv(batch, n, k)
+        gv = bb.add_func(kernel, str(kernel.attrs["global_symbol"]))
+        return relax.call_tir(gv, [x, relax.const(packed), mult, bias],
+                              out_ty=relax.TensorType([batch, n], "int64"))
 
-    return bb.call_te(epilogue, acc, bias, mult, primfunc_name_hint="tlinear_epilogue")
+    return emit
 
 
-register("tlinear", Impl("avx2_pmaddubsw_gemv", _tlinear_applies, _tlinear_emit))
+register("tlinear", Impl("avx512_vnni_gemv",
+                         lambda call, target: has_vnni512(target) and _symmetric_constant_linear(call),
+                         _gemv_emitter(gemv_vnni)))
+register("tlinear", Impl("avx2_pmaddubsw_gemv",
+                         lambda call, target: has_avx2(target) and _symmetric_constant_linear(call),
+                         _gemv_emitter(gemv_avx2)))

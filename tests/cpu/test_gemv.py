@@ -1,0 +1,103 @@
+"""The whole-layer ternary GEMV kernels (AVX2, AVX-512 VNNI) equal the integer reference."""
+
+import numpy as np
+import pytest
+import torch
+import tvm
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import tvm_ternary as tt
+from tvm_ternary.cpu import gemv_avx2, gemv_vnni
+from tvm_ternary.cpu.layout import interleaved_2bit
+from tvm_ternary.quant import reference as ref
+from tvm_ternary.target import cpu_info
+
+_FLAGS = cpu_info()["flags"]
+# Each kernel with the LLVM CPU it is built for; run only where this host can execute it.
+KERNELS = [
+    pytest.param(gemv_avx2, "haswell", marks=pytest.mark.skipif("avx2" not in _FLAGS, reason="no AVX2")),
+    pytest.param(gemv_vnni, "cascadelake", marks=pytest.mark.skipif(
+        not {"avx512_vnni", "avx512bw"} <= _FLAGS, reason="no AVX-512 VNNI")),
+]
+
+
+def _run(kernel, mcpu, x, w_t, mult, bias):
+    n, k = w_t.shape
+    func = kernel.make_gemv(x.shape[0], n, k)
+    lib = tvm.compile(func, target=tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": 2}))
+    packed = interleaved_2bit(w_t, kernel.ROWS, kernel.LANES)
+    out = tvm.runtime.tensor(np.zeros((x.shape[0], n), np.int64))
+    lib(*[tvm.runtime.tensor(a) for a in (x, packed, mult, bias)], out)
+    return out.numpy()
+
+
+def _expected(x, w_t, mult, bias):
+    acc_p, acc_n = ref.linear_acc(x, w_t)
+    return ref.scaled_acc(acc_p, acc_n, bias, mult[0], mult[1])
+
+
+def _random_layer(rng, batch, n, k):
+    w = rng.integers(-1, 2, size=(n, k)).astype(np.int8)
+    x = rng.integers(-128, 128, size=(batch, k)).astype(np.int8)
+    m = rng.integers(2**14, 2**15, size=n)
+    return x, w, np.stack([m, m]).astype(np.int32), rng.integers(-2**40, 2**40, size=n).astype(np.int64)
+
+
+@pytest.mark.parametrize("kernel,mcpu", KERNELS)
+@settings(max_examples=12, deadline=None)
+@given(batch=st.integers(1, 3), n=st.integers(1, 40), k=st.integers(1, 1100), seed=st.integers(0, 2**31))
+def test_gemv_matches_reference_on_random_shapes(kernel, mcpu, batch, n, k, seed):
+    x, w, mult, bias = _random_layer(np.random.default_rng(seed), batch, n, k)
+    assert np.array_equal(_run(kernel, mcpu, x, w, mult, bias), _expected(x, w, mult, bias))
+
+
+@pytest.mark.parametrize("kernel,mcpu", KERNELS)
+@pytest.mark.parametrize("n,k", [(4096, 4096), (37, 128 * 16 * 3 + 5)])
+def test_gemv_matches_reference_on_large_shapes(kernel, mcpu, n, k):
+    x, w, mult, bias = _random_layer(np.random.default_rng(n + k), 1, n, k)
+    assert np.array_equal(_run(kernel, mcpu, x, w, mult, bias), _expected(x, w, mult, bias))
+
+
+@pytest.mark.parametrize("kernel,mcpu", KERNELS)
+@pytest.mark.parametrize("w_val,x_val", [(1, 127), (1, -128), (-1, -128), (-1, 127)])
+def test_saturation_worst_case(kernel, mcpu, w_val, x_val):
+    # AVX2 adds 64 pair sums of (w + 1) * x in int16 before widening: with x = -128 and
+    # w = +1 each int16 lane reaches exactly -32768. K spans several such chunks plus a tail.
+    n, k = 5, 128 * 16 * 2 + 77
+    w = np.full((n, k), w_val, np.int8)
+    x = np.full((2, k), x_val, np.int8)
+    mult = np.full((2, n), 2**15 - 1, np.int32)
+    bias = np.zeros(n, np.int64)
+    out = _run(kernel, mcpu, x, w, mult, bias)
+    assert (out == (2**15 - 1) * w_val * x_val * k).all()  # hand-worked: every product is w x
+
+
+def _one_layer(k, n, seed):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(k, n))
+
+
+@pytest.mark.skipif("avx2" not in _FLAGS, reason="no AVX2")
+@pytest.mark.parametrize("batch,k,n", [(1, 200, 37), (1, 4096, 64), (3, 129, 9)])
+def test_compiled_layer_equals_frozen_and_reference(batch, k, n):
+    x = torch.randn(batch, k)
+    qm = tt.quant.ternarize(_one_layer(k, n, k + n), "twn")
+    tt.quant.calibrate(qm, [x])
+    frozen = tt.quant.freeze(qm)
+    cm = tt.compile(frozen, (x,), target="cpu")
+    assert any(s.startswith("tlinear: ") and s.endswith("_gemv") for s in cm.stats["kernels"])
+    y = cm(x)
+    assert torch.equal(y, frozen(x)) and torch.equal(y, tt.quant.run_reference(frozen, x))
+
+
+@pytest.mark.skipif("avx2" not in _FLAGS, reason="no AVX2")
+def test_avx2_floor_is_chosen_for_an_avx2_only_cpu():
+    x = torch.randn(1, 300)
+    qm = tt.quant.ternarize(_one_layer(300, 20, 1), "twn")
+    tt.quant.calibrate(qm, [x])
+    frozen = tt.quant.freeze(qm)
+    cm = tt.compile(frozen, (x,), target={"kind": "llvm", "mcpu": "znver3", "num-cores": 2})
+    assert "tlinear: avx2_pmaddubsw_gemv" in cm.stats["kernels"]
+    assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))

@@ -1,0 +1,78 @@
+"""Ternary x int8 matrix-vector kernel on AVX-512 VNNI ``vpdpbusd``: TIR with LLVM intrinsics.
+
+The same whole-layer PrimFunc as ``gemv_avx2`` (serial prologue: zero-padded copy of
+``x`` and its row sums; parallel dot products; scaled epilogue ``z = M acc + bias``), on
+512-bit vectors: the ``interleaved_2bit`` layout with ``LANES = 64`` (256 trits per
+64-byte group), and ``vpdpbusd`` multiplies the unsigned codes ``u = w + 1`` by the signed int8
+activations and adds groups of four straight into int32 lanes, so there is no int16
+stage to chunk and no ``pmaddwd``. Chosen only for targets whose LLVM CPU has
+AVX-512 VNNI (``tvm_ternary.target.cpu_features``); AVX2 stays the floor.
+"""
+
+from __future__ import annotations
+
+from tvm.script import tirx as T
+
+from .layout import group_trits
+
+ROWS = 16  # measured faster than 8 or 4 on GEMV 4096 (more rows per activation load)
+LANES = 64  # bytes per weight vector (one zmm register)
+
+
+def _dpbusd(acc, codes, x_vec):
+    return T.call_llvm_pure_intrin("int32x16", "llvm.x86.avx512.vpdpbusd.512", acc, codes, x_vec)
+
+
+def _codes(w_vec, j: int):
+    """The 2-bit codes of field ``j`` of every byte of a 64-byte weight vector."""
+    if j == 3:
+        return T.shift_right(w_vec, T.broadcast(T.uint8(6), 64))
+    shifted = w_vec if j == 0 else T.shift_right(w_vec, T.broadcast(T.uint8(2 * j), 64))
+    return T.bitwise_and(shifted, T.broadcast(T.uint8(3), 64))
+
+
+def make_gemv(batch: int, n: int, k: int):
+    """``gemv(x [B, K] int8, w [NB, G*ROWS*64] uint8, mult [2, N] int32, bias [N] int64,
+    z [B, N] int64)``: the whole symmetric ternary linear layer (``mult[0]`` is M), with
+    ``w = interleaved_2bit(w_t, ROWS, LANES)``."""
+    group = group_trits(LANES)
+    groups = (k + group - 1) // group
+    B, N, K, G, R, KP = batch, n, k, groups, ROWS, groups * group
+    NB = (n + R - 1) // R
+
+    @T.prim_func
+    def gemv(x: T.Buffer((B, K), "int8"), w: T.Buffer((NB, G * R * LANES), "uint8"),
+             mult: T.Buffer((2, N), "int32"), bias: T.Buffer((N,), "int64"),
+             z: T.Buffer((B, N), "int64")):
+        T.func_attr({"tirx.noalias": True})
+        xp = T.alloc_buffer((B, KP), "int8")
+        sx = T.alloc_buffer((B,), "int32")
+        for b in range(B):
+            for kk in range(KP):
+                xp[b, kk] = T.if_then_else(kk < K, x[b, T.min(kk, K - 1)], T.int8(0))
+            sx[b] = 0
+            for kk in range(K):
+                sx[b] = sx[b] + T.Cast("int32", x[b, kk])
+        for nb in T.parallel(NB):
+            for b in range(B):
+                acc = T.alloc_buffer((R * 16,), "int32", scope="local")
+                for r in T.unroll(R):
+                    acc[T.ramp(r * 16, 1, 16)] = T.broadcast(0, 16)
+                for g in range(G):
+                    for r in T.unroll(R):
+                        acc[T.ramp(r * 16, 1, 16)] = _dpbusd(_dpbusd(_dpbusd(_dpbusd(
+                            acc[T.ramp(r * 16, 1, 16)],
+                            _codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 0), xp[b, T.ramp(g * 256, 1, 64)]),
+                            _codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 1), xp[b, T.ramp(g * 256 + 64, 1, 64)]),
+                            _codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 2), xp[b, T.ramp(g * 256 + 128, 1, 64)]),
+                            _codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 3), xp[b, T.ramp(g * 256 + 192, 1, 64)])
+                for r in T.unroll(R):
+                    if nb * R + r < N:
+                        z[b, nb * R + r] = T.Cast("int64", mult[0, nb * R + r]) * T.Cast("int64", (
+                            acc[r * 16] + acc[r * 16 + 1] + acc[r * 16 + 2] + acc[r * 16 + 3]
+                            + acc[r * 16 + 4] + acc[r * 16 + 5] + acc[r * 16 + 6] + acc[r * 16 + 7]
+                            + acc[r * 16 + 8] + acc[r * 16 + 9] + acc[r * 16 + 10] + acc[r * 16 + 11]
+                            + acc[r * 16 + 12] + acc[r * 16 + 13] + acc[r * 16 + 14] + acc[r * 16 + 15]
+                            - sx[b])) + bias[nb * R + r]
+
+    return gemv.with_attr("global_symbol", f"ternary_gemv_vnni_b{B}_n{N}_k{K}")
