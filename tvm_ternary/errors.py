@@ -72,3 +72,7 @@ class SimulatorError(TernaryError, RuntimeError):
 
 class UnsupportedOpError(TernaryError, NotImplementedError):
     """An operator the compiler cannot convert or lower (names it and where it came from)."""
+
+
+class KernelConfigError(TernaryError, ValueError):
+    """A kernel configuration (tile sizes, ISA, padded sizes) that cannot be built (names the field)."""

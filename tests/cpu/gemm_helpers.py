@@ -1,0 +1,33 @@
+"""Run the tiled GEMM kernel on numpy arrays (shared by the GEMM and conv kernel tests)."""
+
+import numpy as np
+import tvm
+
+from tvm_ternary.cpu.gemm_kernel import make_gemm
+from tvm_ternary.target import cpu_info
+
+MCPU = {"avx2": "haswell", "vnni256": "cascadelake", "vnni512": "cascadelake"}
+
+
+def host_isas() -> list[str]:
+    flags = cpu_info()["flags"]
+    isas = ["avx2"] if "avx2" in flags else []
+    if {"avx512_vnni", "avx512vl", "avx512bw"} <= flags:
+        isas += ["vnni256", "vnni512"]
+    return isas
+
+
+_cache: dict = {}
+
+
+def run_kernel(spec, xu, consts, bias):
+    """Compile (cached per spec) and run; returns the int64 output array."""
+    if spec not in _cache:
+        target = tvm.target.Target({"kind": "llvm", "mcpu": MCPU[spec.isa], "num-cores": 2})
+        _cache[spec] = tvm.compile(make_gemm(spec), target=target)
+    out = np.zeros(spec.out_shape, np.int64)
+    names = ("wp", "pbase", "koff", "obase", "mult", "corr")
+    args = [xu] + [consts[n] for n in names] + [np.asarray(bias, np.int64), out]
+    args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in args]
+    _cache[spec](*args)
+    return args[-1].numpy()

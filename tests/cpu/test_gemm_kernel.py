@@ -1,0 +1,76 @@
+"""The register-tiled GEMM kernel equals the integer reference (linear_acc + scaled_acc)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from tvm_ternary.cpu.gemm_kernel import AVX2_CHUNK, X_BIAS, GemmSpec
+from tvm_ternary.cpu.gemm_linear import linear_plan
+from tvm_ternary.errors import KernelConfigError
+from tvm_ternary.quant import reference as ref
+
+from .gemm_helpers import host_isas, run_kernel
+
+ISAS = host_isas()
+pytestmark = pytest.mark.skipif(not ISAS, reason="host has no AVX2")
+
+
+def _run_linear(x, w, mult, bias, isa, threads=2):
+    spec, consts = linear_plan(w, mult, x.shape[0], isa, threads)
+    xu = np.full((x.shape[0], spec.k_padded), X_BIAS, np.uint8)
+    xu[:, :x.shape[1]] = (x.astype(np.int16) + X_BIAS).astype(np.uint8)
+    return run_kernel(spec, xu, consts, bias)
+
+
+def _expected(x, w, mult, bias):
+    acc_p, acc_n = ref.linear_acc(x, w)
+    return ref.scaled_acc(acc_p, acc_n, bias, mult, mult)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(ISAS or ["avx2"]), st.integers(2, 23), st.integers(1, 41), st.integers(1, 300),
+       st.integers(0, 2**31), st.sampled_from([1, 2]))
+def test_random_shapes_match_reference(isa, m, n, k, seed, threads):
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-1, 2, (n, k)).astype(np.int8)
+    x = rng.integers(-127, 128, (m, k)).astype(np.int8)
+    mult = rng.integers(2**14, 2**15, n)
+    bias = rng.integers(-2**40, 2**40, n)
+    assert np.array_equal(_run_linear(x, w, mult, bias, isa, threads), _expected(x, w, mult, bias))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_large_layer_with_sparse_weights(isa):
+    rng = np.random.default_rng(7)
+    n, k, m = 70, 4096 + 96, 9
+    w = (rng.integers(-1, 2, (n, k)) * (rng.random((n, k)) < 0.3)).astype(np.int8)
+    x = rng.integers(-127, 128, (m, k)).astype(np.int8)
+    mult, bias = np.full(n, 2**15 - 1), np.zeros(n, np.int64)
+    assert np.array_equal(_run_linear(x, w, mult, bias, isa), _expected(x, w, mult, bias))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("x_val,w_val", [(127, 1), (127, -1), (-127, 1), (-127, -1)])
+def test_worst_case_does_not_saturate(isa, x_val, w_val):
+    # every pmaddubsw pair is +-510 (xu = 255) or +-2 and an int16 lane takes AVX2_CHUNK of
+    # them before widening: K spans two full chunks and a partial one
+    k = AVX2_CHUNK * 32 * 2 + 96
+    n, m = 5, 3
+    w = np.full((n, k), w_val, np.int8)
+    x = np.full((m, k), x_val, np.int8)
+    mult, bias = np.full(n, 2**15 - 1), np.full(n, -3)
+    got = _run_linear(x, w, mult, bias, isa)
+    assert (got == (2**15 - 1) * x_val * w_val * k - 3).all()
+    assert np.array_equal(got, _expected(x, w, mult, bias))
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("isa", "sse2", "GemmSpec.isa"), ("tile_rows", 6, "GemmSpec.tile_rows"),
+    ("tile_pixels", 0, "GemmSpec.tile_pixels"), ("k_padded", 48, "GemmSpec.k_padded"),
+])
+def test_bad_config_is_named(field, value, match):
+    fields = dict(isa="avx2", groups=1, rows=4, pixels=2, k_padded=64, x_shape=(2, 64),
+                  x_group_stride=0, out_shape=(2, 4), out_channel_stride=1)
+    fields[field] = value
+    with pytest.raises(KernelConfigError, match=match):
+        GemmSpec(**fields)
