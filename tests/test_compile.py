@@ -87,8 +87,10 @@ def test_kernel_selection_symmetric_dual_and_portable():
     from tvm_ternary.target import host_target
 
     host = tt.compile(sym, (x,))
-    if has_avx2(host_target()):
-        assert host.stats["kernels"].count("tlinear: avx2_pmaddubsw_gemv") == 3
+    linears = [k for k in host.stats["kernels"] if k.startswith("tlinear: ")]
+    assert len(linears) == 3
+    if has_avx2(host_target()):  # a SIMD kernel (AVX2, or wider where the host has it)
+        assert "tlinear: generic" not in linears
     assert torch.equal(host(x), sym(x))
     # dual-scale layers need two accumulators: the generic path, still exact
     cm = tt.compile(dual, (x,))

@@ -8,7 +8,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_LAZY = {"quant", "data", "models", "errors", "frontend", "target"}
+_LAZY = {"quant", "data", "models", "errors", "frontend", "target", "debug"}
 
 
 def compile(model, example_inputs, target="cpu"):  # noqa: A001

@@ -32,6 +32,7 @@ class CompiledModel:
         self.input_shapes = [list(s) for s in input_shapes]
         self.relax_mod = relax_mod
         self.frozen = frozen
+        self.imported = None  # the Relax module before the pipeline (tt.debug recompiles it)
         self._vm = relax.VirtualMachine(executable, tvm.cpu())
         self.stats: dict = {"target": target}
 
@@ -112,9 +113,6 @@ def compile(model, example_inputs, target="cpu") -> CompiledModel:  # noqa: A001
     calibrated on ``example_inputs`` with a warning) or a ``torch.export.ExportedProgram``
     of a frozen model (as ``tternary quantize`` saves it).
     """
-    import tvm
-    from tvm import relax
-
     from tvm_ternary.frontend import from_exported, from_frozen
 
     example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
@@ -126,11 +124,18 @@ def compile(model, example_inputs, target="cpu") -> CompiledModel:  # noqa: A001
         frozen = _frozen(model, example_inputs)
         mod = from_frozen(frozen, example_inputs)
     import tvm_ternary.cpu.strategy  # noqa: F401  (registers the CPU kernels)
-    from tvm_ternary.strategy.registry import target_scope
+    from tvm_ternary.relax import passes
 
-    with target_scope(tgt) as chosen:
-        mod = relax.transform.LegalizeOps()(mod)
-    executable = tvm.compile(mod, target=tvm.target.Target(tgt))
-    cm = CompiledModel(executable, tgt, [list(x.shape) for x in example_inputs], mod, frozen)
-    cm.stats["kernels"] = [f"{op}: {impl}" for op, impl in chosen]
+    executable, legalized, state = passes.build(mod, tgt)
+    cm = CompiledModel(executable, tgt, [list(x.shape) for x in example_inputs], legalized, frozen)
+    cm.imported = mod
+    cm.stats.update(_stats(state))
     return cm
+
+
+def _stats(state) -> dict:
+    """What the passes decided: the kernel per ternary op, and what fell back (ternary ops
+    without a target kernel; float ops TVM lowers on the host)."""
+    return {"kernels": state.kernels,
+            "fallback": {"generic": state.generic, "host_ops": state.host_ops},
+            "folded": state.folded}

@@ -14,6 +14,8 @@ from torch import nn
 from tvm_ternary.errors import ExportError
 from tvm_ternary.relax import ops as rops
 
+from .checks import check_layer_shapes, check_supported, layer_name
+
 
 def _scalars(name: str, args: list) -> list:
     """Flatten the op's non-tensor arguments in the order ``relax.ops.OPS`` expects."""
@@ -30,7 +32,9 @@ def _converter(name: str):
     def convert(node, importer):
         args = importer.retrieve_args(node)
         tensors, rest = list(args[:n_tensors]), list(args[n_tensors:])
-        return importer.block_builder.emit(rops.call(name, tensors, _scalars(name, rest)))
+        scalars = _scalars(name, rest)
+        check_layer_shapes(name, layer_name(node), tensors, scalars)
+        return importer.block_builder.emit(rops.call(name, tensors, scalars))
 
     return convert
 
@@ -52,11 +56,19 @@ def export_frozen(frozen: nn.Module, example_inputs: tuple) -> torch.export.Expo
 
 
 def from_exported(ep: torch.export.ExportedProgram):
-    """Import an exported frozen model into a Relax IRModule with R.tternary_* ops."""
+    """Import an exported frozen model into a Relax IRModule with R.tternary_* ops.
+
+    Ops TVM has no converter for are reported by name and source line (``check_supported``)
+    before TVM's importer would stop at the first with an assertion.
+    """
     from tvm.relax.frontend.torch import from_exported_program
+    from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
 
     rops.register_all()
-    return from_exported_program(ep, custom_convert_map=tternary_converters(),
+    converters = tternary_converters()
+    ep = ep.run_decompositions()  # what TVM's importer would do; custom ops survive it
+    check_supported(ep.graph, {**ExportedProgramImporter().create_convert_map(), **converters})
+    return from_exported_program(ep, custom_convert_map=converters, run_ep_decomposition=False,
                                  unwrap_unit_return_tuple=True)
 
 

@@ -24,6 +24,7 @@ from tvm_ternary.strategy import generic, registry
 @dataclass(frozen=True)
 class OpDef:
     n_tensors: int          # leading tensor arguments; the rest are PrimValue scalars
+    n_scalars: int
     out_dtype: str
     compute: Callable       # TE compute: (*tensors, *scalars) -> te.Tensor
     out_shape: Callable     # (tensor shapes, scalars) -> output shape
@@ -48,14 +49,14 @@ def _conv_compute(x, w, bias, mult, sh, sw, ph, pw, dh, dw, groups, pad_value):
 
 
 OPS: dict[str, OpDef] = {
-    "tquantize": OpDef(1, "int8", generic.tquantize, _like_first),
-    "tquantize_ternary": OpDef(1, "int8", generic.tquantize_ternary, _like_first),
-    "tlinear": OpDef(4, "int64", generic.tlinear, _linear_shape),
+    "tquantize": OpDef(1, 3, "int8", generic.tquantize, _like_first),       # scale, lo, hi
+    "tquantize_ternary": OpDef(1, 2, "int8", generic.tquantize_ternary, _like_first),  # t_lo, t_hi
+    "tlinear": OpDef(4, 0, "int64", generic.tlinear, _linear_shape),
     # scalars: stride h, w; padding h, w; dilation h, w; groups; pad_value
-    "tconv2d": OpDef(4, "int64", _conv_compute, _conv_shape),
-    "trequantize": OpDef(2, "int8", generic.trequantize, _like_first),     # lo, hi, axis
-    "tthreshold": OpDef(3, "int8", generic.tthreshold, _like_first),        # axis
-    "tdequantize": OpDef(3, "float32", generic.tdequantize, _like_first),   # axis
+    "tconv2d": OpDef(4, 8, "int64", _conv_compute, _conv_shape),
+    "trequantize": OpDef(2, 3, "int8", generic.trequantize, _like_first),     # lo, hi, axis
+    "tthreshold": OpDef(3, 1, "int8", generic.tthreshold, _like_first),        # axis
+    "tdequantize": OpDef(3, 1, "float32", generic.tdequantize, _like_first),   # axis
 }
 
 
@@ -69,37 +70,49 @@ def _scalar(expr):
 
 
 def _split(call, spec: OpDef):
-    return call.args[:spec.n_tensors], [_scalar(a) for a in call.args[spec.n_tensors:]]
+    return list(call.args[:spec.n_tensors]), [_scalar(a) for a in call.args[spec.n_tensors:]]
+
+
+def legalize(name: str, bb, call):
+    """Lower one ternary op: the registry's implementation for the target, else generic."""
+    spec = OPS[name]
+    impl = registry.select(name, call)
+    if impl is not None:
+        return impl.emit(bb, call)
+    tensors, scalars = _split(call, spec)
+    return bb.call_te(lambda *ts: spec.compute(*ts, *scalars), *tensors, primfunc_name_hint=name)
+
+
+def register_op(name: str, infer: Callable, lower: Callable) -> None:
+    """Register ``relax.tternary_<name>`` once per process (TVM keeps a global op table)."""
+    full = op_name(name)
+    try:
+        tvm.ir.Op.get(full)
+        return
+    except Exception:  # not registered yet
+        pass
+    tvm_ffi.get_global_func("ir.RegisterOp")(full, f"ternary operator {name} (tvm-ternary)")
+    tvm.ir.register_op_attr(full, "FInferType", infer)
+    tvm.ir.register_op_attr(full, "FLegalize", lower)
+    tvm.ir.register_op_attr(full, "FPurity", True)  # no side effects (Relax passes ask)
 
 
 def _register(name: str, spec: OpDef) -> None:
-    full = op_name(name)
-    tvm_ffi.get_global_func("ir.RegisterOp")(full, f"ternary operator {name} (tvm-ternary)")
-
     def infer(call, ctx):
         tensors, scalars = _split(call, spec)
         shapes = [[int(d) for d in t.ty.shape] for t in tensors]
         return relax.TensorType(spec.out_shape(shapes, scalars), spec.out_dtype)
 
-    def legalize(bb, call):
-        impl = registry.select(name, call)
-        if impl is not None:
-            return impl.emit(bb, call)
-        tensors, scalars = _split(call, spec)
-        return bb.call_te(lambda *ts: spec.compute(*ts, *scalars), *tensors,
-                          primfunc_name_hint=name)
-
-    tvm.ir.register_op_attr(full, "FInferType", infer)
-    tvm.ir.register_op_attr(full, "FLegalize", legalize)
+    register_op(name, infer, lambda bb, call: legalize(name, bb, call))
 
 
 def register_all() -> None:
-    """Register every ternary op once per process (TVM keeps a global op table)."""
+    """Register every ternary op, and the fused ones (``relax.fused_ops``)."""
+    from . import fused_ops
+
     for name, spec in OPS.items():
-        try:
-            tvm.ir.Op.get(op_name(name))
-        except Exception:  # not registered yet
-            _register(name, spec)
+        _register(name, spec)
+    fused_ops.register_all()
 
 
 def call(name: str, tensors: list, scalars: list) -> relax.Call:

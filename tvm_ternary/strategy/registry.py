@@ -3,7 +3,7 @@
 The pipeline sets the target for the duration of legalization (``target_scope``); each
 op's legalization asks ``select(op)`` for the first registered implementation whose
 ``applies(call, target)`` holds, else uses the portable generic compute. Choices are
-recorded so reports can say which ops got which kernel.
+recorded so reports can say which ops got which kernel (and which fell back).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from typing import Callable
+
+GENERIC = "generic"  # the name recorded when no target-specific implementation applies
 
 _current: dict = {"target": None, "chosen": None}
 
@@ -25,8 +27,14 @@ class Impl:
 _IMPLS: dict[str, list[Impl]] = {}
 
 
-def register(op: str, impl: Impl) -> None:
-    _IMPLS.setdefault(op, []).append(impl)
+def register(op: str, impl: Impl, first: bool = False) -> None:
+    """Add an implementation of ``op``; ``first`` puts it ahead of the registered ones."""
+    impls = _IMPLS.setdefault(op, [])
+    impls.insert(0, impl) if first else impls.append(impl)
+
+
+def unregister(op: str, impl: Impl) -> None:
+    _IMPLS.get(op, []).remove(impl)
 
 
 @contextlib.contextmanager
@@ -41,9 +49,19 @@ def target_scope(target: dict):
         _current.update(old)
 
 
-def select(op: str, call) -> Impl | None:
+def lookup(op: str, call) -> Impl | None:
+    """The implementation of ``op`` for the current target, without recording the choice."""
     target = _current["target"]
-    impl = next((i for i in _IMPLS.get(op, []) if target and i.applies(call, target)), None)
+    return next((i for i in _IMPLS.get(op, []) if target and i.applies(call, target)), None)
+
+
+def record(op: str, impl_name: str) -> None:
     if _current["chosen"] is not None:
-        _current["chosen"].append((op, impl.name if impl else "generic"))
+        _current["chosen"].append((op, impl_name))
+
+
+def select(op: str, call) -> Impl | None:
+    """``lookup`` and record the choice (``GENERIC`` when nothing applies)."""
+    impl = lookup(op, call)
+    record(op, impl.name if impl else GENERIC)
     return impl
