@@ -1,0 +1,71 @@
+"""``LayerSpec``: one accelerator layer, the contract between the partitioner and the lowering.
+
+The partitioner (``vta_ext.compiler.partition``) extracts one LayerSpec per fused ternary
+Relax op (``R.tternary_{tlinear,tconv2d}_{trequantize,tthreshold}``) that the accelerator
+can run; the lowering (``vta_ext.compiler.lower``) turns a LayerSpec, a HwConfig and a
+schedule into a ``vta_ext.program.Program``. ``reference`` is what both must equal: the
+foundation's numpy integer reference, applied to this layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tvm_ternary.quant import reference as ref
+
+KINDS = ("dense", "conv2d")
+EPILOGUES = ("requantize", "threshold")
+
+
+@dataclass(frozen=True, eq=False)
+class LayerSpec:
+    name: str                        # the source layer (for errors and stats)
+    kind: str                        # "dense": x [B, K], w [N, K]; "conv2d": x [B, C, H, W], w [O, C/g, KH, KW]
+    input_shape: tuple               # int8 values, or trits {-1, 0, 1} when input_ternary
+    weight: np.ndarray               # int8 in {-1, 0, 1}
+    bias: np.ndarray                 # int64 [N]: z = Mp * acc_p - Mn * acc_n + bias
+    mult_p: np.ndarray               # int64 [N]
+    mult_n: np.ndarray               # int64 [N] (== mult_p for symmetric scales)
+    epilogue: str                    # "requantize" -> int8; "threshold" -> trits
+    shift: np.ndarray | None = None  # int64 [N] (requantize)
+    lo: int = -127                   # requantize clamp (lo = 0 is a fused ReLU)
+    hi: int = 127
+    t_lo: np.ndarray | None = None   # int64 [N] (threshold)
+    t_hi: np.ndarray | None = None
+    stride: tuple = (1, 1)           # conv2d only, from here on
+    padding: tuple = (0, 0)
+    dilation: tuple = (1, 1)
+    groups: int = 1
+    pad_value: int = 0
+    input_ternary: bool = False
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"layer {self.name}: kind {self.kind!r} is not one of {KINDS}")
+        if self.epilogue not in EPILOGUES:
+            raise ValueError(f"layer {self.name}: epilogue {self.epilogue!r} is not one of {EPILOGUES}")
+
+    @property
+    def dual_scale(self) -> bool:
+        return not np.array_equal(self.mult_p, self.mult_n)
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.weight.shape[0])
+
+    def accumulators(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(acc_p, acc_n) of the reference, channels on axis 1."""
+        if self.kind == "dense":
+            return ref.linear_acc(x, self.weight)
+        return ref.conv2d_acc(x, self.weight, self.stride, self.padding, self.dilation,
+                              self.groups, self.pad_value)
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        """The layer's output by the numpy integer reference (int8 values or trits)."""
+        acc_p, acc_n = self.accumulators(x)
+        z = ref.scaled_acc(acc_p, acc_n, self.bias, self.mult_p, self.mult_n, axis=1)
+        if self.epilogue == "requantize":
+            return ref.requantize(z, self.shift, self.lo, self.hi, axis=1)
+        return ref.threshold(z, self.t_lo, self.t_hi, axis=1)
