@@ -16,7 +16,7 @@ from .flatten_linear import flatten_linear_batch
 from .fold_batchnorm import fold_batchnorm
 from .fuse_epilogue import fuse_epilogue
 from .legalize import legalize_by_strategy
-from .schedule_host import schedule_host_ops
+from .schedule_host import schedule_host_ops  # noqa: F401  (re-exported for tests)
 
 
 @dataclass
@@ -43,13 +43,18 @@ def run(mod: tvm.IRModule, target: dict) -> tuple[tvm.IRModule, CompileState]:
     return mod, state
 
 
-def _lowering(target: tvm.target.Target) -> tvm.transform.Pass:
-    """TVM's CPU pipeline (relax.backend.cpu_generic) with host scheduling after fusion."""
+def host_passes(target: tvm.target.Target) -> list:
+    """TVM's CPU legalization and fusion (relax.backend.cpu_generic), then host scheduling."""
     from tvm.relax.backend.cpu_generic import pipeline as cpu
 
-    passes = (cpu.library_dispatch_passes(target) + cpu.legalize_passes(target)
-              + [schedule_host_ops(target)]
-              + cpu.dataflow_lower_passes(target) + cpu.finalize_passes(target))
+    return cpu.library_dispatch_passes(target) + cpu.legalize_passes(target) + [schedule_host_ops(target)]
+
+
+def _lowering(target: tvm.target.Target) -> tvm.transform.Pass:
+    """TVM's CPU pipeline with ``host_passes`` in place of its legalization."""
+    from tvm.relax.backend.cpu_generic import pipeline as cpu
+
+    passes = host_passes(target) + cpu.dataflow_lower_passes(target) + cpu.finalize_passes(target)
 
     @tvm.transform.module_pass(opt_level=0, name="TernaryLowering")
     def _pipeline(mod, _ctx):

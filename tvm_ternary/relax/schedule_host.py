@@ -68,14 +68,14 @@ def already_scheduled(func: tirx.PrimFunc) -> bool:
             found.append(node)
 
     tvm_ffi.structural_walk(func.body, [(tirx.For, visit_for)], order="post")
-    return bool(found) or bool(func.attrs and func.attrs.get("tir.is_scheduled", False))
+    return bool(found) or bool(func.attrs and func.attrs.get("tirx.is_scheduled", False))
 
 
 def _mark_scheduled(mod: tvm.IRModule) -> tvm.IRModule:
     out = tvm.IRModule(mod.functions, attrs=mod.attrs)
     for gv, func in mod.functions.items():
         if isinstance(func, tirx.PrimFunc) and already_scheduled(func):
-            out[gv] = func.with_attr("tir.is_scheduled", True)
+            out[gv] = func.with_attr("tirx.is_scheduled", True)
     return out
 
 

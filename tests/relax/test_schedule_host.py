@@ -1,0 +1,86 @@
+"""Host float ops get real CPU schedules (DLight rules + our injective rule), not the
+unscheduled default, and stay numerically equal to torch."""
+
+import numpy as np
+import pytest
+import torch
+import tvm
+import tvm_ffi
+from torch import nn
+
+import tvm_ternary as tt
+from tvm_ternary.frontend import from_frozen
+from tvm_ternary.relax import passes
+from tvm_ternary.relax.schedule_host import already_scheduled
+from tvm_ternary.target import host_target
+
+
+def _host_funcs(model: nn.Module, x: torch.Tensor) -> dict:
+    target = host_target()
+    mod, _ = passes.run(from_frozen(model, (x,)), target)
+    tvm_target = tvm.target.Target(target)
+    with tvm_target:
+        mod = tvm.transform.Sequential(passes.host_passes(tvm_target))(mod)
+    return {gv.name_hint: f for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}
+
+
+def _ffn(d: int = 64, hidden: int = 128) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.LayerNorm(d), nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, d),
+                         nn.Softmax(dim=-1)).eval()
+
+
+def test_norm_softmax_gelu_and_linears_are_scheduled():
+    funcs = _host_funcs(_ffn(), torch.randn(3, 16, 64))
+    unscheduled = [name for name, f in funcs.items() if not already_scheduled(f)]
+    assert not unscheduled, f"left unscheduled: {unscheduled}"
+    assert any("layer_norm" in n for n in funcs) and any("softmax" in n for n in funcs)
+
+
+def test_without_the_pass_they_would_be_unscheduled():
+    """The check above can fail: TVM's default legalization leaves serial loop nests."""
+    target = host_target()
+    mod = from_frozen(_ffn(), (torch.randn(3, 16, 64),))
+    mod, _ = passes.run(mod, target)
+    funcs = [f for f in mod.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+    assert funcs and not any(already_scheduled(f) for f in funcs)
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 64), (1, 7, 64), (5, 1, 64)])
+def test_scheduled_host_ops_match_torch(shape):
+    model = _ffn()
+    x = torch.randn(shape)
+    cm = tt.compile(model, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(cm(x), model(x), rtol=1e-5, atol=1e-6)
+
+
+def test_strategy_kernels_are_left_alone():
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def already(a: T.Buffer((64,), "float32"), b: T.Buffer((64,), "float32")):
+        for i in T.parallel(64):
+            with T.sblock("b"):
+                vi = T.axis.spatial(64, i)
+                b[vi] = a[vi] * T.float32(2)
+
+    @T.prim_func(s_tir=True)
+    def plain(a: T.Buffer((64,), "float32"), b: T.Buffer((64,), "float32")):
+        for i in range(64):
+            with T.sblock("b"):
+                vi = T.axis.spatial(64, i)
+                b[vi] = a[vi] * T.float32(2)
+
+    assert already_scheduled(already) and not already_scheduled(plain)
+    target = tvm.target.Target(host_target())
+    mod = tvm.IRModule({"already": already, "plain": plain})
+    out = passes.schedule_host_ops(target)(mod)
+    assert tvm_ffi.structural_equal(out["already"].body, already.body)
+    assert already_scheduled(out["plain"])
+    # and the scheduled function still computes the same thing
+    f = tvm.compile(out["plain"].with_attr("global_symbol", "plain"), target=target)
+    a = np.random.default_rng(0).standard_normal(64).astype("float32")
+    b = tvm.runtime.tensor(np.zeros(64, "float32"))
+    f(tvm.runtime.tensor(a), b)
+    np.testing.assert_array_equal(b.numpy(), a * 2)
