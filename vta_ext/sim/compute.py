@@ -1,0 +1,192 @@
+"""GEMM and ALU: the compute module's loop nests, executed as numpy array operations over
+all micro-op executions of an instruction at once (docs/isa.md, "Semantics")."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..isa import AluOp, MemType, alu_clamp_bounds
+from .state import InsnStats, Machine, Trap
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+SHIFT_MIN, SHIFT_MAX = 1, 46
+BIAS_LIMIT = 2**62
+GEMM_CHUNK = 4096  # micro-op executions per numpy batch: bounds the gathered weight copy
+
+
+def _loop_indices(m: Machine, insn, what: str):
+    """Flattened (dst, src, wgt) of every micro-op execution, in loop order; the uop's wgt
+    field gets the wgt factors only for GEMM (ALU's par index has no factors)."""
+    if insn.iter_out < 1 or insn.iter_in < 1:
+        raise Trap(f"{what} has an empty loop (iter_out={insn.iter_out}, iter_in={insn.iter_in})")
+    if not insn.uop_bgn < insn.uop_end <= m.cfg.uop_depth:
+        raise Trap(f"{what} uop range [{insn.uop_bgn}, {insn.uop_end}) is empty or beyond the "
+                   f"uop buffer (depth {m.cfg.uop_depth})")
+    rng = np.arange(insn.uop_bgn, insn.uop_end)
+    m.require_written(MemType.UOP, rng, what)
+    uops = m.uop[insn.uop_bgn:insn.uop_end]
+    i0 = np.arange(insn.iter_out, dtype=np.int64)[:, None, None]
+    i1 = np.arange(insn.iter_in, dtype=np.int64)[None, :, None]
+    shape = (insn.iter_out, insn.iter_in, len(uops))
+    dst = np.broadcast_to(uops[:, 0] + i0 * insn.dst_factor_out + i1 * insn.dst_factor_in, shape)
+    src = np.broadcast_to(uops[:, 1] + i0 * insn.src_factor_out + i1 * insn.src_factor_in, shape)
+    wgt_out = getattr(insn, "wgt_factor_out", 0)
+    wgt_in = getattr(insn, "wgt_factor_in", 0)
+    wgt = np.broadcast_to(uops[:, 2] + i0 * wgt_out + i1 * wgt_in, shape)
+    return dst.reshape(-1), src.reshape(-1), wgt.reshape(-1)
+
+
+def _check_int32(m: Machine, idx: np.ndarray, what: str) -> None:
+    vals = m.acc[idx]
+    bad = (vals < INT32_MIN) | (vals > INT32_MAX)
+    if bad.any():
+        e = int(idx[np.argwhere(bad)[0][0]])
+        raise Trap(f"{what}: acc[{e}] left the int32 range (accumulators never wrap)")
+
+
+def gemm(m: Machine, insn, stats: InsnStats) -> None:
+    what = "GEMM"
+    if insn.dual and not m.cfg.dual_scale:
+        raise Trap(f"GEMM dual needs a HwConfig with dual_scale (config {m.cfg.name!r} has none)")
+    dst, src, wgt = _loop_indices(m, insn, what)
+    m.require_in_range(MemType.ACC, dst + 1 if insn.dual else dst, "GEMM dst (acc)")
+    stats.uop_execs = dst.size
+    if insn.reset:
+        m.acc[dst] = 0
+        m.written[MemType.ACC][dst] = True
+        if insn.dual:
+            m.acc[dst + 1] = 0
+            m.written[MemType.ACC][dst + 1] = True
+        return
+    m.require_in_range(MemType.INP, src, "GEMM src (inp)")
+    m.require_in_range(MemType.WGT, wgt, "GEMM wgt")
+    for mem, idx, name in ((MemType.ACC, dst, "GEMM dst"), (MemType.INP, src, "GEMM src"),
+                           (MemType.WGT, wgt, "GEMM wgt")):
+        m.require_written(mem, idx, name)
+    if insn.dual:
+        m.require_written(MemType.ACC, dst + 1, "GEMM dst+1")
+    cfg = m.cfg
+    for lo in range(0, dst.size, GEMM_CHUNK):
+        part = slice(lo, lo + GEMM_CHUNK)
+        x = m.inp[src[part]].astype(np.float64)  # exact: |sum| < 2**53
+        w = m.wgt[wgt[part]]
+        if insn.dual:
+            for sign, off in ((1, 0), (-1, 1)):
+                prod = np.matmul(x, (w == sign).astype(np.float64).transpose(0, 2, 1))
+                np.add.at(m.acc, dst[part] + off, prod.astype(np.int64))
+        else:
+            prod = np.matmul(x, w.astype(np.float64).transpose(0, 2, 1))
+            np.add.at(m.acc, dst[part], prod.astype(np.int64))
+    touched = np.unique(dst)
+    _check_int32(m, touched, what)
+    if insn.dual:
+        _check_int32(m, touched + 1, what)
+    stats.macs = dst.size * cfg.macs_per_cycle * (2 if insn.dual else 1)
+
+
+def _check_hazards(dst: np.ndarray, reads: list[np.ndarray], depth: int, what: str) -> None:
+    """No destination twice, and no micro-op reads an entry another micro-op writes."""
+    uniq, counts = np.unique(dst, return_counts=True)
+    if (counts > 1).any():
+        raise Trap(f"{what} writes acc[{int(uniq[counts > 1][0])}] more than once")
+    owner = np.full(depth + 1, -1, dtype=np.int64)
+    owner[dst] = np.arange(dst.size)
+    k = np.arange(dst.size)
+    for r in reads:
+        w = owner[np.minimum(r, depth)]
+        clash = (w >= 0) & (w != k)
+        if clash.any():
+            i = int(np.flatnonzero(clash)[0])
+            raise Trap(f"{what} hazard: micro-op execution {i} reads acc[{int(r[i])}], which "
+                       f"execution {int(w[i])} of the same instruction writes")
+
+
+def _scaled_acc(m: Machine, insn, a: np.ndarray, src: np.ndarray, par: np.ndarray, what: str):
+    """z = Mp*acc[src] - Mn*acc[src+1] + bias (dual) or Mp*acc[src] + bias, int64."""
+    rec = m.par[par]  # [n, block_out]
+    bias = rec["bias"].astype(np.int64)
+    if (np.abs(bias) > BIAS_LIMIT).any():
+        raise Trap(f"{what}: a par bias exceeds +-2**62 (int64 headroom)")
+    z = rec["mult_p"].astype(np.int64)[:, None, :] * a + bias[:, None, :]
+    if insn.dual:
+        z -= rec["mult_n"].astype(np.int64)[:, None, :] * m.acc[src + 1]
+    return z, rec
+
+
+def alu(m: Machine, insn, stats: InsnStats) -> None:
+    op = insn.op
+    what = f"ALU {op.name}"
+    cfg = m.cfg
+    epilogue = op in (AluOp.REQUANT, AluOp.THRESH)
+    if insn.dual and not epilogue:
+        raise Trap(f"{what}: dual applies to REQUANT and THRESH only")
+    if insn.dual and not cfg.dual_scale:
+        raise Trap(f"{what} dual needs a HwConfig with dual_scale (config {cfg.name!r} has none)")
+    if op == AluOp.THRESH and not cfg.ternary_act:
+        raise Trap(f"ALU THRESH needs a HwConfig with ternary_act (config {cfg.name!r} has none)")
+    if op == AluOp.REQUANT and not insn.use_imm:
+        raise Trap("ALU REQUANT takes its clamp bounds from imm: use_imm must be 1")
+    if op == AluOp.THRESH and insn.use_imm:
+        raise Trap("ALU THRESH takes no immediate: use_imm must be 0")
+    if op == AluOp.SHR and not (insn.use_imm and 0 <= insn.imm <= 31):
+        raise Trap(f"ALU SHR needs use_imm = 1 and 0 <= imm <= 31, got use_imm={int(insn.use_imm)} "
+                   f"imm={insn.imm}")
+    dst, src, par = _loop_indices(m, insn, what)
+    reads_src = epilogue or not insn.use_imm
+    m.require_in_range(MemType.ACC, dst, f"{what} dst (acc)")
+    if reads_src:
+        m.require_in_range(MemType.ACC, src + 1 if insn.dual else src, f"{what} src (acc)")
+    # REQUANT/THRESH read src (and src+1) and write dst; MOV reads src; the rest read dst too
+    reads = [] if epilogue or op == AluOp.MOV else [dst]
+    if reads_src:
+        reads.append(src)
+    if insn.dual:
+        reads.append(src + 1)
+    if epilogue:
+        m.require_in_range(MemType.PAR, par, f"{what} par")
+        m.require_written(MemType.PAR, par, f"{what} par")
+    for r in reads:
+        m.require_written(MemType.ACC, r, what)
+    _check_hazards(dst, reads, cfg.acc_depth, what)
+
+    a = m.acc[src] if epilogue else m.acc[dst]
+    b = m.acc[src] if reads_src else np.int64(insn.imm)
+    if op == AluOp.MIN:
+        out = np.minimum(a, b)
+    elif op == AluOp.MAX:
+        out = np.maximum(a, b)
+    elif op == AluOp.ADD:
+        out = a + b
+    elif op == AluOp.MUL:
+        out = a * b  # |a|, |b| < 2**31: exact in int64
+    elif op == AluOp.MOV:
+        out = np.broadcast_to(b, a.shape).copy()
+    elif op == AluOp.SHR:
+        out = a >> np.int64(insn.imm)
+    elif op == AluOp.REQUANT:
+        out = _requantize(m, insn, a, src, par, what)
+    else:
+        z, rec = _scaled_acc(m, insn, a, src, par, what)
+        out = (z > rec["t_hi"][:, None, :]).astype(np.int64) - (z < rec["t_lo"][:, None, :])
+    bad = (out < INT32_MIN) | (out > INT32_MAX)
+    if bad.any():
+        e = int(dst[np.argwhere(bad)[0][0]])
+        raise Trap(f"{what}: result for acc[{e}] leaves the int32 range")
+    m.acc[dst] = out
+    m.written[MemType.ACC][dst] = True
+    stats.uop_execs = dst.size
+    stats.alu_elems = out.size
+
+
+def _requantize(m: Machine, insn, a, src, par, what):
+    lo, hi = alu_clamp_bounds(insn.imm)
+    if lo > hi:
+        raise Trap(f"{what}: clamp bounds lo={lo} > hi={hi}")
+    z, rec = _scaled_acc(m, insn, a, src, par, what)
+    shift = rec["shift"].astype(np.int64)[:, None, :]
+    if ((shift < SHIFT_MIN) | (shift > SHIFT_MAX)).any():
+        bad = int(rec["shift"][((rec["shift"] < SHIFT_MIN) | (rec["shift"] > SHIFT_MAX))][0])
+        raise Trap(f"{what}: par shift {bad} is outside [{SHIFT_MIN}, {SHIFT_MAX}]")
+    half = np.left_shift(np.int64(1), shift - 1)
+    rounded = np.sign(z) * ((np.abs(z) + half) >> shift)
+    return np.clip(rounded, lo, hi)
