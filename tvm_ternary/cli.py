@@ -52,7 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
                                     "test split, report accuracy and latency (min / median).")
     rn.add_argument("compiled", help="compiled model (model.tar)")
     _common(rn, default_out="out/run")
+    _add_hw(sub)
     return parser
+
+
+def _add_hw(sub) -> None:
+    hw = sub.add_parser("hw", help="accelerator tools: disassemble instruction streams, show configs",
+                        description="Tools for the VTA-style accelerator (vta_ext): ISA and "
+                                    "hardware configurations. See docs/isa.md.")
+    hw_sub = hw.add_subparsers(dest="hw_command", metavar="HW_COMMAND")
+    dis = hw_sub.add_parser("disasm", help="disassemble a binary instruction stream file",
+                            description="Print one line per instruction of a binary instruction "
+                                        "stream file (format: docs/isa.md, 'Instruction stream "
+                                        "file').")
+    dis.add_argument("file", help="instruction stream file (magic TTVTAISA)")
+    dis.add_argument("--hex", action="store_true", help="also print each 128-bit word in hex")
+    cfg = hw_sub.add_parser("config", help="print a hardware configuration with derived sizes",
+                            description="Print a HwConfig (a packaged name or a JSON path) as JSON "
+                                        "with its derived sizes and hash.")
+    cfg.add_argument("hw", nargs="?", default="default",
+                     help="configuration name or JSON path (default: %(default)s)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +99,9 @@ def _dispatch(parser: argparse.ArgumentParser, args) -> int:
     if args.command == "run":
         from tvm_ternary.commands.compile_run import run_run
         return run_run(args)
+    if args.command == "hw":
+        from tvm_ternary.commands.hw import run_hw
+        return run_hw(parser, args)
     parser.error(f"unknown command {args.command!r}")
     return 2
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from tvm_ternary.quant import packing
-
 from .config import PAR_CHANNEL_BYTES, HwConfig
 
 _SHIFTS = np.arange(0, 8, 2, dtype=np.uint8)
@@ -166,6 +164,9 @@ def wgt_image_from_2bit(packed, shape, cfg: HwConfig) -> np.ndarray:
     """The DRAM weight image (uint8 ``[no, nk, wgt_block_bytes]``, block (i, j) at element
     ``i * nk + j``) from ``packing.pack(w, "2bit")``, by byte moves only: the foundation's
     2-bit rows are re-cut into block rows (bi/4 bytes each), zero rows/columns padded."""
+    # imported here: tvm_ternary.quant pulls in torch, which the simulator does not need
+    from tvm_ternary.quant import packing
+
     if cfg.wgt_bits != 2:
         raise ValueError(f"HwConfig {cfg.name!r} has {cfg.wgt_bits}-bit weights, not 2-bit")
     rows, row_bytes = packing.packed_shape(shape, "2bit")
