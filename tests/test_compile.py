@@ -87,10 +87,10 @@ def test_kernel_selection_symmetric_dual_and_portable():
     from tvm_ternary.target import host_target
 
     host = tt.compile(sym, (x,))
-    linears = [k for k in host.stats["kernels"] if k.startswith("tlinear: ")]
-    assert len(linears) == 3
+    linears = [k for k in host.stats["kernels"] if k.startswith("tlinear")]
+    assert len(linears) == 3  # one record per layer (fused with its epilogue or not)
     if has_avx2(host_target()):  # a SIMD kernel (AVX2, or wider where the host has it)
-        assert "tlinear: generic" not in linears
+        assert not any(k.endswith(": generic") for k in linears)
     assert torch.equal(host(x), sym(x))
     # dual-scale layers need two accumulators: the generic path, still exact
     cm = tt.compile(dual, (x,))
