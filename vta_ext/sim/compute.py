@@ -66,22 +66,63 @@ def gemm(m: Machine, insn, stats: InsnStats) -> None:
     if insn.dual:
         m.require_written(MemType.ACC, dst + 1, "GEMM dst+1")
     cfg = m.cfg
-    for lo in range(0, dst.size, GEMM_CHUNK):
-        part = slice(lo, lo + GEMM_CHUNK)
-        x = m.inp[src[part]].astype(np.float64)  # exact: |sum| < 2**53
-        w = m.wgt[wgt[part]]
-        if insn.dual:
-            for sign, off in ((1, 0), (-1, 1)):
-                prod = np.matmul(x, (w == sign).astype(np.float64).transpose(0, 2, 1))
-                np.add.at(m.acc, dst[part] + off, prod.astype(np.int64))
-        else:
-            prod = np.matmul(x, w.astype(np.float64).transpose(0, 2, 1))
-            np.add.at(m.acc, dst[part], prod.astype(np.int64))
+    dtype = _exact_float(cfg)
+    signs = (1, -1) if insn.dual else (None,)
+    if insn.wgt_factor_out == 0 and insn.wgt_factor_in == 0:
+        _gemm_by_uop(m, insn, dst, src, wgt, signs, dtype)
+    else:
+        _gemm_general(m, dst, src, wgt, signs, dtype)
     touched = np.unique(dst)
     _check_int32(m, touched, what)
     if insn.dual:
         _check_int32(m, touched + 1, what)
     stats.macs = dst.size * cfg.macs_per_cycle * (2 if insn.dual else 1)
+
+
+def _exact_float(cfg) -> type:
+    """float32 when every partial sum is an integer below 2**24 (then BLAS is exact), else
+    float64 (exact below 2**53): |x| <= 128 and |w| <= 128 (1 for ternary weights)."""
+    w_max = 1 if cfg.wgt_bits == 2 else 128
+    return np.float32 if cfg.block_in * 128 * w_max <= 2**24 else np.float64
+
+
+def _weights(m: Machine, idx: np.ndarray, sign, dtype) -> np.ndarray:
+    w = m.wgt[idx]
+    return (w if sign is None else (w == sign)).astype(dtype)
+
+
+def _gemm_general(m: Machine, dst, src, wgt, signs, dtype) -> None:
+    """Any loop nest: gather (inp, wgt) per micro-op execution, batched matmul, scatter-add."""
+    for lo in range(0, dst.size, GEMM_CHUNK):
+        part = slice(lo, lo + GEMM_CHUNK)
+        x = m.inp[src[part]].astype(dtype)
+        for off, sign in enumerate(signs):
+            prod = np.matmul(x, _weights(m, wgt[part], sign, dtype).transpose(0, 2, 1))
+            np.add.at(m.acc, dst[part] + off, prod.astype(np.int64))
+
+
+def _gemm_by_uop(m: Machine, insn, dst, src, wgt, signs, dtype) -> None:
+    """The usual case (weights fixed per micro-op across the loop): one matmul per micro-op
+    over all iterations, then micro-ops that share a destination are summed before the
+    scatter-add. Same result as the general path, far fewer numpy calls."""
+    n_uops = insn.uop_end - insn.uop_bgn
+    iters = dst.size // n_uops
+    dst, src = dst.reshape(iters, n_uops), src.reshape(iters, n_uops)
+    wgt0 = wgt[:n_uops]
+    step = max(1, GEMM_CHUNK * 4 // iters)
+    for lo in range(0, n_uops, step):
+        u = slice(lo, lo + step)
+        order = np.argsort(dst[0, u], kind="stable")
+        d0 = dst[0, u][order]
+        starts = np.flatnonzero(np.r_[True, d0[1:] != d0[:-1]])
+        x = m.inp[src[:, u][:, order]]  # [iters, U, batch, bi]
+        x = x.transpose(1, 0, 2, 3).reshape(len(order), -1, x.shape[-1]).astype(dtype)
+        groups = dst[:, u][:, order][:, starts].T.reshape(-1)  # [G * iters]
+        for off, sign in enumerate(signs):
+            w = _weights(m, wgt0[u][order], sign, dtype)
+            prod = np.matmul(x, w.transpose(0, 2, 1)).astype(np.int64)  # [U, iters*batch, bo]
+            summed = np.add.reduceat(prod, starts, axis=0)  # [G, iters*batch, bo]
+            np.add.at(m.acc, groups + off, summed.reshape(-1, *m.acc.shape[1:]))
 
 
 def _check_hazards(dst: np.ndarray, reads: list[np.ndarray], depth: int, what: str) -> None:

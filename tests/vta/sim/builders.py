@@ -73,12 +73,16 @@ def _par_region(bld, nn, params):
 
 
 def dense_program(cfg, x, w, *, epilogue="acc", params=None, lo=-127, hi=127, dual=False,
-                  skip_zero=False, tile_blocks=None, foundation_packing=False):
+                  skip_zero=False, tile_blocks=None, foundation_packing=False,
+                  weight_loop=False):
     """A dense layer ``x [M, K] @ w[N, K].T`` tiled over output blocks.
 
     epilogue: "acc" stores raw accumulators (pairs with dual), "requant" / "thresh" store
-    OUT activations. Returns (program, reader) where reader(result) gives the outputs.
+    OUT activations. weight_loop: walk the tile's output blocks with the GEMM's inner loop
+    (wgt_factor_in) instead of one micro-op per block. Returns (program, reader) where
+    reader(result) gives the outputs.
     """
+    assert not (weight_loop and skip_zero)
     b, bi, bo = cfg.batch, cfg.block_in, cfg.block_out
     m, k = x.shape
     n = w.shape[0]
@@ -129,8 +133,11 @@ def dense_program(cfg, x, w, *, epilogue="acc", params=None, lo=-127, hi=127, du
             bld.set_tokens(load_ids[-1], push_next=True)
         # ---- compute module: uops for reset, gemm, alu
         reset = isa.encode_uops([acc_of(0, nb) for nb in range(n0, n1)], 0, 0)
-        gemm = isa.encode_uops([acc_of(0, nb) for nb, _ in slots], [kb for _, kb in slots],
-                               list(range(len(slots)))) if slots else np.zeros(0, np.uint64)
+        if weight_loop:  # uops for the tile's first output block; the inner loop walks blocks
+            gemm = isa.encode_uops([acc_of(0, n0)] * nk, list(range(nk)), list(range(nk)))
+        else:
+            gemm = isa.encode_uops([acc_of(0, nb) for nb, _ in slots], [kb for _, kb in slots],
+                                   list(range(len(slots)))) if slots else np.zeros(0, np.uint64)
         alu = isa.encode_uops([out_of(0, nb) for nb in range(n0, n1)],
                               [acc_of(0, nb) for nb in range(n0, n1)], list(range(tn)))
         words = np.concatenate([reset, gemm, alu])
@@ -142,8 +149,9 @@ def dense_program(cfg, x, w, *, epilogue="acc", params=None, lo=-127, hi=127, du
                               reset=True, dual=dual, pop_next=t > 0))
         last = first
         if slots:
+            inner = dict(iter_in=tn, dst_factor_in=pairs, wgt_factor_in=nk) if weight_loop else {}
             last = bld.emit(Gemm(uop_bgn=r_end, uop_end=g_end, iter_out=mb,
-                                 dst_factor_out=tn * pairs, src_factor_out=nk, dual=dual))
+                                 dst_factor_out=tn * pairs, src_factor_out=nk, dual=dual, **inner))
         if loaded[t]:
             bld.set_tokens(last if slots else first, pop_prev=True)
             if any(loaded[t + 1:]):

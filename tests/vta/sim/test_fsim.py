@@ -186,6 +186,25 @@ def test_padded_conv_matches_conv2d_acc(cfg, c, o, hw, k, stride, padding, pad_v
         assert (got == (acc_p - acc_n)[0]).all()
 
 
+@settings(**SETTINGS)
+@given(cfg=st.sampled_from(["tiny", "default", "int8"]), dual=st.booleans(), m=st.integers(1, 4),
+       k=st.integers(1, 40), n=st.integers(1, 40), tile=st.integers(1, 3), seed=st.integers(0, 2**31))
+def test_gemm_with_weight_loop_factors(cfg, dual, m, k, n, tile, seed):
+    """Weights that move with the loop take the simulator's general GEMM path."""
+    cfg = CFG[cfg]
+    dual = dual and cfg.dual_scale
+    rng = np.random.default_rng(seed)
+    x, w = _acts(rng, cfg, (m, k)), _trits(rng, (n, k))
+    prog, read = dense_program(cfg, x, w, dual=dual, tile_blocks=tile, weight_loop=True)
+    assert any(getattr(i, "wgt_factor_in", 0) for i in prog.insns)
+    acc_p, acc_n = reference.linear_acc(x, w)
+    got = read(simulate(prog, cfg))
+    if dual:
+        assert (got[0] == acc_p).all() and (got[1] == acc_n).all()
+    else:
+        assert (got == acc_p - acc_n).all()
+
+
 def test_weights_from_foundation_2bit_packing():
     cfg = CFG["default"]
     rng = np.random.default_rng(7)

@@ -1,0 +1,99 @@
+"""``compile_vta``: a ternary model -> a CompiledModel whose ternary layers run on the accelerator.
+
+The Relax pipeline of ``tt.compile`` runs up to legalization; ``partition_for_vta`` then
+offloads every layer the HwConfig can run to a packed function (``vta_ext.runtime``), and
+the rest (quantizers, pooling, residual adds, float heads, layers the hardware lacks a
+feature for) is built for the host CPU as ``target="cpu"`` would build it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tvm_ternary import target as targets
+from tvm_ternary.errors import UnsupportedTargetError
+from tvm_ternary.pipeline import CompiledModel
+
+from .config import HwConfig
+from .compiler.partition import Partitioned, partition_for_vta
+from .runtime import Session
+
+
+class VtaCompiledModel(CompiledModel):
+    """A CompiledModel whose accelerator regions live in this process (the packed functions
+    of ``session``); ``stats`` adds the accelerator's cost and what stayed on the host."""
+
+    def __init__(self, executable, target: dict, input_shapes: list, relax_mod, frozen,
+                 session: Session, partitioned: Partitioned):
+        super().__init__(executable, target, input_shapes, relax_mod, frozen)
+        self.session = session
+        self.partitioned = partitioned
+
+    def export(self, path):
+        raise UnsupportedTargetError(
+            "export of a target='vta' model: the accelerator programs live in this process "
+            "(packed functions), they are not serialized into the library yet")
+
+
+def compile_vta(model, example_inputs, hw="default", backend="fsim", host="cpu") -> VtaCompiledModel:
+    """Compile ``model`` (a ternary nn.Module, frozen or not, or an ExportedProgram of a
+    frozen one) for the accelerator ``hw`` (a HwConfig or its name / JSON path), running
+    the accelerator regions on ``backend`` (``fsim``, ``rtl``, ``reference`` or a Backend)
+    and the host regions on ``host`` (a CPU target, as ``tt.compile`` takes)."""
+    from tvm_ternary.frontend import from_exported, from_frozen
+    from tvm_ternary.pipeline import _frozen
+    from tvm_ternary.relax import passes
+    from tvm_ternary.relax.legalize import legalize_by_strategy
+
+    import tvm_ternary.cpu.strategy  # noqa: F401  (registers the CPU kernels for host layers)
+
+    example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    hw = hw if isinstance(hw, HwConfig) else HwConfig.load(hw)
+    host_target = targets.resolve(host)
+    frozen = None
+    if isinstance(model, torch.export.ExportedProgram):
+        mod = from_exported(model)
+    else:
+        frozen = _frozen(model, example_inputs)
+        mod = from_frozen(frozen, example_inputs)
+    state = passes.CompileState(target=host_target)
+    for step in passes.PIPELINE[:passes.PIPELINE.index(legalize_by_strategy)]:
+        mod = step(mod, state)
+    session = Session(hw, backend)
+    parts = partition_for_vta(mod, hw, session.offload, _layer_namer(frozen))
+    executable, legalized, state = passes.build(parts.mod, host_target)
+    tgt = {"kind": "vta", "hw": hw.name, "hw_hash": hw.hash, "backend": session.backend.name,
+           "host": host_target}
+    cm = VtaCompiledModel(executable, tgt, [list(x.shape) for x in example_inputs], legalized,
+                          frozen, session, parts)
+    cm.imported = mod
+    from .stats import model_stats
+
+    cm.stats.update(model_stats(parts, session, hw, state))
+    return cm
+
+
+def _layer_namer(frozen):
+    """Names layers by their weights and bias (Relax keeps no layer names): the frozen
+    model's layer whose integers these are; None without a model (then by position)."""
+    if frozen is None:
+        return lambda weight, bias: None
+    table: dict = {}
+    for layer in frozen.frozen_layers():
+        table.setdefault(_key(layer.w_t.numpy(), layer.bias.numpy()), []).append(layer.layer_name)
+
+    def name_of(weight, bias):
+        names = table.get(_key(weight, bias))
+        # Identical layers (same weights and bias) are interchangeable: name them in order.
+        return names.pop(0) if names else None
+
+    return name_of
+
+
+def _key(weight, bias) -> tuple:
+    w, b = np.asarray(weight, np.int8), np.asarray(bias, np.int64)
+    return w.shape, w.tobytes(), b.tobytes()
+
+
+__all__ = ["VtaCompiledModel", "compile_vta"]

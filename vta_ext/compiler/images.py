@@ -1,0 +1,107 @@
+"""DRAM formats of one lowered layer: input and output activations, weight blocks and
+per-channel parameters, in the canonical convolution's block order.
+
+- input block ``(ig, g, cb, y, x)`` is element ``(((ig*G + g)*ncb + cb)*H + y)*W + x``: a
+  ``[batch, block_in]`` block of pixel ``(y, x)``, channels ``cb*block_in..`` of group ``g``,
+  images ``ig*batch..`` (so each channel block of an image group is one 2-D LOAD);
+- output block ``(ig, g, ob, y, x)`` likewise with ``nob`` blocks and ``OH x OW`` pixels;
+- weight blocks ``[G, nob, ncb, kh, kw, block_out, block_in]``; the lowering stores only the
+  ones it loads, in load order.
+
+Channels are padded per group with real zeros (whose weights are zero), batch lanes with
+zeros whose outputs are dropped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tvm_ternary.errors import ShapeMismatchError
+
+from .. import layout
+from ..config import HwConfig
+from .geometry import ConvProblem
+from .layer import LayerSpec
+
+
+def canonical_input(spec: LayerSpec, p: ConvProblem, x) -> np.ndarray:
+    """The layer input as the canonical ``[images, C, H, W]`` int64 tensor."""
+    x = np.asarray(x)
+    if tuple(x.shape) != tuple(spec.input_shape):
+        raise ShapeMismatchError(f"layer {spec.name}: input shape {tuple(x.shape)}, compiled for "
+                                 f"{tuple(spec.input_shape)}")
+    if not np.issubdtype(x.dtype, np.integer):
+        raise ShapeMismatchError(f"layer {spec.name}: input dtype {x.dtype} is not an integer type")
+    lo, hi = (-1, 1) if spec.input_ternary else (-128, 127)
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise ShapeMismatchError(f"layer {spec.name}: input values [{x.min()}, {x.max()}] leave "
+                                 f"[{lo}, {hi}]")
+    x = x.astype(np.int64)
+    if spec.kind == "conv2d":
+        return x
+    rows = np.zeros((p.h * p.batch, x.shape[1]), dtype=np.int64)
+    rows[:x.shape[0]] = x
+    return rows.reshape(p.h, p.batch, -1).transpose(1, 2, 0)[..., None]
+
+
+def pack_input(p: ConvProblem, hw: HwConfig, x4: np.ndarray) -> bytes:
+    """Canonical ``[images, C, H, W]`` -> the input region's bytes."""
+    ncb, bi = p.in_blocks, p.block_in
+    padded = np.zeros((p.image_groups * p.batch, p.groups, ncb * bi, p.h, p.w), dtype=np.int64)
+    padded[:p.images, :, :p.cin_g] = x4.reshape(p.images, p.groups, p.cin_g, p.h, p.w)
+    blocks = padded.reshape(p.image_groups, p.batch, p.groups, ncb, bi, p.h, p.w)
+    blocks = blocks.transpose(0, 2, 3, 5, 6, 1, 4).reshape(-1, p.batch, bi)
+    return layout.pack_inp(blocks, hw).tobytes()
+
+
+def input_blocks(p: ConvProblem) -> int:
+    return p.image_groups * p.groups * p.in_blocks * p.h * p.w
+
+
+def output_blocks(p: ConvProblem) -> int:
+    return p.image_groups * p.groups * p.out_blocks * p.oh * p.ow
+
+
+def unpack_output(p: ConvProblem, hw: HwConfig, raw) -> np.ndarray:
+    """The output region's bytes -> canonical ``[images, G * out_g, OH, OW]``."""
+    v = layout.unpack_out(np.frombuffer(bytes(raw), dtype=np.uint8), hw)
+    v = v.reshape(p.image_groups, p.groups, p.out_blocks, p.oh, p.ow, p.batch, p.block_out)
+    v = v.transpose(0, 5, 1, 2, 6, 3, 4).reshape(p.image_groups * p.batch, p.groups,
+                                                 p.out_blocks * p.block_out, p.oh, p.ow)
+    return v[:p.images, :, :p.out_g].reshape(p.images, p.groups * p.out_g, p.oh, p.ow)
+
+
+def layer_output(spec: LayerSpec, p: ConvProblem, out4: np.ndarray) -> np.ndarray:
+    """Canonical output -> the layer's own output layout (int8)."""
+    if spec.kind == "conv2d":
+        return out4.astype(np.int8)
+    rows = out4[..., 0].transpose(2, 0, 1).reshape(p.h * p.batch, -1)
+    return rows[:spec.input_shape[0]].astype(np.int8)
+
+
+def weight_blocks(spec: LayerSpec, p: ConvProblem) -> np.ndarray:
+    """``[G, nob, ncb, kh, kw, block_out, block_in]`` int8 weight blocks, zero padded."""
+    w = np.asarray(spec.weight, dtype=np.int8).reshape(p.groups, p.out_g, p.cin_g, p.kh, p.kw)
+    bo, bi = p.block_out, p.block_in
+    padded = np.zeros((p.groups, p.out_blocks * bo, p.in_blocks * bi, p.kh, p.kw), dtype=np.int8)
+    padded[:, :p.out_g, :p.cin_g] = w
+    blocks = padded.reshape(p.groups, p.out_blocks, bo, p.in_blocks, bi, p.kh, p.kw)
+    return blocks.transpose(0, 1, 3, 5, 6, 2, 4)
+
+
+def par_image(spec: LayerSpec, p: ConvProblem, hw: HwConfig) -> np.ndarray:
+    """PAR blocks ``[G * nob, par_block_bytes]``; padded channels get harmless values
+    (multipliers 0, shift 1) so the ALU never traps on them."""
+    width = p.out_blocks * p.block_out
+
+    def per_channel(v, fill):
+        out = np.full((p.groups, width), fill, dtype=np.int64)
+        if v is not None:
+            out[:, :p.out_g] = np.asarray(v, dtype=np.int64).reshape(p.groups, p.out_g)
+        return out.reshape(-1)
+
+    mult_p = per_channel(spec.mult_p, 0)
+    return layout.pack_par(hw, mult_p=mult_p,
+                           mult_n=per_channel(spec.mult_n, 0) if p.dual else mult_p,
+                           shift=per_channel(spec.shift, 1), bias=per_channel(spec.bias, 0),
+                           t_lo=per_channel(spec.t_lo, 0), t_hi=per_channel(spec.t_hi, 0))

@@ -1,0 +1,247 @@
+"""Partition a Relax module into accelerator regions and host regions (BYOC style).
+
+After ``fold_batchnorm`` / ``fuse_epilogue`` / ``flatten_linear_batch`` every ternary layer
+is one fused op ``R.tternary_<body>_<epilogue>``. ``partition_for_vta``:
+
+1. matches each fused op the HwConfig can run with ``relax.transform.FuseOpsByPattern``
+   (one ``dpl`` pattern per fused op; the check refuses what the hardware lacks), giving one
+   composite function per layer with its constants bound inside;
+2. extracts a :class:`LayerSpec` from each composite and hands it to ``offload``, which
+   lowers it and returns the name of a registered packed function (``vta_ext.runtime``);
+3. replaces each offloaded composite call by ``relax.call_dps_packed(name, x)``. A layer
+   the lowering refuses (a typed ``TernaryError``) goes back inline as its fused op, so the
+   host strategies lower it; every host layer is reported with its reason, never
+   approximated (DESIGN: a target without dual accumulators runs such a layer on the host).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.dpl import is_op, wildcard
+from tvm.relax.expr_functor import PyExprMutator, mutator
+
+from tvm_ternary.errors import TernaryError
+from tvm_ternary.relax import fused_ops, ops
+from tvm_ternary.relax.analysis import op_of
+
+from ..config import HwConfig
+from .layer import LayerSpec
+from .ternary_values import ternary_vars
+
+COMPOSITE_PREFIX = "tternary_vta."
+_EPILOGUE_OF = {"trequantize": "requantize", "tthreshold": "threshold"}
+_KIND_OF = {"tlinear": "dense", "tconv2d": "conv2d"}
+_FUSED_OPS = {ops.op_name(name): name for name in fused_ops.FUSED}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one ternary layer runs, and why there."""
+
+    name: str                      # the source layer (or "<op>#<index>" without a model)
+    op: str                        # the fused op, e.g. "tconv2d_trequantize"
+    on_accelerator: bool
+    reason: str = ""               # why it stayed on the host ("" when offloaded)
+    spec: LayerSpec | None = None
+    packed_func: str = ""          # the global function the Relax VM calls
+
+
+# ----------------------------------------------------------------------------- LayerSpec
+
+def _const(expr, layer: str, field: str) -> np.ndarray:
+    if not isinstance(expr, relax.Constant):
+        raise _NotConstant(f"layer {layer}: {field} is not a compile-time constant")
+    return expr.value.numpy()
+
+
+class _NotConstant(TernaryError, ValueError):
+    """A fused op whose weights or epilogue parameters are graph inputs, not constants."""
+
+
+def layer_spec(call: relax.Call, name: str, input_ternary: bool = False) -> LayerSpec:
+    """The LayerSpec of one fused ternary call (``*_trequantize`` / ``*_tthreshold``)."""
+    fused = fused_ops.FUSED[_FUSED_OPS[call.op.name]]
+    body_t, epi_t, body_s, epi_s = fused.split(call.args)
+    x, w, bias, mult = body_t
+    mult = _const(mult, name, "mult").astype(np.int64)
+    fields = dict(name=name, kind=_KIND_OF[fused.body], input_shape=tuple(int(d) for d in x.ty.shape),
+                  weight=_const(w, name, "weight").astype(np.int8),
+                  bias=_const(bias, name, "bias").astype(np.int64), mult_p=mult[0], mult_n=mult[1],
+                  epilogue=_EPILOGUE_OF[fused.epilogue], input_ternary=input_ternary)
+    scalars = [s.value for s in epi_s]
+    if fused.epilogue == "trequantize":
+        fields.update(shift=_const(epi_t[0], name, "shift").astype(np.int64),
+                      lo=int(scalars[0]), hi=int(scalars[1]))
+    else:
+        fields.update(t_lo=_const(epi_t[0], name, "t_lo").astype(np.int64),
+                      t_hi=_const(epi_t[1], name, "t_hi").astype(np.int64))
+    if fused.body == "tconv2d":
+        sh, sw, ph, pw, dh, dw, groups, pad_value = (int(s.value) for s in body_s)
+        fields.update(stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), groups=groups,
+                      pad_value=pad_value)
+    return LayerSpec(**fields)
+
+
+# ----------------------------------------------------------------------------- support
+
+def host_reason(op: str, hw: HwConfig, dual_scale: bool = False,
+                input_ternary: bool = False) -> str | None:
+    """Why the HwConfig cannot run a fused op, or None if its features allow it.
+
+    Shapes and buffer sizes are the lowering's to judge (it raises a typed error).
+    """
+    body, epilogue = fused_ops.FUSED[op].body, fused_ops.FUSED[op].epilogue
+    if epilogue == "tdequantize":
+        return "float output (dequantize epilogue): the accelerator stores int8 or trits only"
+    if epilogue == "tthreshold" and not hw.ternary_act:
+        return f"ternary-activation epilogue needs ternary_act (HwConfig {hw.name!r} has none)"
+    if epilogue == "trequantize" and hw.act_bits != 8:
+        return f"int8 output needs act_bits 8 (HwConfig {hw.name!r} has {hw.act_bits})"
+    if hw.act_bits == 2 and not input_ternary:
+        return f"int8 input needs act_bits 8 (HwConfig {hw.name!r} has 2)"
+    if dual_scale and not hw.dual_scale:
+        return (f"dual scales (Mp != Mn) need dual accumulators (HwConfig {hw.name!r} has "
+                f"dual_scale false)")
+    return None
+
+
+def _call_reason(call: relax.Call, hw: HwConfig, input_ternary: bool) -> str | None:
+    op = _FUSED_OPS[call.op.name]
+    mult = call.args[3]
+    if not all(isinstance(a, relax.Constant) for a in call.args[1:] if isinstance(a, relax.Expr)
+               and not isinstance(a, relax.PrimValue)):
+        return "weights or epilogue parameters are not compile-time constants"
+    dual = bool(np.any(mult.value.numpy()[0] != mult.value.numpy()[1]))
+    return host_reason(op, hw, dual, input_ternary)
+
+
+def patterns(hw: HwConfig, ternary: set) -> list:
+    """One FusionPattern per fused ternary op; the check applies ``host_reason``."""
+    out = []
+    for name in fused_ops.FUSED:
+        call = is_op(ops.op_name(name))(*[wildcard() for _ in range(_n_args(name))])
+
+        def check(ctx, hw=hw):
+            expr = ctx.matched_expr
+            return _call_reason(expr, hw, _is_ternary_arg(expr.args[0], ternary)) is None
+
+        out.append(relax.transform.FusionPattern(COMPOSITE_PREFIX + name, call, {}, check))
+    return out
+
+
+def _n_args(name: str) -> int:
+    d = fused_ops.FUSED[name]
+    body, epi = ops.OPS[d.body], ops.OPS[d.epilogue]
+    return body.n_tensors + epi.n_tensors - 1 + body.n_scalars + epi.n_scalars
+
+
+def _is_ternary_arg(x, ternary: set) -> bool:
+    return isinstance(x, relax.Var) and x in ternary
+
+
+# ----------------------------------------------------------------------------- partition
+
+@dataclass
+class Partitioned:
+    mod: tvm.IRModule
+    placements: list[Placement]
+    host_ops: dict                 # non-ternary Relax ops left on the host: name -> count
+
+    @property
+    def host_layers(self) -> list[Placement]:
+        return [p for p in self.placements if not p.on_accelerator]
+
+
+@mutator
+class _Offloader(PyExprMutator):
+    """Composite calls -> ``call_dps_packed`` (or back to the fused op on the host)."""
+
+    def __init__(self, mod, offload, name_of, hw, ternary: set):
+        super().__init__(mod)
+        self.src, self.offload, self.name_of, self.hw = mod, offload, name_of, hw
+        self.ternary = ternary
+        self.placements: list[Placement] = []
+
+    def _label(self, op: str, weight, bias) -> str:
+        name = None
+        if isinstance(weight, relax.Constant) and isinstance(bias, relax.Constant):
+            name = self.name_of(weight.value.numpy(), bias.value.numpy())
+        return name or f"{op}#{len(self.placements)}"
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        if op_of(call) in _FUSED_OPS:  # a layer the pattern check left on the host
+            op = _FUSED_OPS[op_of(call)]
+            reason = _call_reason(call, self.hw, _is_ternary_arg(call.args[0], self.ternary))
+            name = self._label(op, call.args[1], call.args[2])
+            self.placements.append(Placement(name, op, False, reason or ""))
+            return call
+        func = self.src[call.op] if isinstance(call.op, relax.GlobalVar) else None
+        if not isinstance(func, relax.Function) or "Composite" not in (func.attrs or {}):
+            return call
+        inner = _inner_call(func)
+        op = _FUSED_OPS[inner.op.name]
+        (x,) = call.args
+        inline = relax.Call(inner.op, [x] + list(inner.args[1:]))
+        ternary_in = _is_ternary_arg(x, self.ternary)
+        name = self._label(op, inline.args[1], inline.args[2])
+        spec = layer_spec(inline, name, ternary_in)
+        try:
+            packed = self.offload(spec)
+        except TernaryError as err:  # the lowering cannot fit it: the host runs it, reported
+            self.placements.append(Placement(name, op, False, f"lowering refused: {err}", spec))
+            return inline
+        self.placements.append(Placement(name, op, True, "", spec, packed))
+        return relax.call_dps_packed(packed, relax.Tuple([x]), out_ty=call.ty)
+
+
+def _inner_call(func: relax.Function) -> relax.Call:
+    (block,) = func.body.blocks
+    (binding,) = block.bindings
+    call = binding.value
+    if func.params[0] is not call.args[0] and not call.args[0].same_as(func.params[0]):
+        raise AssertionError("composite function does not start from its parameter")
+    return call
+
+
+def partition_for_vta(mod: tvm.IRModule, hw: HwConfig, offload: Callable[[LayerSpec], str],
+                      name_of: Callable = lambda weight, bias: None) -> Partitioned:
+    """Offload every fused ternary layer ``hw`` can run; see the module docstring.
+
+    ``offload(spec)`` lowers a layer and returns its packed function's name (raising a
+    ``TernaryError`` if it cannot); ``name_of(weight, bias)`` names a layer from its
+    integers (None: by op and position).
+    """
+    ops.register_all()
+    main = mod["main"]
+    ternary = ternary_vars(main)
+    fused = relax.transform.FuseOpsByPattern(patterns(hw, ternary), bind_constants=True)(mod)
+    # Composite outputs are new variables: find the ternary ones again.
+    offloader = _Offloader(fused, offload, name_of, hw, ternary_vars(fused["main"], fused))
+    new_main = offloader.visit_expr(fused["main"])
+    out = tvm.IRModule({gv: f for gv, f in mod.functions.items() if gv.name_hint != "main"},
+                       attrs=mod.attrs)
+    out["main"] = new_main
+    out = relax.transform.DeadCodeElimination(["main"])(out)
+    return Partitioned(out, offloader.placements, _host_ops(out["main"]))
+
+
+def _host_ops(func: relax.Function) -> dict:
+    counts: Counter = Counter()
+    for block in func.body.blocks:
+        for binding in block.bindings:
+            name = op_of(binding.value)
+            if name is None or name == "relax.call_dps_packed":
+                continue
+            counts[name.removeprefix("relax.")] += 1
+    return dict(counts)
+
+
+__all__ = ["COMPOSITE_PREFIX", "Partitioned", "Placement", "host_reason", "layer_spec",
+           "partition_for_vta", "patterns"]

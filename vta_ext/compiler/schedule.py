@@ -1,0 +1,156 @@
+"""Schedule knobs of one accelerator layer: the tiling, double buffering and loop order the
+tuner searches, what each costs in on-chip buffer space, and the space of valid choices.
+
+A tile is ``tile_out_blocks`` output-channel blocks x ``tile_rows`` x ``tile_cols`` output
+pixels, accumulated over reduction steps of ``tile_in_blocks`` input-channel blocks (each
+with all kernel taps). ``double_buffer`` gives the input, weight and accumulator buffers
+two slots each, so the next step's loads overlap this step's GEMM (the virtual threads of
+the old VTA schedules). ``reuse`` is the loop order: "weight" keeps a weight tile resident
+across spatial tiles, "input" keeps an input tile resident across output-channel tiles.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from tvm_ternary.errors import AcceleratorLayerError, KernelConfigError
+
+from ..config import HwConfig
+from ..isa import _GEMM, _MEM
+from .geometry import ConvProblem, ceil_div
+
+REUSE = ("weight", "input")
+_ITER_MAX = next(f for f in _GEMM if f.name == "iter_out").hi
+_FACTOR_MAX = next(f for f in _GEMM if f.name == "src_factor_out").hi
+_Y_SIZE_MAX = next(f for f in _MEM if f.name == "y_size").hi
+_X_SIZE_MAX = next(f for f in _MEM if f.name == "x_size").hi
+_STEP_OVERHEAD_BYTES = 64  # an instruction plus its setup, in DRAM-byte equivalents
+
+
+@dataclass(frozen=True)
+class Schedule:
+    tile_out_blocks: int
+    tile_in_blocks: int
+    tile_rows: int
+    tile_cols: int
+    double_buffer: bool = True
+    reuse: str = "weight"
+    skip_zero_blocks: bool | None = None  # None: HwConfig.zero_block_skip decides
+
+    def skips_zero_blocks(self, hw: HwConfig) -> bool:
+        return hw.zero_block_skip if self.skip_zero_blocks is None else self.skip_zero_blocks
+
+    @property
+    def slots(self) -> int:
+        return 2 if self.double_buffer else 1
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Entries one slot needs in each buffer (and the largest micro-op segment)."""
+
+    inp: int
+    wgt: int
+    acc: int
+    uop: int
+
+
+def footprint(p: ConvProblem, s: Schedule) -> Footprint:
+    to, tc, th, tw = s.tile_out_blocks, s.tile_in_blocks, s.tile_rows, s.tile_cols
+    outputs = to * th * tw
+    return Footprint(inp=tc * p.in_rows(th) * p.in_cols(tw), wgt=to * tc * p.kernel_taps,
+                     acc=outputs * p.pairs + (outputs if p.dual else 0),
+                     uop=max(to * tc * p.kernel_taps, to))
+
+
+def misfit(p: ConvProblem, s: Schedule, hw: HwConfig) -> str | None:
+    """Why ``s`` cannot run ``p`` on ``hw`` (the knob or buffer at fault), or None."""
+    for knob, v, top in (("tile_out_blocks", s.tile_out_blocks, p.out_blocks),
+                         ("tile_in_blocks", s.tile_in_blocks, p.in_blocks),
+                         ("tile_rows", s.tile_rows, p.oh), ("tile_cols", s.tile_cols, p.ow)):
+        if not 1 <= v <= top:
+            return f"{knob} = {v} is outside [1, {top}]"
+    if s.reuse not in REUSE:
+        return f"reuse = {s.reuse!r} is not one of {REUSE}"
+    if s.tile_rows > _ITER_MAX or s.tile_cols > _ITER_MAX:
+        return f"tile_rows/tile_cols exceed the GEMM loop count limit {_ITER_MAX}"
+    if p.stride[0] * p.in_cols(s.tile_cols) > _FACTOR_MAX or s.tile_cols * p.pairs > _FACTOR_MAX:
+        return f"tile_cols = {s.tile_cols} needs a GEMM loop factor above {_FACTOR_MAX}"
+    if p.in_rows(s.tile_rows) > _Y_SIZE_MAX or p.w > _X_SIZE_MAX:
+        return f"a tile's input rectangle exceeds the LOAD size fields"
+    f = footprint(p, s)
+    for buf, need, depth in (("inp", f.inp * s.slots, hw.inp_depth),
+                             ("wgt", f.wgt * s.slots, hw.wgt_depth),
+                             ("acc", f.acc * s.slots, hw.acc_depth),
+                             ("uop", f.uop, hw.uop_depth),
+                             ("par", s.tile_out_blocks, hw.par_depth)):
+        if need > depth:
+            return f"needs {need} {buf} entries, the {buf} buffer holds {depth}"
+    return None
+
+
+def check_schedule(p: ConvProblem, s: Schedule, hw: HwConfig) -> None:
+    why = misfit(p, s, hw)
+    if why:
+        raise KernelConfigError(f"layer {p.layer}: schedule {s} does not fit HwConfig "
+                                f"{hw.name!r}: {why}")
+
+
+def _sizes(top: int, dense_upto: int = 32) -> list[int]:
+    """Candidate tile extents: every value up to ``dense_upto``, powers of two, and ``top``."""
+    out = set(range(1, min(top, dense_upto) + 1)) | {top}
+    out |= {1 << i for i in range(top.bit_length()) if 1 << i <= top}
+    return sorted(v for v in out if v <= _ITER_MAX)
+
+
+def _block_sizes(top: int) -> list[int]:
+    return sorted({1 << i for i in range(top.bit_length()) if 1 << i <= top} | {top})
+
+
+def estimated_cost(p: ConvProblem, s: Schedule, hw: HwConfig) -> float:
+    """A rough cycle estimate (DRAM bytes over the bus vs GEMM issue, overlapped when double
+    buffered) used to pick a default; the cycle model is the real measure."""
+    n_st = ceil_div(p.oh, s.tile_rows) * ceil_div(p.ow, s.tile_cols)
+    n_ot = ceil_div(p.out_blocks, s.tile_out_blocks)
+    n_ct = ceil_div(p.in_blocks, s.tile_in_blocks)
+    inp_tile = p.in_rows(s.tile_rows) * p.in_cols(s.tile_cols) * p.in_blocks
+    wgt_all = p.out_blocks * p.in_blocks * p.kernel_taps
+    if s.reuse == "weight":
+        wgt_loads = wgt_all * (1 if n_ct == 1 else n_st)
+        inp_loads = inp_tile * n_st * (1 if n_st == 1 and n_ct == 1 else n_ot)
+    else:
+        inp_loads = inp_tile * n_st * (1 if n_ct == 1 else n_ot)
+        wgt_loads = wgt_all * (1 if n_ot == 1 and n_ct == 1 else n_st)
+    steps = n_st * n_ot * n_ct
+    dram = inp_loads * hw.inp_block_bytes + wgt_loads * hw.wgt_block_bytes
+    load_cycles = dram / hw.dram_bus_bytes + steps * _STEP_OVERHEAD_BYTES
+    gemm_cycles = (p.out_blocks * p.in_blocks * p.kernel_taps * n_st * s.tile_rows * s.tile_cols
+                   + steps * _STEP_OVERHEAD_BYTES)
+    scale = p.image_groups * p.groups
+    if s.double_buffer:
+        return scale * max(load_cycles, gemm_cycles)
+    return scale * (load_cycles + gemm_cycles)
+
+
+def schedule_space(p: ConvProblem, hw: HwConfig) -> list[Schedule]:
+    """Every valid schedule of the candidate grid (the space the tuner enumerates)."""
+    out = []
+    for to, tc, th, tw, db, reuse in itertools.product(
+            _block_sizes(p.out_blocks), _block_sizes(p.in_blocks), _sizes(p.oh),
+            _sizes(p.ow, dense_upto=1), (True, False), REUSE):
+        s = Schedule(to, tc, th, tw, db, reuse)
+        if misfit(p, s, hw) is None:
+            out.append(s)
+    return out
+
+
+def default_schedule(p: ConvProblem, hw: HwConfig) -> Schedule:
+    """The cheapest schedule of the space by :func:`estimated_cost`; AcceleratorLayerError
+    (naming the layer and the buffer) if no tiling fits the HwConfig."""
+    space = schedule_space(p, hw)
+    if not space:
+        smallest = Schedule(1, 1, 1, 1, double_buffer=False)
+        raise AcceleratorLayerError(f"layer {p.layer}: no tiling fits HwConfig {hw.name!r}; even "
+                                    f"the smallest tile {misfit(p, smallest, hw) or 'fails'}")
+    return min(space, key=lambda s: (estimated_cost(p, s, hw), -s.double_buffer))
