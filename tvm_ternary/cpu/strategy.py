@@ -2,7 +2,10 @@
 
 ``tlinear`` (symmetric, constant weights, 2-D input) runs as one fused whole-layer GEMV
 PrimFunc: AVX-512 VNNI where the target's CPU has it, else AVX2 (the floor); other CPUs
-keep the portable path. The ternary x ternary and block-sparse kernels register here too.
+keep the portable path. A linear whose input ``ternary_inputs`` marked ternary runs the
+bit-plane popcount kernel instead (symmetric or dual-scale). Each is registered for the
+bare ``tlinear`` and for the fused ``tlinear_<epilogue>`` ops (body kernel, then the
+epilogue's compute), so the input annotation on the fused call is seen.
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from tvm_ternary.relax import fused_ops, ops
 from tvm_ternary.strategy.registry import Impl, register
 from tvm_ternary.target import cpu_features
 
 from . import gemv_avx2, gemv_vnni
 from .layout import interleaved_2bit
+from .popcount_gemv import make_popcount_gemv, weight_planes
+from .ternary_inputs import has_ternary_input
 
 
 def has_avx2(target: dict) -> bool:
@@ -31,12 +37,53 @@ def _constant(expr) -> np.ndarray | None:
     return expr.value.numpy() if isinstance(expr, tvm.ir.expr.Constant) else None
 
 
+def _constant_linear(call) -> bool:
+    """A 2-D ``tlinear`` (or fused ``tlinear_*``) with constant weights and multipliers."""
+    x, w, _, mult = call.args[:4]
+    return len(x.ty.shape) == 2 and _constant(w) is not None and _constant(mult) is not None
+
+
+def _symmetric(call) -> bool:
+    mult = _constant(call.args[3])
+    return np.array_equal(mult[0], mult[1])
+
+
 def _symmetric_constant_linear(call) -> bool:
-    """A 2-D ``tlinear`` with constant weights and one multiplier per channel (Mp == Mn)."""
-    x, w, _, mult = call.args
-    mult_v = _constant(mult)
-    return (len(x.ty.shape) == 2 and _constant(w) is not None and mult_v is not None
-            and np.array_equal(mult_v[0], mult_v[1]))
+    return _constant_linear(call) and _symmetric(call)
+
+
+def _body_call(call) -> relax.Call:
+    """The ``tlinear`` part of a fused ``tlinear_<epilogue>`` call (attrs kept)."""
+    spec = fused_ops.FUSED[call.op.name.removeprefix("relax.tternary_")]
+    body_t, _, body_s, _ = spec.split(call.args)
+    return relax.Call(tvm.ir.Op.get(ops.op_name(spec.body)), body_t + body_s, call.attrs)
+
+
+def _with_epilogue(body_emit):
+    """Emit a fused ``tlinear_<epilogue>`` call: ``body_emit``'s kernel, then the epilogue."""
+
+    def emit(bb, call):
+        spec = fused_ops.FUSED[call.op.name.removeprefix("relax.tternary_")]
+        _, epi_t, _, epi_s = spec.split(call.args)
+        scalars = [s.value for s in epi_s]
+        epilogue = ops.OPS[spec.epilogue]
+        z = bb.emit(body_emit(bb, _body_call(call)))
+        return bb.call_te(lambda zt, *ts: epilogue.compute(zt, *ts, *scalars), z, *epi_t,
+                          primfunc_name_hint=spec.epilogue)
+
+    return emit
+
+
+def _popcount_emit(bb, call):
+    x, w, bias, mult = call.args
+    w_t = _constant(w)
+    n, k = w_t.shape
+    batch = int(x.ty.shape[0])
+    dual = not _symmetric(call)
+    kernel = make_popcount_gemv(batch, n, k, dual)
+    gv = bb.add_func(kernel, str(kernel.attrs["global_symbol"]))
+    return relax.call_tir(gv, [x, relax.const(weight_planes(w_t, dual)), mult, bias],
+                          out_ty=relax.TensorType([batch, n], "int64"))
 
 
 def _gemv_emitter(kernel_module):
@@ -56,9 +103,20 @@ def _gemv_emitter(kernel_module):
     return emit
 
 
-register("tlinear", Impl("avx512_vnni_gemv",
-                         lambda call, target: has_vnni512(target) and _symmetric_constant_linear(call),
-                         _gemv_emitter(gemv_vnni)))
-register("tlinear", Impl("avx2_pmaddubsw_gemv",
-                         lambda call, target: has_avx2(target) and _symmetric_constant_linear(call),
-                         _gemv_emitter(gemv_avx2)))
+def _register_linear(name: str, applies, body_emit) -> None:
+    """Register a linear kernel for ``tlinear`` and each fused ``tlinear_<epilogue>``."""
+    register("tlinear", Impl(name, applies, body_emit))
+    for fused, spec in fused_ops.FUSED.items():
+        if spec.body == "tlinear":
+            register(fused, Impl(name, applies, _with_epilogue(body_emit)))
+
+
+_register_linear("avx2_popcount_gemv",
+                 lambda call, target: has_avx2(target) and has_ternary_input(call) and _constant_linear(call),
+                 _popcount_emit)
+_register_linear("avx512_vnni_gemv",
+                 lambda call, target: has_vnni512(target) and _symmetric_constant_linear(call),
+                 _gemv_emitter(gemv_vnni))
+_register_linear("avx2_pmaddubsw_gemv",
+                 lambda call, target: has_avx2(target) and _symmetric_constant_linear(call),
+                 _gemv_emitter(gemv_avx2))

@@ -1,0 +1,107 @@
+"""Ternary x ternary bit-plane popcount kernel: equals the integer reference, and is
+chosen (only) for linears whose input the dataflow proves ternary."""
+
+import numpy as np
+import pytest
+import torch
+import tvm
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tvm_ternary as tt
+from tvm_ternary.cpu.popcount_gemv import make_popcount_gemv, weight_planes
+from tvm_ternary.cpu.ternary_inputs import annotate_ternary_inputs
+from tvm_ternary.quant import reference as ref
+from tvm_ternary.quant.popcount import dot_sign_magnitude
+from tvm_ternary.relax import passes
+from tvm_ternary.target import cpu_info
+
+from ..quant.helpers import frozen_pair, random_digits_model
+
+_FLAGS = cpu_info()["flags"]
+pytestmark = pytest.mark.skipif("avx2" not in _FLAGS, reason="host has no AVX2")
+MCPUS = ["haswell"] + (["icelake-server"] if "avx512_vpopcntdq" in _FLAGS else [])
+
+
+def _run(x, w_t, mult, bias, dual, mcpu="haswell"):
+    n, k = w_t.shape
+    lib = tvm.compile(make_popcount_gemv(x.shape[0], n, k, dual),
+                      target=tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": 2}))
+    out = tvm.runtime.tensor(np.zeros((x.shape[0], n), np.int64))
+    lib(*[tvm.runtime.tensor(a) for a in (x, weight_planes(w_t, dual), mult, bias)], out)
+    return out.numpy()
+
+
+def _expected(x, w_t, mult, bias):
+    acc_p, acc_n = ref.linear_acc(x, w_t)
+    return ref.scaled_acc(acc_p, acc_n, bias, mult[0], mult[1])
+
+
+@pytest.mark.parametrize("mcpu", MCPUS)
+@pytest.mark.parametrize("dual", [False, True])
+@settings(max_examples=10, deadline=None)
+@given(batch=st.integers(1, 3), n=st.integers(1, 30), k=st.integers(1, 1000),
+       zero_frac=st.sampled_from([0.0, 0.5, 0.95]), seed=st.integers(0, 2**31))
+def test_popcount_gemv_matches_reference(mcpu, dual, batch, n, k, zero_frac, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-1, 2, size=(n, k)).astype(np.int8)
+    w[rng.random((n, k)) < zero_frac] = 0
+    x = rng.integers(-1, 2, size=(batch, k)).astype(np.int8)
+    mult = rng.integers(2**14, 2**15, size=(2, n)).astype(np.int32)
+    if not dual:
+        mult[1] = mult[0]
+    bias = rng.integers(-2**40, 2**40, size=n).astype(np.int64)
+    assert np.array_equal(_run(x, w, mult, bias, dual, mcpu), _expected(x, w, mult, bias))
+
+
+@pytest.mark.parametrize("dual", [False, True])
+def test_extremes_and_agreement_with_the_bitplane_reference(dual):
+    # all products +1 (acc = K), all -1 (acc = -K), and a random row checked against the
+    # sign-magnitude popcount reference of quant.popcount as well
+    k = 64 * 9 + 13
+    rng = np.random.default_rng(1)
+    w = np.stack([np.ones(k), -np.ones(k), rng.integers(-1, 2, k)]).astype(np.int8)
+    x = np.ones((2, k), np.int8)
+    x[1] = rng.integers(-1, 2, k)
+    mult = np.ones((2, 3), np.int32)
+    if dual:
+        mult[1] = 2
+    bias = np.zeros(3, np.int64)
+    out = _run(x, w, mult, bias, dual)
+    assert out[0, 0] == k and out[0, 1] == (-k if not dual else -2 * k)  # z = -Mn * acc_n
+    acc, _ = dot_sign_magnitude(x, w)
+    if not dual:
+        assert np.array_equal(out, acc)
+    assert np.array_equal(out, _expected(x, w, mult, bias))
+
+
+@pytest.fixture
+def pipeline_with_annotation(monkeypatch):
+    """tt.compile's pipeline with the input annotation right before legalization (where
+    relax/passes.py is to list it; added here only if it is not there yet)."""
+    steps = list(passes.PIPELINE)
+    if annotate_ternary_inputs not in steps:
+        steps.insert(len(steps) - 1, annotate_ternary_inputs)
+        monkeypatch.setattr(passes, "PIPELINE", tuple(steps))
+
+
+@pytest.mark.parametrize("kind,method,act", [("mlp", "twn", "ternary"), ("mlp", "ttq", "ternary"),
+                                             ("cnn", "twn", "ternary_half")])
+def test_ternary_activation_model_uses_popcount_and_is_exact(pipeline_with_annotation, kind, method, act):
+    x = torch.rand(4, 1, 8, 8)
+    _, frozen = frozen_pair(random_digits_model(kind, 11), method, x, act=act)
+    cm = tt.compile(frozen, (x,), target="cpu")
+    linears = [k for k in cm.stats["kernels"] if k.startswith("tlinear")]
+    # every linear after the first sees a threshold's output; the first sees the
+    # model's own tquantize_ternary: all of them are ternary x ternary
+    assert linears and all(k.endswith(": avx2_popcount_gemv") for k in linears), cm.stats["kernels"]
+    y = cm(x)
+    assert torch.equal(y, frozen(x)) and torch.equal(y, tt.quant.run_reference(frozen, x))
+
+
+def test_int8_activation_model_does_not_use_popcount(pipeline_with_annotation):
+    x = torch.rand(4, 1, 8, 8)
+    _, frozen = frozen_pair(random_digits_model("mlp", 12), "twn", x, act="int8")
+    cm = tt.compile(frozen, (x,), target="cpu")
+    assert not any("popcount" in k for k in cm.stats["kernels"])
+    assert torch.equal(cm(x), frozen(x))
