@@ -76,3 +76,12 @@ class UnsupportedOpError(TernaryError, NotImplementedError):
 
 class KernelConfigError(TernaryError, ValueError):
     """A kernel configuration (tile sizes, ISA, padded sizes) that cannot be built (names the field)."""
+
+
+class AcceleratorLayerError(TernaryError, ValueError):
+    """A layer the accelerator lowering cannot run under a HwConfig (names the layer and the
+    field or buffer at fault); the partitioner keeps such a layer on the host."""
+
+
+class BackendError(TernaryError, RuntimeError):
+    """An accelerator backend that is unknown or not available (names it and what is missing)."""

@@ -1,0 +1,242 @@
+"""Emit the instruction stream of a scheduled layer: the loop-nest emitter.
+
+For each output tile (``tiling.tiles``): reset its accumulators, then per reduction step
+load the input rectangle and the step's nonzero weight blocks into their buffer slots
+(skipped when already resident) and issue one GEMM over all (output block, input block,
+tap) micro-ops with the tile's rows and columns as the hardware loops; then one ALU
+REQUANT/THRESH with per-channel parameters, and the STOREs of the tile. Slots rotate when
+double buffered; ``tokens.Tokens`` turns the reads and writes of slots into dependency
+tokens. Weight blocks that are all zero get no micro-op and are neither stored nor loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import isa
+from ..config import HwConfig
+from ..isa import Alu, AluOp, Finish, Gemm, Load, MemType, Store
+from .geometry import ConvProblem
+from .schedule import Footprint, Schedule, footprint
+from .tiling import Span, Tile, tile_inputs, tiles
+from .tokens import Tokens
+from .uops import UopCache
+
+
+@dataclass
+class WeightPlan:
+    """Weight blocks in DRAM, grouped per weight key in the order one LOAD reads them."""
+
+    blocks: list = field(default_factory=list)       # [bo, bi] blocks in DRAM order
+    where: dict = field(default_factory=dict)        # key -> (first element, [(obl, cbl, i, j)])
+    skipped: int = 0                                 # all-zero blocks left out
+
+    def add(self, key, wblocks: np.ndarray, tile: Tile, step: Span, skip_zero: bool) -> None:
+        if key in self.where:
+            return
+        first, entries = len(self.blocks), []
+        for obl in range(tile.out_blocks.size):
+            for cbl in range(step.size):
+                taps = wblocks[tile.group, tile.out_blocks.start + obl, step.start + cbl]
+                for i in range(taps.shape[0]):
+                    for j in range(taps.shape[1]):
+                        if skip_zero and not taps[i, j].any():
+                            self.skipped += 1
+                            continue
+                        entries.append((obl, cbl, i, j))
+                        self.blocks.append(taps[i, j])
+        self.where[key] = (first, entries)
+
+
+class _Slots:
+    """Which key each slot of a double- (or single-) buffered SRAM holds, and its last reader."""
+
+    def __init__(self, count: int, size: int):
+        self.size = size
+        self.keys = [None] * count
+        self.reader = [None] * count
+        self._next = 0
+
+    def find(self, key):
+        return self.keys.index(key) if key in self.keys else None
+
+    def claim(self, key) -> int:
+        slot = self._next
+        self._next = (slot + 1) % len(self.keys)
+        self.keys[slot] = key
+        return slot
+
+
+@dataclass
+class Regions:
+    """DRAM element bases of the layer's regions."""
+
+    inp: int
+    out: int
+    wgt: int
+    par: int
+
+
+class LayerEmitter:
+    def __init__(self, p: ConvProblem, s: Schedule, hw: HwConfig, epilogue: str,
+                 clamp: tuple[int, int], pad_value: int):
+        self.p, self.s, self.hw = p, s, hw
+        self.epilogue, self.clamp, self.pad_value = epilogue, clamp, pad_value
+        self.fp: Footprint = footprint(p, s)
+        self.insns: list = []
+        self.tokens = Tokens()
+        self.uops = UopCache(hw.uop_depth)
+        n = s.slots
+        self.inp = _Slots(n, self.fp.inp)
+        self.wgt = _Slots(n, self.fp.wgt)
+        self.acc = _Slots(n, self.fp.acc)
+        self.par_resident = p.groups * p.out_blocks <= hw.par_depth
+        self.gemm_uops = 0
+
+    # ------------------------------------------------------------------ planning
+
+    def plan_weights(self, wblocks: np.ndarray) -> WeightPlan:
+        plan = WeightPlan()
+        skip = self.s.skips_zero_blocks(self.hw)
+        for t in tiles(self.p, self.s):
+            for step in t.in_steps:
+                plan.add(t.weight_key(step), wblocks, t, step, skip)
+        return plan
+
+    # ------------------------------------------------------------------ emission
+
+    def emit(self, insn) -> int:
+        self.insns.append(insn)
+        return len(self.insns) - 1
+
+    def run(self, regions: Regions, weights: WeightPlan) -> list:
+        self.regions, self.weights = regions, weights
+        if self.par_resident:
+            n = self.p.groups * self.p.out_blocks
+            self.emit(Load(mem=MemType.PAR, dram_base=regions.par, x_size=n, x_stride=n))
+        last_store = None
+        for t in tiles(self.p, self.s):
+            last_store = self._tile(t)
+        finish = self.emit(Finish())
+        self.tokens.free("s2c", last_store, finish)
+        return self.tokens.apply(self.insns)
+
+    def _tile(self, t: Tile) -> int:
+        p = self.p
+        slot = self.acc.claim(t)
+        acc_base = slot * self.acc.size
+        # dual: REQUANT/THRESH write the results of the accumulator pairs contiguously after
+        # them, so one STORE reads them; single accumulators are overwritten in place
+        out_base = acc_base + (self.s.tile_out_blocks * self.s.tile_rows * self.s.tile_cols
+                               * p.pairs if p.dual else 0)
+        per_block = t.rows.size * t.cols.size
+        acc_of = [acc_base + obl * per_block * p.pairs for obl in range(t.out_blocks.size)]
+        loops = dict(iter_out=t.rows.size, iter_in=t.cols.size,
+                     dst_factor_out=t.cols.size * p.pairs, dst_factor_in=p.pairs)
+        if not self.par_resident:
+            self.emit(Load(mem=MemType.PAR, dram_base=self.regions.par + t.group * p.out_blocks
+                           + t.out_blocks.start, x_size=t.out_blocks.size,
+                           x_stride=t.out_blocks.size))
+        bgn, end = self.uops.place(isa.encode_uops(acc_of, 0, 0), self.emit)
+        reset = self.emit(Gemm(uop_bgn=bgn, uop_end=end, reset=True, dual=p.dual, **loops))
+        self.tokens.free("s2c", self.acc.reader[slot], reset)
+        for step in t.in_steps:
+            self._step(t, step, acc_of, loops)
+        alu = self._epilogue(t, acc_of, out_base)
+        first, last = self._stores(t, out_base)
+        self.tokens.ready("c2s", alu, first)
+        self.acc.reader[slot] = last
+        return last
+
+    def _step(self, t: Tile, step: Span, acc_of: list, loops: dict) -> None:
+        p = self.p
+        wfirst, entries = self.weights.where[t.weight_key(step)]
+        if not entries:
+            return  # every weight block of the step is zero: nothing to load or multiply
+        group = []
+        ikey, wkey = t.input_key(step), t.weight_key(step)
+        islot, wslot = self.inp.find(ikey), self.wgt.find(wkey)
+        rows, cols = tile_inputs(p, t)
+        readers = []
+        if islot is None:
+            islot = self.inp.claim(ikey)
+            readers.append(self.inp.reader[islot])
+            group += self._load_inputs(t, step, islot * self.inp.size, rows, cols)
+        if wslot is None:
+            wslot = self.wgt.claim(wkey)
+            readers.append(self.wgt.reader[wslot])
+            group.append(self.emit(Load(mem=MemType.WGT, sram_base=wslot * self.wgt.size,
+                                        dram_base=self.regions.wgt + wfirst, x_size=len(entries),
+                                        x_stride=len(entries))))
+        ibase, wbase = islot * self.inp.size, wslot * self.wgt.size
+        plane = rows.extent * cols.extent
+        dh, dw = p.dilation
+        dst = [acc_of[obl] for obl, _, _, _ in entries]
+        src = [ibase + cbl * plane + i * dh * cols.extent + j * dw for _, cbl, i, j in entries]
+        wgt = [wbase + q for q in range(len(entries))]
+        bgn, end = self.uops.place(isa.encode_uops(dst, src, wgt), self.emit)
+        gemm = self.emit(Gemm(uop_bgn=bgn, uop_end=end, dual=p.dual,
+                              src_factor_out=p.stride[0] * cols.extent, src_factor_in=p.stride[1],
+                              **loops))
+        self.gemm_uops += len(entries)
+        if group:
+            known = [r for r in readers if r is not None]
+            self.tokens.free("c2l", max(known) if known else None, group[0])
+            self.tokens.ready("l2c", group[-1], gemm)
+        self.inp.reader[islot] = gemm
+        self.wgt.reader[wslot] = gemm
+
+    def _load_inputs(self, t: Tile, step: Span, base: int, rows, cols) -> list[int]:
+        p = self.p
+        plane = p.h * p.w
+        first_block = ((t.image_group * p.groups + t.group) * p.in_blocks + step.start) * plane
+        whole = (rows.size == p.h and cols.size == p.w and not
+                 (rows.pad_0 or rows.pad_1 or cols.pad_0 or cols.pad_1))
+        if whole:  # channel blocks are consecutive whole planes: one LOAD
+            return [self.emit(Load(mem=MemType.INP, sram_base=base,
+                                   dram_base=self.regions.inp + first_block, y_size=step.size,
+                                   x_size=plane, x_stride=plane))]
+        out = []
+        for cbl in range(step.size):
+            out.append(self.emit(Load(
+                mem=MemType.INP, sram_base=base + cbl * rows.extent * cols.extent,
+                dram_base=self.regions.inp + first_block + cbl * plane + rows.start * p.w + cols.start,
+                y_size=rows.size, x_size=cols.size, x_stride=p.w, y_pad_0=rows.pad_0,
+                y_pad_1=rows.pad_1, x_pad_0=cols.pad_0, x_pad_1=cols.pad_1,
+                pad_value=self.pad_value)))
+        return out
+
+    def _epilogue(self, t: Tile, acc_of: list, out_base: int) -> int:
+        p = self.p
+        per_block = t.rows.size * t.cols.size
+        par0 = 0 if not self.par_resident else t.group * p.out_blocks + t.out_blocks.start
+        dst = [out_base + obl * per_block for obl in range(t.out_blocks.size)]
+        par = [par0 + obl for obl in range(t.out_blocks.size)]
+        bgn, end = self.uops.place(isa.encode_uops(dst, acc_of, par), self.emit)
+        requant = self.epilogue == "requantize"
+        return self.emit(Alu(op=AluOp.REQUANT if requant else AluOp.THRESH, uop_bgn=bgn,
+                             uop_end=end, iter_out=t.rows.size, iter_in=t.cols.size,
+                             dst_factor_out=t.cols.size, dst_factor_in=1,
+                             src_factor_out=t.cols.size * p.pairs, src_factor_in=p.pairs,
+                             use_imm=requant, imm=isa.alu_clamp_imm(*self.clamp) if requant else 0,
+                             dual=p.dual))
+
+    def _stores(self, t: Tile, out_base: int) -> tuple[int, int]:
+        p = self.p
+        plane = p.oh * p.ow
+        per_block = t.rows.size * t.cols.size
+        first_block = ((t.image_group * p.groups + t.group) * p.out_blocks
+                       + t.out_blocks.start) * plane
+        if per_block == plane:  # whole planes of consecutive blocks: one STORE
+            n = t.out_blocks.size * plane
+            i = self.emit(Store(mem=MemType.OUT, sram_base=out_base,
+                                dram_base=self.regions.out + first_block, x_size=n, x_stride=n))
+            return i, i
+        ids = [self.emit(Store(mem=MemType.OUT, sram_base=out_base + obl * per_block,
+                               dram_base=self.regions.out + first_block + obl * plane
+                               + t.rows.start * p.ow + t.cols.start,
+                               y_size=t.rows.size, x_size=t.cols.size, x_stride=p.ow))
+               for obl in range(t.out_blocks.size)]
+        return ids[0], ids[-1]
