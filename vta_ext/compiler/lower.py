@@ -21,11 +21,10 @@ import numpy as np
 
 from tvm_ternary.errors import ShapeMismatchError
 
-from .. import layout
+from .. import isa, layout
 from ..config import HwConfig
 from ..isa import MemType
 from ..program import DramImage, Program, Region
-from ..sim.state import elem_bytes
 from . import images
 from .emit import LayerEmitter, Regions
 from .geometry import ConvProblem, problem_of
@@ -33,6 +32,13 @@ from .layer import LayerSpec
 from .schedule import Schedule, check_schedule, default_schedule
 
 INPUT_REGION, OUTPUT_REGION = "input", "output"
+
+
+def elem_bytes(hw: HwConfig, mem: MemType) -> int:
+    """Bytes of one DRAM element of ``mem`` (docs/isa.md, "DRAM layouts")."""
+    return {MemType.UOP: isa.UOP_BYTES, MemType.INP: hw.inp_block_bytes,
+            MemType.WGT: hw.wgt_block_bytes, MemType.PAR: hw.par_block_bytes,
+            MemType.OUT: hw.out_block_bytes}[mem]
 
 
 @dataclass
