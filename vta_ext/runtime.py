@@ -138,6 +138,9 @@ class Session:
         # The VM looks the functions up by name; drop them when the session goes away.
         weakref.finalize(self, _unregister, self.func_names)
 
+    def region(self, func_name: str) -> Region:
+        return self.regions[self.func_names.index(func_name)]
+
     def offload(self, spec: LayerSpec) -> str:
         """Prepare ``spec`` on the backend and register its packed function; returns its name."""
         region = Region(spec, self.hw, self.backend)

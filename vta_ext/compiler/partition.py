@@ -34,6 +34,7 @@ from ..config import HwConfig
 from .layer import LayerSpec
 from .ternary_values import ternary_vars
 
+_Constant = tvm.ir.expr.Constant  # Relax constants (TVM 0.27 moved the class)
 COMPOSITE_PREFIX = "tternary_vta."
 _EPILOGUE_OF = {"trequantize": "requantize", "tthreshold": "threshold"}
 _KIND_OF = {"tlinear": "dense", "tconv2d": "conv2d"}
@@ -55,7 +56,7 @@ class Placement:
 # ----------------------------------------------------------------------------- LayerSpec
 
 def _const(expr, layer: str, field: str) -> np.ndarray:
-    if not isinstance(expr, relax.Constant):
+    if not isinstance(expr, _Constant):
         raise _NotConstant(f"layer {layer}: {field} is not a compile-time constant")
     return expr.value.numpy()
 
@@ -113,11 +114,11 @@ def host_reason(op: str, hw: HwConfig, dual_scale: bool = False,
 
 def _call_reason(call: relax.Call, hw: HwConfig, input_ternary: bool) -> str | None:
     op = _FUSED_OPS[call.op.name]
-    mult = call.args[3]
-    if not all(isinstance(a, relax.Constant) for a in call.args[1:] if isinstance(a, relax.Expr)
-               and not isinstance(a, relax.PrimValue)):
+    body_t, epi_t, _, _ = fused_ops.FUSED[op].split(call.args)
+    if not all(isinstance(a, _Constant) for a in body_t[1:] + epi_t):
         return "weights or epilogue parameters are not compile-time constants"
-    dual = bool(np.any(mult.value.numpy()[0] != mult.value.numpy()[1]))
+    mult = body_t[3].value.numpy()
+    dual = bool(np.any(mult[0] != mult[1]))
     return host_reason(op, hw, dual, input_ternary)
 
 
@@ -157,6 +158,13 @@ class Partitioned:
     def host_layers(self) -> list[Placement]:
         return [p for p in self.placements if not p.on_accelerator]
 
+    def host_layers_names(self) -> list[str]:
+        return [p.name for p in self.host_layers]
+
+    def host_reason(self, name: str) -> str:
+        """Why layer ``name`` stayed on the host (KeyError if it did not)."""
+        return {p.name: p.reason for p in self.host_layers}[name]
+
 
 @mutator
 class _Offloader(PyExprMutator):
@@ -170,7 +178,7 @@ class _Offloader(PyExprMutator):
 
     def _label(self, op: str, weight, bias) -> str:
         name = None
-        if isinstance(weight, relax.Constant) and isinstance(bias, relax.Constant):
+        if isinstance(weight, _Constant) and isinstance(bias, _Constant):
             name = self.name_of(weight.value.numpy(), bias.value.numpy())
         return name or f"{op}#{len(self.placements)}"
 

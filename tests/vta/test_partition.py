@@ -1,0 +1,154 @@
+"""partition_for_vta: every fused ternary layer the HwConfig can run becomes one region whose
+LayerSpec reproduces the frozen model's layer (checked with the numpy reference on the
+layer's real input); the rest stays on the host with a named reason."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import tvm_ternary as tt
+from tvm_ternary.errors import AcceleratorLayerError
+from tvm_ternary.frontend import from_frozen
+from tvm_ternary.relax import passes
+from tvm_ternary.relax.legalize import legalize_by_strategy
+from vta_ext import HwConfig
+from vta_ext.compile import _layer_namer
+from vta_ext.compiler.partition import partition_for_vta
+
+from ..quant.helpers import frozen_integers, frozen_pair, random_digits_model
+
+DEFAULT = HwConfig.load("default")
+
+
+def _fused(frozen, x):
+    mod = from_frozen(frozen, (x,))
+    for step in passes.PIPELINE[:passes.PIPELINE.index(legalize_by_strategy)]:
+        mod = step(mod, None)
+    return mod
+
+
+def _layer_io(frozen, x):
+    """Each frozen layer's integer input and its output, by layer name."""
+    inputs = frozen_integers(frozen, x)
+    outputs, hooks = {}, []
+    for layer in frozen.frozen_layers():
+        hooks.append(layer.register_forward_hook(
+            lambda mod, inp, out, name=layer.layer_name: outputs.__setitem__(name, out)))
+    with torch.no_grad():
+        frozen(x)
+    for h in hooks:
+        h.remove()
+    return {n: (inputs[n].numpy(), outputs[n].numpy()) for n in inputs}
+
+
+def _partition(frozen, x, hw, offload=None):
+    specs = []
+
+    def record(spec):
+        specs.append(spec)
+        return f"test.partition.{len(specs)}"
+
+    parts = partition_for_vta(_fused(frozen, x), hw, offload or record, _layer_namer(frozen))
+    return parts, specs
+
+
+@pytest.mark.parametrize("kind,method,act,seed", [
+    ("cnn", "twn", "int8", 1), ("cnn", "ttq", "ternary", 2), ("cnn", "absmean", "ternary_half", 3),
+    ("mlp", "ttq", "int8", 4), ("mlp", "twn", "ternary", 5), ("mlp", "absmean", "int8", 6),
+])
+def test_specs_reproduce_each_frozen_layer(kind, method, act, seed):
+    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+    _, frozen = frozen_pair(random_digits_model(kind, seed), method, x, act=act)
+    parts, specs = _partition(frozen, x, DEFAULT)
+    io = _layer_io(frozen, x)
+    layers = {l.layer_name: l for l in frozen.frozen_layers()}
+    float_out = [n for n, l in layers.items() if l.output_kind == "float"]
+    # every layer with an integer output is offloaded, the float head stays on the host
+    assert sorted(s.name for s in specs) == sorted(set(layers) - set(float_out))
+    assert sorted(parts.host_layers_names()) == sorted(float_out)
+    for spec in specs:
+        x_layer, y_layer = io[spec.name]
+        assert np.array_equal(spec.reference(x_layer), y_layer), spec.name
+        # every layer's input quantizer follows ``act``: trits in, or int8 in
+        assert spec.input_ternary == act.startswith("ternary"), spec.name
+    main = str(parts.mod["main"])
+    assert main.count("R.call_dps_packed") == len(specs)
+    assert "Composite" not in str(parts.mod)  # the composite functions are gone
+
+
+def test_hw_without_dual_accumulators_keeps_dual_scale_layers_on_host():
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(7))
+    _, frozen = frozen_pair(random_digits_model("mlp", 7), "ttq", x)
+    dual = {l.layer_name for l in frozen.frozen_layers()
+            if not torch.equal(l.mult[0], l.mult[1]) and l.output_kind != "float"}
+    assert dual  # TTQ learns separate positive / negative scales
+    hw = dataclasses.replace(DEFAULT, dual_scale=False)
+    parts, specs = _partition(frozen, x, hw)
+    assert not dual & {s.name for s in specs}
+    for name in dual:
+        reason = parts.host_reason(name)
+        assert "dual" in reason and "dual_scale false" in reason and hw.name in reason
+
+
+def test_hw_without_ternary_activations_keeps_threshold_layers_on_host():
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(8))
+    _, frozen = frozen_pair(random_digits_model("cnn", 8), "twn", x, act="ternary")
+    hw = dataclasses.replace(DEFAULT, ternary_act=False)
+    parts, specs = _partition(frozen, x, hw)
+    threshold = {l.layer_name for l in frozen.frozen_layers() if l.output_kind == "threshold"}
+    assert threshold and not threshold & {s.name for s in specs}
+    for name in threshold:
+        assert "ternary_act" in parts.host_reason(name)
+
+
+def test_two_bit_activation_hw_runs_only_ternary_in_ternary_out_layers():
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(9))
+    _, frozen = frozen_pair(random_digits_model("cnn", 9), "twn", x, act="ternary")
+    hw = HwConfig.load("tiny_tact")
+    assert hw.act_bits == 2
+    parts, specs = _partition(frozen, x, hw)
+    for layer in frozen.frozen_layers():
+        offloaded = layer.layer_name in {s.name for s in specs}
+        assert offloaded == (layer.output_kind == "threshold"), layer.layer_name
+    assert all(s.input_ternary for s in specs)
+
+
+def test_layer_the_lowering_refuses_runs_on_host_with_its_error():
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(10))
+    _, frozen = frozen_pair(random_digits_model("cnn", 10), "twn", x)
+    first = frozen.frozen_layers()[0].layer_name
+
+    def offload(spec):
+        if spec.name == first:
+            raise AcceleratorLayerError(f"layer {spec.name}: weights do not fit the wgt buffer")
+        return f"test.refuse.{spec.name}"
+
+    parts, _ = _partition(frozen, x, DEFAULT, offload)
+    assert "lowering refused" in parts.host_reason(first)
+    assert "wgt buffer" in parts.host_reason(first)
+    # the refused layer is back as its fused op, for the CPU strategies
+    assert "R.tternary_tconv2d_trequantize" in str(parts.mod["main"])
+
+
+def test_non_constant_weights_stay_on_host():
+    from tvm import relax
+
+    from tvm_ternary.relax import ops
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType([2, 8], "int8"))
+    w = relax.Var("w", relax.TensorType([4, 8], "int8"))
+    with bb.function("main", [x, w]):
+        with bb.dataflow():
+            call = ops.call("tlinear_trequantize", [
+                x, w, relax.const(np.zeros(4, np.int64)), relax.const(np.full((2, 4), 1 << 14, np.int32)),
+                relax.const(np.full(4, 15, np.int64))], [-127, 127, -1])
+            out = bb.emit_output(bb.emit(call))
+        bb.emit_func_output(out)
+    parts = partition_for_vta(bb.get(), DEFAULT, lambda spec: pytest.fail("offloaded"))
+    (placement,) = parts.placements
+    assert not placement.on_accelerator
+    assert "not compile-time constants" in placement.reason
+    assert placement.name == "tlinear_trequantize#0"

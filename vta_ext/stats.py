@@ -1,0 +1,71 @@
+"""``cm.stats`` of a target="vta" model: accelerator cost per layer and in total, and what
+stayed on the host (with the reason for each ternary layer).
+
+Costs are static (the cycle model reads the program, not the data), so they are known at
+compile time and hold for every call with the compiled input shapes.
+"""
+
+from __future__ import annotations
+
+from .compiler.partition import Partitioned
+from .config import HwConfig
+from .runtime import Session
+
+
+def _fills_core(spec, hw: HwConfig) -> bool:
+    """DESIGN leaves ResNet-18's 3-channel first conv out of the mean utilization: a layer
+    whose reduction per output (channels per group) is below block_in cannot fill the core."""
+    if spec.kind != "conv2d":
+        return True
+    return spec.input_shape[1] // spec.groups >= hw.block_in
+
+
+def layer_rows(parts: Partitioned, session: Session) -> list[dict]:
+    rows = []
+    for p in parts.placements:
+        row = {"name": p.name, "op": p.op, "placement": "accelerator" if p.on_accelerator else "host"}
+        if not p.on_accelerator:
+            row["reason"] = p.reason
+        else:
+            cost = session.region(p.packed_func).cost
+            if cost is not None:
+                row.update(cycles=cost.cycles, useful_macs=cost.useful_macs,
+                           gemm_utilization=cost.gemm_utilization, dram_bytes=cost.dram_bytes,
+                           energy_pj=cost.energy_pj)
+        rows.append(row)
+    return rows
+
+
+def _totals(parts: Partitioned, session: Session, hw: HwConfig) -> dict:
+    offloaded = [p for p in parts.placements if p.on_accelerator]
+    costs = [session.region(p.packed_func).cost for p in offloaded]
+    if not offloaded or any(c is None for c in costs):
+        why = ("no layer runs on the accelerator" if not offloaded else
+               f"backend {session.backend.name!r} runs no accelerator program")
+        return {"cycles": None, "gemm_utilization": None, "gemm_utilization_mean": None,
+                "dram_bytes": None, "energy_pj": None, "seconds": None, "cost_note": why}
+    cycles = sum(c.cycles for c in costs)
+    useful = sum(c.useful_macs for c in costs)
+    in_mean = [c.gemm_utilization for p, c in zip(offloaded, costs) if _fills_core(p.spec, hw)]
+    energies = [c.energy_pj for c in costs]
+    return {
+        "cycles": cycles,
+        "seconds": cycles / (hw.clock_mhz * 1e6),
+        "gemm_utilization": useful / (hw.macs_per_cycle * cycles) if cycles else 0.0,
+        "gemm_utilization_mean": sum(in_mean) / len(in_mean) if in_mean else None,
+        "utilization_mean_excludes": [p.name for p in offloaded if not _fills_core(p.spec, hw)],
+        "dram_bytes": sum(c.dram_bytes for c in costs),
+        "energy_pj": None if any(e is None for e in energies) else sum(energies),
+    }
+
+
+def model_stats(parts: Partitioned, session: Session, hw: HwConfig, state) -> dict:
+    """Everything ``cm.stats`` reports for a target="vta" model."""
+    out = {"backend": session.backend.name, "hw": hw.name, "hw_hash": hw.hash,
+           "layers": layer_rows(parts, session),
+           "accelerator_layers": [p.name for p in parts.placements if p.on_accelerator],
+           "host_layers": {p.name: p.reason for p in parts.host_layers},
+           "host_ops": dict(parts.host_ops),
+           "host_kernels": list(state.kernels), "host_generic": list(state.generic)}
+    out.update(_totals(parts, session, hw))
+    return out
