@@ -52,11 +52,11 @@ def gemm(m: Machine, insn, stats: InsnStats) -> None:
     m.require_in_range(MemType.ACC, dst + 1 if insn.dual else dst, "GEMM dst (acc)")
     stats.uop_execs = dst.size
     if insn.reset:
+        m.mark_written(MemType.ACC, dst, what)
         m.acc[dst] = 0
-        m.written[MemType.ACC][dst] = True
         if insn.dual:
+            m.mark_written(MemType.ACC, dst + 1, what)
             m.acc[dst + 1] = 0
-            m.written[MemType.ACC][dst + 1] = True
         return
     m.require_in_range(MemType.INP, src, "GEMM src (inp)")
     m.require_in_range(MemType.WGT, wgt, "GEMM wgt")
@@ -65,6 +65,9 @@ def gemm(m: Machine, insn, stats: InsnStats) -> None:
         m.require_written(mem, idx, name)
     if insn.dual:
         m.require_written(MemType.ACC, dst + 1, "GEMM dst+1")
+    m.mark_written(MemType.ACC, dst, what)
+    if insn.dual:
+        m.mark_written(MemType.ACC, dst + 1, what)
     cfg = m.cfg
     dtype = _exact_float(cfg)
     signs = (1, -1) if insn.dual else (None,)
@@ -213,8 +216,8 @@ def alu(m: Machine, insn, stats: InsnStats) -> None:
     if bad.any():
         e = int(dst[np.argwhere(bad)[0][0]])
         raise Trap(f"{what}: result for acc[{e}] leaves the int32 range")
+    m.mark_written(MemType.ACC, dst, what)
     m.acc[dst] = out
-    m.written[MemType.ACC][dst] = True
     stats.uop_execs = dst.size
     stats.alu_elems = out.size
 

@@ -80,16 +80,18 @@ def load(m: Machine, insn, stats: InsnStats) -> None:
                    f"(depth {m.depth(mem)})")
     eb = elem_bytes(m.cfg, mem)
     elems = _dram_elements(insn)
-    raw = m.dram[_byte_index(m, elems, eb, what)]
+    byte_idx = _byte_index(m, elems, eb, what)
+    m.order.dram_read(byte_idx, what)
+    raw = m.dram[byte_idx]
     values = _decode(m, mem, raw, what)
     y = np.arange(insn.y_size, dtype=np.int64)[:, None] + insn.y_pad_0
     x = np.arange(insn.x_size, dtype=np.int64)[None, :] + insn.x_pad_0
     dest = (insn.sram_base + y * cols + x).reshape(-1)
     buf = m.buffer(mem)
+    m.mark_written(mem, np.arange(insn.sram_base, end), what)
     if padded:
         buf[insn.sram_base:end] = pad
     buf[dest] = values
-    m.written[mem][insn.sram_base:end] = True
     stats.dram_read_bytes = elems.size * eb
     stats.sram_write_elems = rows * cols
     stats.pad_elems = rows * cols - elems.size
@@ -119,7 +121,9 @@ def store(m: Machine, insn, stats: InsnStats) -> None:
         raise Trap(f"{what}: {err}") from None
     eb = elem_bytes(cfg, mem)
     elems = _dram_elements(insn)
-    m.dram[_byte_index(m, elems, eb, what)] = raw
+    byte_idx = _byte_index(m, elems, eb, what)
+    m.order.dram_write(byte_idx)
+    m.dram[byte_idx] = raw
     stats.dram_write_bytes = elems.size * eb
 
 

@@ -3,7 +3,8 @@
 ``simulate(program, cfg)`` runs a :class:`~vta_ext.program.Program` bit-exactly with numpy
 and returns the final DRAM image and per-instruction statistics. Any fault (a malformed
 instruction, an address outside DRAM or a buffer, an invalid ternary code, a read of
-never-written SRAM, an int32 overflow, a token deadlock) raises ``SimulatorError`` naming
+never-written SRAM, an int32 overflow, a token deadlock, a race between modules that no
+token orders (``ordering.py``)) raises ``SimulatorError`` naming
 the instruction; the program's own DRAM image is never modified, so no partial result
 escapes.
 """
@@ -127,8 +128,10 @@ def simulate(program: Program, cfg: HwConfig) -> SimResult:
                                  min(q[0] for q in queues.values() if q))
         idx, insn, mod = runnable, insns[runnable], modules[runnable]
         queues[mod].popleft()
+        machine.order.begin(mod, idx)
         for q in _pops(insn, mod):
             tokens[q] -= 1
+            machine.order.pop(q)
         s = InsnStats(index=idx, opcode=insn.opcode.name, module=mod,
                       mem=insn.mem.name if hasattr(insn, "mem") else None)
         try:
@@ -138,6 +141,7 @@ def simulate(program: Program, cfg: HwConfig) -> SimResult:
         stats[idx] = s
         for q in _pushes(insn, mod):
             tokens[q] += 1
+            machine.order.push(q)
     return SimResult(dram=dram, stats=stats, leftover_tokens={q: n for q, n in tokens.items() if n})
 
 

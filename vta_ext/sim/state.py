@@ -46,6 +46,10 @@ class Machine:
         self.par = np.zeros((cfg.par_depth, bo), dtype=PAR_DTYPE)
         self.written = {m: np.zeros(self.depth(m), dtype=bool)
                         for m in (MemType.UOP, MemType.INP, MemType.WGT, MemType.ACC, MemType.PAR)}
+        # only these buffers are shared between modules (uop and par belong to compute)
+        from .ordering import Ordering
+        self.order = Ordering({m: self.depth(m) for m in (MemType.INP, MemType.WGT, MemType.ACC)},
+                              dram.size)
 
     def depth(self, mem: MemType) -> int:
         cfg = self.cfg
@@ -58,10 +62,16 @@ class Machine:
                 MemType.ACC: self.acc, MemType.PAR: self.par}[mem]
 
     def require_written(self, mem: MemType, idx: np.ndarray, what: str) -> None:
+        """A read of buffer entries: each must have been written, in an order tokens enforce."""
         ok = self.written[mem][idx]
         if not ok.all():
             first = int(np.asarray(idx).reshape(-1)[np.flatnonzero(~ok.reshape(-1))[0]])
             raise Trap(f"{what} reads {mem.name.lower()}[{first}], which no instruction has written")
+        self.order.read(mem, idx, what)
+
+    def mark_written(self, mem: MemType, idx, what: str) -> None:
+        self.order.write(mem, np.asarray(idx), what)
+        self.written[mem][idx] = True
 
     def require_in_range(self, mem: MemType, idx: np.ndarray, what: str) -> None:
         if idx.size and (idx.min() < 0 or idx.max() >= self.depth(mem)):
