@@ -85,3 +85,8 @@ class AcceleratorLayerError(TernaryError, ValueError):
 
 class BackendError(TernaryError, RuntimeError):
     """An accelerator backend that is unknown or not available (names it and what is missing)."""
+
+
+class PerfModelError(TernaryError, ValueError):
+    """An input the cycle or energy model cannot account for (a useful-MAC count above the
+    MAC slots a program issues, a missing or malformed energy table); names the field or file."""

@@ -20,9 +20,10 @@ gives the bound a single shared port would impose).
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
-from tvm_ternary.errors import SimulatorError
+from tvm_ternary.errors import PerfModelError, SimulatorError
 
 from ..config import HwConfig
 from ..isa import Opcode, disasm
@@ -139,6 +140,18 @@ def _dram_by_mem(work: list[InsnWork], attr: str) -> dict[str, int]:
     return out
 
 
+def _checked_useful_macs(useful_macs, slots: int) -> int:
+    # More useful MACs than issued slots would make utilization exceed 1: the count
+    # includes work the program never does (e.g. MACs of skipped all-zero weight blocks).
+    if isinstance(useful_macs, bool) or not isinstance(useful_macs, numbers.Integral) \
+            or useful_macs < 0:
+        raise PerfModelError(f"useful_macs must be an integer >= 0, got {useful_macs!r}")
+    if useful_macs > slots:
+        raise PerfModelError(f"useful_macs = {useful_macs} exceeds the {slots} MAC slots the "
+                             f"program's GEMMs issue (does it count skipped zero blocks?)")
+    return int(useful_macs)
+
+
 def cycle_report(program, cfg: HwConfig, useful_macs: int | None = None,
                  work: list[InsnWork] | None = None) -> CycleReport:
     """Time ``program`` (a Program, instruction list or stream) on ``cfg``.
@@ -154,7 +167,8 @@ def cycle_report(program, cfg: HwConfig, useful_macs: int | None = None,
     start, finish, leftover = _schedule(insns, work, durations)
     total = max(finish, default=0)
     busy = {m: sum(d for w, d in zip(work, durations) if w.module == m) for m in MODULES}
-    macs = sum(w.mac_slots for w in work) if useful_macs is None else int(useful_macs)
+    slots = sum(w.mac_slots for w in work)
+    macs = slots if useful_macs is None else _checked_useful_macs(useful_macs, slots)
     util = macs / (cfg.macs_per_cycle * total) if total else 0.0
     dram_total = sum(w.dram_read_bytes + w.dram_write_bytes for w in work)
     return CycleReport(

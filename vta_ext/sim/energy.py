@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from tvm_ternary.errors import HwConfigError
+from tvm_ternary.errors import PerfModelError
 
 from ..config import HwConfig
 from ..isa import AluOp, Opcode
@@ -97,9 +97,9 @@ def load_table(path=None) -> EnergyTable:
                          (1 << 20, v["sram_1mb_64bit_pj"])),
             dram_64bit=v["dram_64bit_pj"])
     except OSError as err:
-        raise HwConfigError(f"{path}: cannot read the energy table ({err.strerror})") from None
+        raise PerfModelError(f"{path}: cannot read the energy table ({err.strerror})") from None
     except (ValueError, KeyError, TypeError) as err:
-        raise HwConfigError(f"{path}: not a valid energy table (missing or bad entry {err})") from None
+        raise PerfModelError(f"{path}: not a valid energy table (missing or bad entry {err})") from None
 
 
 def buffer_capacity(cfg: HwConfig, buffer: str) -> int:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tvm_ternary.errors import SimulatorError
+from tvm_ternary.errors import PerfModelError, SimulatorError
 from vta_ext import HwConfig
 from vta_ext.isa import Alu, AluOp, Finish, Gemm, Load, MemType, Store
 from vta_ext.sim.cycles import (ALU_PIPELINE_CYCLES as A, DMA_LATENCY_CYCLES as L,
@@ -124,6 +124,15 @@ def test_useful_macs_passed_in_set_utilization():
     r = cycle_report([gemm(1000), Finish()], DEFAULT, useful_macs=100_000)
     assert r.total_cycles == G + 1000 + F
     assert r.gemm_utilization == pytest.approx(100_000 / (256 * (G + 1000 + F)))
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, 1001 * 256])
+def test_impossible_useful_macs_are_rejected(bad):
+    # 1000 iterations issue 256000 MAC slots: more useful MACs than that cannot be true
+    with pytest.raises(PerfModelError, match="useful_macs"):
+        cycle_report([gemm(1000), Finish()], DEFAULT, useful_macs=bad)
+    assert cycle_report([gemm(1000), Finish()], DEFAULT,
+                        useful_macs=np.int64(1000 * 256)).gemm_utilization < 1
 
 
 def test_reset_gemm_issues_no_macs():

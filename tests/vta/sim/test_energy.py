@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tvm_ternary.errors import HwConfigError
+from tvm_ternary.errors import PerfModelError
 from vta_ext import HwConfig
 from vta_ext.isa import Alu, AluOp, Finish, Gemm, Load, MemType, Store
 from vta_ext.sim.energy import TABLE_PATH, energy_report, load_table
@@ -117,9 +117,9 @@ def test_sram_energy_between_cited_capacities_is_log_log_interpolated():
 def test_bad_energy_table_names_the_file(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text('{"entries": {"add8_pj": {"value": 0.03}}}')
-    with pytest.raises(HwConfigError, match="bad.json.*energy table"):
+    with pytest.raises(PerfModelError, match="bad.json.*energy table"):
         load_table(path)
-    with pytest.raises(HwConfigError, match="missing.json"):
+    with pytest.raises(PerfModelError, match="missing.json"):
         load_table(tmp_path / "missing.json")
 
 
