@@ -1,0 +1,64 @@
+"""Random LayerSpecs and inputs for the lowering tests, plus the one way they run a layer:
+``compile_layer`` -> ``fsim.simulate`` -> ``unpack_output`` (compared with
+``LayerSpec.reference``, the numpy integer reference)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vta_ext.compiler.layer import LayerSpec
+from vta_ext.compiler.lower import compile_layer
+from vta_ext.sim.fsim import simulate
+
+
+def trits(rng, shape, p_zero=0.4) -> np.ndarray:
+    p = (1 - p_zero) / 2
+    return rng.choice(np.array([-1, 0, 1], dtype=np.int8), size=shape, p=[p, p_zero, p])
+
+
+def zero_blocks(rng, w, block, fraction) -> np.ndarray:
+    """``w`` with about ``fraction`` of its (block_out x block_in) blocks of the row view
+    ``[O, K]`` (K = C*kh*kw) set to zero: the pattern zero-block skipping exploits."""
+    rows = w.reshape(w.shape[0], -1).copy()
+    bo, bi = block
+    for i in range(0, rows.shape[0], bo):
+        for j in range(0, rows.shape[1], bi):
+            if rng.random() < fraction:
+                rows[i:i + bo, j:j + bi] = 0
+    return rows.reshape(w.shape)
+
+
+def layer_spec(rng, kind, input_shape, weight, *, dual=False, epilogue="requantize",
+               input_ternary=False, relu=False, **conv) -> LayerSpec:
+    """Epilogue parameters drawn so outputs spread over the int8 range / all three trits
+    (not all saturated): the shift follows the accumulators' expected magnitude."""
+    n = weight.shape[0]
+    k = int(np.prod(weight.shape[1:]))
+    x_mag = 1 if input_ternary else 64
+    acc_mag = max(1.0, x_mag * np.sqrt(k))
+    mult_p = rng.integers(2**14, 2**15, n)
+    mult_n = rng.integers(2**14, 2**15, n) if dual else mult_p.copy()
+    base = int(np.log2(acc_mag * 2**15 / 64))  # z / 2**shift of order 64
+    shift = np.clip(base + rng.integers(-1, 2, n), 1, 46)
+    z_mag = int(acc_mag * 2**15)
+    bias = rng.integers(-z_mag, z_mag + 1, n)
+    t_lo = rng.integers(-z_mag, 1, n)
+    t_hi = t_lo + rng.integers(0, z_mag + 1, n)
+    return LayerSpec(name=f"{kind}_test", kind=kind, input_shape=tuple(input_shape),
+                     weight=weight, bias=bias, mult_p=mult_p, mult_n=mult_n, epilogue=epilogue,
+                     shift=shift, lo=0 if relu else -127, hi=127, t_lo=t_lo, t_hi=t_hi,
+                     input_ternary=input_ternary, **conv)
+
+
+def layer_input(rng, spec: LayerSpec) -> np.ndarray:
+    if spec.input_ternary:
+        return trits(rng, spec.input_shape, p_zero=0.3)
+    return rng.integers(-128, 128, spec.input_shape).astype(np.int8)
+
+
+def run(spec, hw, x, schedule=None):
+    """(output, compiled layer, simulator result) of ``spec`` on ``hw`` for input ``x``."""
+    cl = compile_layer(spec, hw, schedule)
+    result = simulate(cl.bind(x), hw)
+    assert result.leftover_tokens == {}, result.leftover_tokens
+    return cl.read_output(result.dram), cl, result
