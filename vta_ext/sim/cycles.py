@@ -14,8 +14,10 @@ pop of a queue takes the k-th push (a queue is a counter). Durations (docs/cycle
 * FINISH: ``FINISH_CYCLES``.
 
 Each module has its own DMA engine at ``dram_bus_bytes`` per cycle; concurrent transfers
-of different modules do not slow each other down (a stated limit; ``dram_bound_cycles``
-gives the bound a single shared port would impose).
+of different modules do not slow each other down. STOREs use an AXI port's write channel,
+independent of its read channel, so this is optimistic only where compute-module loads
+(UOP/ACC/PAR) overlap load-module loads; ``dram_bound_cycles`` is the floor one AXI port
+would impose (reads or writes at the bus width), reported so the gap is visible.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class CycleReport:
     gemm_utilization: float  # useful MACs / (batch * block_in * block_out * total cycles)
     dram_read_bytes: dict[str, int]  # per memory type (lower-case name)
     dram_write_bytes: dict[str, int]
-    dram_bound_cycles: int  # all DRAM bytes / dram_bus_bytes: the floor of one shared port
+    dram_bound_cycles: int  # max(read, write bytes) / dram_bus_bytes: one AXI port's floor
     start: list[int] = field(default_factory=list)  # per instruction
     finish: list[int] = field(default_factory=list)
     leftover_tokens: dict[str, int] = field(default_factory=dict)
@@ -170,10 +172,11 @@ def cycle_report(program, cfg: HwConfig, useful_macs: int | None = None,
     slots = sum(w.mac_slots for w in work)
     macs = slots if useful_macs is None else _checked_useful_macs(useful_macs, slots)
     util = macs / (cfg.macs_per_cycle * total) if total else 0.0
-    dram_total = sum(w.dram_read_bytes + w.dram_write_bytes for w in work)
+    busiest_channel = max(sum(w.dram_read_bytes for w in work),
+                          sum(w.dram_write_bytes for w in work))
     return CycleReport(
         total_cycles=total, busy_cycles=busy, useful_macs=macs, gemm_utilization=util,
         dram_read_bytes=_dram_by_mem(work, "dram_read_bytes"),
         dram_write_bytes=_dram_by_mem(work, "dram_write_bytes"),
-        dram_bound_cycles=_ceil_div(dram_total, cfg.dram_bus_bytes),
+        dram_bound_cycles=_ceil_div(busiest_channel, cfg.dram_bus_bytes),
         start=start, finish=finish, leftover_tokens=leftover)

@@ -64,6 +64,7 @@ def test_load_gemm_store_chain():
                              "store": L + 2}
     assert r.dram_read_bytes == {"uop": 8, "inp": 2048}
     assert r.dram_write_bytes == {"out": 16}
+    assert r.dram_bound_cycles == 257  # 2056 bytes read at 8 B/cycle (16 written: 2)
     assert r.useful_macs == 128 * 16 * 16  # default: batch 1 x 16 x 16 per iteration
     assert r.gemm_utilization == pytest.approx(128 / r.total_cycles)
     assert r.leftover_tokens == {}
