@@ -67,6 +67,14 @@ def _add_hw(sub) -> None:
                                         "file').")
     dis.add_argument("file", help="instruction stream file (magic TTVTAISA)")
     dis.add_argument("--hex", action="store_true", help="also print each 128-bit word in hex")
+    sim = hw_sub.add_parser("sim", help="run a program file on the functional simulator",
+                            description="Run a program file (Program.save: instructions + DRAM "
+                                        "image) on the functional simulator and print its "
+                                        "statistics; with --out, also write report.json and "
+                                        "result.npz (the program with the final DRAM image).")
+    sim.add_argument("program", help="program file (.npz written by vta_ext.program.Program.save)")
+    sim.add_argument("--hw", default="default", help="HwConfig name or JSON path (default: %(default)s)")
+    sim.add_argument("--out", "-o", default=None, help="report folder (default: print only)")
     cfg = hw_sub.add_parser("config", help="print a hardware configuration with derived sizes",
                             description="Print a HwConfig (a packaged name or a JSON path) as JSON "
                                         "with its derived sizes and hash.")

@@ -7,11 +7,18 @@ that a LOAD or STORE names must start at a multiple of that element size: ``add`
 
 from __future__ import annotations
 
+import io
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from tvm_ternary.errors import IsaError
+
 from . import isa
+
+PROGRAM_FORMAT = "tternary-vta-program/1"
 
 
 @dataclass(frozen=True)
@@ -80,3 +87,35 @@ class Program:
     def stream(self) -> bytes:
         """The encoded instruction stream (16 bytes per instruction)."""
         return isa.encode_stream(self.insns)
+
+    def save(self, path) -> None:
+        """One ``.npz`` file: the instruction stream, the DRAM bytes and the regions."""
+        meta = {"format": PROGRAM_FORMAT,
+                "regions": {n: [r.offset, r.size] for n, r in self.dram.regions.items()}}
+        np.savez(path, insns=np.frombuffer(self.stream(), dtype=np.uint8), dram=self.dram.data,
+                 meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+
+    @classmethod
+    def load(cls, path) -> Program:
+        """Inverse of :meth:`save`; IsaError naming the file if it is not a program file."""
+        path = Path(path)
+        try:
+            with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as z:
+                insns, data, meta = z["insns"], z["dram"], json.loads(bytes(z["meta"]).decode())
+        except OSError as err:
+            raise IsaError(f"{path}: cannot read program file ({err.strerror or err})") from None
+        except (ValueError, KeyError, UnicodeDecodeError) as err:
+            raise IsaError(f"{path}: not a program file ({err})") from None
+        if not isinstance(meta, dict) or meta.get("format") != PROGRAM_FORMAT:
+            raise IsaError(f"{path}: not a {PROGRAM_FORMAT} file")
+        try:
+            decoded = isa.decode_stream(insns.tobytes())
+        except IsaError as err:
+            raise IsaError(f"{path}: {err}") from None
+        dram = DramImage()
+        dram.data = np.asarray(data, dtype=np.uint8).copy()
+        for name, (offset, size) in meta["regions"].items():
+            if offset < 0 or offset + size > dram.data.size:
+                raise IsaError(f"{path}: region {name!r} lies outside the DRAM image")
+            dram.regions[name] = Region(name, int(offset), int(size))
+        return cls(insns=decoded, dram=dram)

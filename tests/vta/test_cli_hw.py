@@ -59,3 +59,43 @@ def test_hw_config_prints_hash_and_derived_sizes():
     assert data["derived"]["wgt_block_bytes"] == 4  # 4 x 4 trits at 2 bits
     bad = _tternary("hw", "config", "nope")
     assert bad.returncode == 2 and "unknown HwConfig 'nope'" in bad.stderr
+
+
+def test_hw_sim_runs_a_program_file(tmp_path):
+    import numpy as np
+
+    from vta_ext import layout
+    from vta_ext.program import Program
+
+    from .sim.builders import dense_program
+
+    cfg = HwConfig.load("tiny")
+    rng = np.random.default_rng(0)
+    x, w = rng.integers(-9, 10, (3, 7)), rng.integers(-1, 2, (6, 7)).astype(np.int8)
+    prog, _ = dense_program(cfg, x, w)
+    prog.save(tmp_path / "p.npz")
+    out = _tternary("hw", "sim", str(tmp_path / "p.npz"), "--hw", "tiny", "--out", str(tmp_path / "r"))
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["hw_hash"] == cfg.hash and summary["instructions"] == len(prog.insns)
+    assert summary["totals"]["macs"] == 3 * 2 * 2 * 16  # rows x out blocks x in blocks x 4x4
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert len(report["per_instruction"]) == len(prog.insns)
+    result = Program.load(tmp_path / "r" / "result.npz")
+    acc = layout.unpack_acc(result.dram.read("out"), cfg).reshape(3, 2, 4).reshape(3, 8)[:, :6]
+    assert (acc == x @ w.T.astype(np.int64)).all()
+
+
+def test_hw_sim_trap_and_bad_file_are_one_line_errors(tmp_path):
+    import numpy as np
+
+    from .sim.builders import dense_program
+
+    prog, _ = dense_program(HwConfig.load("tiny"), np.ones((1, 4), int), np.ones((4, 4), np.int8))
+    prog.insns = prog.insns[:-1]  # no FINISH
+    prog.save(tmp_path / "p.npz")
+    out = _tternary("hw", "sim", str(tmp_path / "p.npz"), "--hw", "tiny")
+    assert out.returncode == 2 and "no FINISH" in out.stderr and "Traceback" not in out.stderr
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    out = _tternary("hw", "sim", str(tmp_path / "junk.npz"))
+    assert out.returncode == 2 and "junk.npz" in out.stderr and "not a program file" in out.stderr

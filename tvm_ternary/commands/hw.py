@@ -10,6 +10,8 @@ def run_hw(parser, args) -> int:
         return _disasm(args)
     if args.hw_command == "config":
         return _config(args)
+    if args.hw_command == "sim":
+        return _sim(args)
     parser.parse_args(["hw", "--help"])  # no sub-command: show the hw help and exit
     return 2
 
@@ -35,4 +37,28 @@ def _config(args) -> int:
         "par_block_bytes", "uop_depth", "inp_depth", "wgt_depth", "acc_depth", "par_depth",
         "macs_per_cycle")}
     print(json.dumps({"config": cfg.to_dict(), "derived": derived, "hash": cfg.hash}, indent=2))
+    return 0
+
+
+def _sim(args) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from vta_ext import HwConfig
+    from vta_ext.program import Program
+    from vta_ext.sim.fsim import simulate
+
+    cfg = HwConfig.load(args.hw)
+    program = Program.load(args.program)
+    result = simulate(program, cfg)
+    summary = {"program": str(args.program), "hw": cfg.name, "hw_hash": cfg.hash,
+               "instructions": len(program.insns), "totals": result.totals(),
+               "leftover_tokens": result.leftover_tokens}
+    print(json.dumps(summary, indent=2))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        report = dict(summary, per_instruction=[dataclasses.asdict(s) for s in result.stats])
+        (out / "report.json").write_text(json.dumps(report, indent=1))
+        Program(insns=program.insns, dram=result.dram).save(out / "result.npz")
     return 0
