@@ -105,3 +105,13 @@ def par_image(spec: LayerSpec, p: ConvProblem, hw: HwConfig) -> np.ndarray:
                            mult_n=per_channel(spec.mult_n, 0) if p.dual else mult_p,
                            shift=per_channel(spec.shift, 1), bias=per_channel(spec.bias, 0),
                            t_lo=per_channel(spec.t_lo, 0), t_hi=per_channel(spec.t_hi, 0))
+
+
+def zero_block_map(spec: LayerSpec, p: ConvProblem) -> np.ndarray:
+    """Bool ``[G, nob, ncb, kh, kw]``: True where a weight block of this lowering (block_out
+    output x block_in input channels at one kernel tap) is all zero, i.e. skipped.
+
+    For dense and 1x1 layers these are the blocks of ``packing.zero_block_bitmap``; for
+    larger kernels they are not (that bitmap cuts the ``C*kh*kw`` row view, this one cuts
+    channels per tap), so block-sparse training for this accelerator should prune these."""
+    return ~weight_blocks(spec, p).any(axis=(-1, -2))

@@ -62,3 +62,17 @@ def run(spec, hw, x, schedule=None):
     result = simulate(cl.bind(x), hw)
     assert result.leftover_tokens == {}, result.leftover_tokens
     return cl.read_output(result.dram), cl, result
+
+
+def zero_tap_blocks(rng, w, block, fraction) -> np.ndarray:
+    """Conv weights ``[O, C, kh, kw]`` with about ``fraction`` of the lowering's weight
+    blocks (block_out output x block_in input channels at one tap) set to zero."""
+    w = w.copy()
+    bo, bi = block
+    for o in range(0, w.shape[0], bo):
+        for c in range(0, w.shape[1], bi):
+            for i in range(w.shape[2]):
+                for j in range(w.shape[3]):
+                    if rng.random() < fraction:
+                        w[o:o + bo, c:c + bi, i, j] = 0
+    return w
