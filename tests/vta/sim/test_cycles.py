@@ -330,3 +330,34 @@ def test_static_counts_match_the_simulator_conv(padding):
     prog, _ = conv_program(cfg, x, w, padding=padding)
     r = _check_work_matches_fsim(prog, cfg)
     assert r.total_cycles > 0
+
+
+def _conv_spec(c, o, hw_, k, stride, padding, rng, zero_blocks=0.0, block=(16, 16), dual=False):
+    from vta_ext.compiler.layer import LayerSpec
+    w = rng.choice([-1, 0, 1], size=(o, c, k, k)).astype(np.int8)
+    bo, bi = block
+    for ob in range(-(-o // bo)):
+        for cb in range(-(-c // bi)):
+            if rng.random() < zero_blocks:
+                w[ob * bo:(ob + 1) * bo, cb * bi:(cb + 1) * bi] = 0
+    mult_n = np.full(o, (1 << 14) + 1 if dual else 1 << 14, np.int64)
+    return LayerSpec(name="conv", kind="conv2d", input_shape=(1, c, hw_, hw_), weight=w,
+                     bias=np.zeros(o, np.int64), mult_p=np.full(o, 1 << 14, np.int64),
+                     mult_n=mult_n, epilogue="requantize", shift=np.full(o, 24, np.int64),
+                     stride=(stride, stride), padding=(padding, padding))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=st.sampled_from(["tiny", "default"]), c=st.integers(1, 20), o=st.integers(1, 20),
+       size=st.integers(3, 7), k=st.sampled_from([1, 3]), stride=st.sampled_from([1, 2]),
+       zero=st.sampled_from([0.0, 0.5]), dual=st.booleans(), seed=st.integers(0, 2**31))
+def test_static_counts_match_the_simulator_compiled_conv(cfg, c, o, size, k, stride, zero, dual,
+                                                         seed):
+    from vta_ext.compiler.lower import compile_layer
+    cfg = CFG[cfg]
+    rng = np.random.default_rng(seed)
+    spec = _conv_spec(c, o, size, k, stride, k // 2, rng, zero, (cfg.block_out, cfg.block_in),
+                      dual)
+    cl = compile_layer(spec, cfg)
+    prog = cl.bind(rng.integers(-127, 128, spec.input_shape))
+    _check_work_matches_fsim(prog, cfg)
