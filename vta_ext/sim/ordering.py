@@ -18,7 +18,7 @@ from collections import deque
 
 import numpy as np
 
-from .state import Trap
+from .trap import Trap
 
 MODULE_INDEX = {"load": 0, "compute": 1, "store": 2}
 

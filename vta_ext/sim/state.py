@@ -10,10 +10,10 @@ import numpy as np
 from ..config import HwConfig
 from ..isa import UOP_BYTES, MemType
 from ..layout import PAR_DTYPE
+from .ordering import Ordering
+from .trap import Trap
 
-
-class Trap(Exception):
-    """Raised by an instruction's executor; the driver adds the instruction index."""
+__all__ = ["InsnStats", "Machine", "Trap", "elem_bytes"]
 
 
 @dataclass
@@ -47,7 +47,6 @@ class Machine:
         self.written = {m: np.zeros(self.depth(m), dtype=bool)
                         for m in (MemType.UOP, MemType.INP, MemType.WGT, MemType.ACC, MemType.PAR)}
         # only these buffers are shared between modules (uop and par belong to compute)
-        from .ordering import Ordering
         self.order = Ordering({m: self.depth(m) for m in (MemType.INP, MemType.WGT, MemType.ACC)},
                               dram.size)
 

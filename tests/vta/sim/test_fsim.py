@@ -1,5 +1,7 @@
 """Functional simulator vs the integer reference (tvm_ternary.quant.reference), bit-exact."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -13,6 +15,8 @@ from vta_ext.sim.fsim import simulate
 from .builders import Builder, conv_program, dense_program
 
 CFG = {n: HwConfig.load(n) for n in ("tiny", "default", "int8", "tiny_tact")}
+# no packaged config has batch > 1; the ISA and the simulator support it
+CFG["tiny_b2"] = dataclasses.replace(CFG["tiny"], name="tiny_b2", batch=2)
 SETTINGS = dict(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
@@ -27,7 +31,7 @@ def _trits(rng, shape, p_zero=0.4):
 
 
 @settings(**SETTINGS)
-@given(cfg=st.sampled_from(["tiny", "default", "tiny_tact"]), m=st.integers(1, 5),
+@given(cfg=st.sampled_from(["tiny", "default", "tiny_tact", "tiny_b2"]), m=st.integers(1, 5),
        k=st.integers(1, 40), n=st.integers(1, 40), seed=st.integers(0, 2**31))
 def test_single_tile_dense_matches_linear_acc(cfg, m, k, n, seed):
     cfg = CFG[cfg]
@@ -64,7 +68,7 @@ def _requant_params(rng, n, symmetric):
 
 
 @settings(**SETTINGS)
-@given(cfg=st.sampled_from(["tiny", "default"]), m=st.integers(1, 6), k=st.integers(1, 60),
+@given(cfg=st.sampled_from(["tiny", "default", "tiny_b2"]), m=st.integers(1, 6), k=st.integers(1, 60),
        n=st.integers(1, 60), tile=st.integers(1, 3), relu=st.booleans(), seed=st.integers(0, 2**31))
 def test_multi_tile_dense_requantize_matches_reference(cfg, m, k, n, tile, relu, seed):
     cfg = CFG[cfg]
@@ -81,7 +85,7 @@ def test_multi_tile_dense_requantize_matches_reference(cfg, m, k, n, tile, relu,
 
 
 @settings(**SETTINGS)
-@given(cfg=st.sampled_from(["tiny", "default", "tiny_tact"]), m=st.integers(1, 5),
+@given(cfg=st.sampled_from(["tiny", "default", "tiny_tact", "tiny_b2"]), m=st.integers(1, 5),
        k=st.integers(1, 40), n=st.integers(1, 40), tile=st.integers(1, 2), seed=st.integers(0, 2**31))
 def test_dual_accumulators_match_acc_p_and_acc_n(cfg, m, k, n, tile, seed):
     cfg = CFG[cfg]
@@ -116,7 +120,7 @@ def _threshold_params(rng, n, z):
 
 
 @settings(**SETTINGS)
-@given(cfg=st.sampled_from(["tiny", "default", "tiny_tact"]), dual=st.booleans(),
+@given(cfg=st.sampled_from(["tiny", "default", "tiny_tact", "tiny_b2"]), dual=st.booleans(),
        m=st.integers(1, 6), k=st.integers(1, 40), n=st.integers(1, 40), tile=st.integers(1, 2),
        seed=st.integers(0, 2**31))
 def test_threshold_matches_reference(cfg, dual, m, k, n, tile, seed):
