@@ -105,7 +105,7 @@ def _schedule(insns: list, work: list[InsnWork], durations: list[int]):
                 if any(popped[q] >= len(pushed[q]) for q in pops):
                     break  # waits for a push another module has not made yet
                 ready = [pushed[q][popped[q]] for q in pops]
-                start[i] = free[m]
+                start[i] = max([free[m]] + ready)
                 finish[i] = free[m] = start[i] + durations[i]
                 for q in pops:
                     popped[q] += 1
