@@ -3,7 +3,7 @@
 import numpy as np
 import tvm
 
-from tvm_ternary.cpu.gemm_kernel import make_gemm
+from tvm_ternary.cpu.gemm_kernel import CONST_OPERANDS, make_gemm
 from tvm_ternary.target import cpu_info
 
 MCPU = {"avx2": "haswell", "vnni256": "cascadelake", "vnni512": "cascadelake"}
@@ -26,8 +26,7 @@ def run_kernel(spec, xu, consts, bias):
         target = tvm.target.Target({"kind": "llvm", "mcpu": MCPU[spec.isa], "num-cores": 2})
         _cache[spec] = tvm.compile(make_gemm(spec), target=target)
     out = np.zeros(spec.out_shape, np.int64)
-    names = ("wp", "pbase", "koff", "obase", "mult", "corr")
-    args = [xu] + [consts[n] for n in names] + [np.asarray(bias, np.int64), out]
+    args = [xu] + [consts[n] for n in CONST_OPERANDS] + [np.asarray(bias, np.int64), out]
     args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in args]
     _cache[spec](*args)
     return args[-1].numpy()

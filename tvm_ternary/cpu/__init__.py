@@ -1,1 +1,7 @@
-"""CPU kernels for ternary operators (AVX2 and up; the portable path is strategy.generic)."""
+"""CPU kernels for ternary operators (AVX2 and up; the portable path is strategy.generic).
+
+Import order is priority in the strategy registry: the batched GEMM and the convolution
+register here, before ``strategy`` (the GEMV and the other kernels) is imported.
+"""
+
+from . import conv2d, gemm_linear  # noqa: F401  (register their implementations)

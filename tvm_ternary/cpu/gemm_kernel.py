@@ -35,6 +35,9 @@ from .gemm_layout import BLOCK_K, BLOCK_ROWS, round_up
 X_BIAS = 128          # xu = x + X_BIAS puts int8 activations on the unsigned side
 AVX2_CHUNK = 64       # pmaddubsw products per int16 lane before widening (64 * 510 < 2**15)
 
+# the operands between ``xu`` and ``bias``, in order: constants of a compiled layer
+CONST_OPERANDS = ("wp", "pbase", "koff", "obase", "mult", "corr")
+
 # ISA -> bytes per vector (one pmaddubsw / vpdpbusd operand)
 ISA_VECTOR_BYTES = {"avx2": 32, "vnni256": 32, "vnni512": 64}
 

@@ -1,23 +1,17 @@
 """Which instruction set and register tile the GEMM uses for a target.
 
-The target dict names an LLVM CPU (tvm_ternary.target); AVX2 is the floor, AVX-512 VNNI
-(``vpdpbusd``) is used only when the named CPU has it. Tiles were measured on 4096 x 4096
+The target dict names an LLVM CPU (``tvm_ternary.target.cpu_features`` says what it has);
+AVX2 is the floor, AVX-512 VNNI (``vpdpbusd``) is used only when the named CPU has it. Tiles were measured on 4096 x 4096
 x 32 (docs in the kernel report): accumulators must fit the register file (16 ymm for
 AVX2, 32 zmm with AVX-512).
 """
 
 from __future__ import annotations
 
-# LLVM CPU names with AVX-512 VNNI (vpdpbusd on ymm and zmm registers).
-_AVX512_VNNI = ("cascadelake", "cooperlake", "icelake-server", "icelake-client", "tigerlake",
-                "sapphirerapids", "emeraldrapids", "graniterapids", "znver4", "znver5")
+from tvm_ternary.target import cpu_features
 
 # isa -> (tile_rows, tile_pixels)
 TILES = {"avx2": (4, 2), "vnni256": (4, 4), "vnni512": (8, 2)}
-
-
-def has_avx512_vnni(target: dict) -> bool:
-    return target.get("kind") == "llvm" and target.get("mcpu") in _AVX512_VNNI
 
 
 def choose_isa(target: dict, contiguous_k: int) -> str:
@@ -25,7 +19,7 @@ def choose_isa(target: dict, contiguous_k: int) -> str:
     activations are stored in (K for a linear layer, channels per group for a
     convolution); each run is padded to the vector width, so 64-byte vectors are used only
     where they add no padding over 32-byte ones."""
-    if has_avx512_vnni(target):
+    if "avx512_vnni" in cpu_features(target):
         return "vnni512" if -(-contiguous_k // 64) * 2 == -(-contiguous_k // 32) else "vnni256"
     return "avx2"
 

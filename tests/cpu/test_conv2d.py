@@ -1,0 +1,82 @@
+"""tconv2d on the tiled GEMM equals the integer reference (conv2d_acc + scaled_acc)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from tvm_ternary.cpu.conv2d import conv_plan
+from tvm_ternary.cpu.gemm_kernel import X_BIAS
+from tvm_ternary.quant import reference as ref
+
+from .gemm_helpers import host_isas, run_kernel
+
+ISAS = host_isas()
+pytestmark = pytest.mark.skipif(not ISAS, reason="host has no AVX2")
+
+
+def _biased_nhwc(x, spec, cin_g, groups, padding, pad_value):
+    """numpy: NHWC, +128, border = pad_value + 128, channels of each group padded."""
+    b, c, h, w = x.shape
+    ph, pw = padding
+    cp = spec.x_group_stride
+    xu = np.full(spec.x_shape, X_BIAS, np.uint8)
+    xu[:, :, :, :] = X_BIAS  # channel padding meets zero weights: any value works
+    body = np.full((b, h + 2 * ph, w + 2 * pw, c), pad_value, np.int16)
+    body[:, ph:ph + h, pw:pw + w, :] = x.transpose(0, 2, 3, 1)
+    for g in range(groups):
+        xu[..., g * cp:g * cp + cin_g] = (body[..., g * cin_g:(g + 1) * cin_g] + X_BIAS).astype(np.uint8)
+    return xu
+
+
+def run_conv(x, w, mult, bias, stride, padding, dilation, groups, pad_value, isa, threads=2):
+    spec, consts = conv_plan(x.shape, w, mult, stride, padding, dilation, groups, isa, threads)
+    xu = _biased_nhwc(x, spec, w.shape[1], groups, padding, pad_value)
+    return run_kernel(spec, xu, consts, bias)
+
+
+def expected(x, w, mult, bias, stride, padding, dilation, groups, pad_value):
+    acc_p, acc_n = ref.conv2d_acc(x, w, stride, padding, dilation, groups, pad_value)
+    return ref.scaled_acc(acc_p, acc_n, bias, mult, mult, axis=1)
+
+
+@st.composite
+def conv_cases(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cin_g = draw(st.integers(1, 40))
+    depthwise = draw(st.booleans()) and groups == 1
+    if depthwise:  # one input channel per group
+        groups, cin_g = draw(st.integers(2, 9)), 1
+    out_g = draw(st.integers(1, 11))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    h = draw(st.integers(max(1, dilation[0] * (kh - 1) + 1 - 2 * padding[0]), 13))
+    w = draw(st.integers(max(1, dilation[1] * (kw - 1) + 1 - 2 * padding[1]), 13))
+    return dict(batch=draw(st.integers(1, 3)), groups=groups, cin_g=cin_g, out_g=out_g, kh=kh, kw=kw,
+                stride=stride, dilation=dilation, padding=padding, h=h, w=w,
+                pad_value=draw(st.sampled_from([0, -1, 5])), seed=draw(st.integers(0, 2**31)),
+                isa=draw(st.sampled_from(ISAS or ["avx2"])))
+
+
+@settings(max_examples=30, deadline=None)
+@given(conv_cases())
+def test_random_convolutions_match_reference(case):
+    rng = np.random.default_rng(case["seed"])
+    g = case["groups"]
+    x = rng.integers(-127, 128, (case["batch"], g * case["cin_g"], case["h"], case["w"])).astype(np.int8)
+    w = rng.integers(-1, 2, (g * case["out_g"], case["cin_g"], case["kh"], case["kw"])).astype(np.int8)
+    n = w.shape[0]
+    mult, bias = rng.integers(2**14, 2**15, n), rng.integers(-2**40, 2**40, n)
+    args = (case["stride"], case["padding"], case["dilation"], g, case["pad_value"])
+    assert np.array_equal(run_conv(x, w, mult, bias, *args, case["isa"]), expected(x, w, mult, bias, *args))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_resnet_sized_layer(isa):
+    rng = np.random.default_rng(3)
+    x = rng.integers(-127, 128, (1, 64, 14, 15)).astype(np.int8)
+    w = rng.integers(-1, 2, (72, 64, 3, 3)).astype(np.int8)
+    mult, bias = rng.integers(2**14, 2**15, 72), rng.integers(-2**30, 2**30, 72)
+    args = ((2, 2), (1, 1), (1, 1), 1, -1)
+    assert np.array_equal(run_conv(x, w, mult, bias, *args, isa), expected(x, w, mult, bias, *args))

@@ -1,0 +1,119 @@
+"""tconv2d on the register-tiled GEMM: a direct convolution over an NHWC-padded input.
+
+No im2col matrix is built. The input is rewritten once as ``xu [B, H + 2ph, W + 2pw,
+groups * Cp]`` (uint8, ``x + 128``, the border holding ``pad_value + 128``, each group's
+channels padded to the vector width ``Cp``); the reduction of output pixel ``p`` is then
+the ``kh * kw`` taps of ``Cp`` contiguous bytes starting at ``pbase[p]``, and
+``koff[v]`` is the offset of the ``v``-th vector of that window (tap-major, as the
+weights are packed). Strides and dilations only change the two tables. The kernel writes
+``z = M * acc + bias`` straight into NCHW order. Dual-scale layers stay on the portable
+path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import te, tirx
+
+from tvm_ternary.quant.reference import conv_out_size
+from tvm_ternary.strategy.registry import Impl, register
+from tvm_ternary.target import cpu_features
+
+from .gemm_emit import constant as _constant
+from .gemm_emit import current_target, emit_gemm
+from .gemm_kernel import ISA_VECTOR_BYTES, X_BIAS, GemmSpec
+from .gemm_layout import round_up, row4_2bit
+from .gemm_tiles import TILES, choose_isa, parallel_splits
+
+
+def _int(arg) -> int:
+    """A scalar call argument (an IntImm: relax.prim_value returns the PrimExpr) as an int."""
+    return int(arg.value)
+
+
+def conv_geometry(x_shape, w_shape, stride, padding, dilation, groups):
+    """Output height and width, and per-group input / output channels (checked)."""
+    batch, chans, height, width = x_shape
+    out_ch, cin_g, kh, kw = w_shape
+    if chans != cin_g * groups or out_ch % groups:
+        raise ValueError(f"tconv2d: input channels {chans} / weight {tuple(w_shape)} / groups {groups} disagree")
+    oh = conv_out_size(height, kh, stride[0], padding[0], dilation[0])
+    ow = conv_out_size(width, kw, stride[1], padding[1], dilation[1])
+    return oh, ow, cin_g, out_ch // groups
+
+
+def conv_plan(x_shape, w_t: np.ndarray, mult: np.ndarray, stride, padding, dilation, groups: int,
+              isa: str, threads: int):
+    """The kernel spec and constant operands for ``tconv2d`` (symmetric multipliers)."""
+    batch, chans, height, width = x_shape
+    out_ch, _, kh, kw = w_t.shape
+    oh, ow, cin_g, out_g = conv_geometry(x_shape, w_t.shape, stride, padding, dilation, groups)
+    vb = ISA_VECTOR_BYTES[isa]
+    cp = round_up(cin_g, vb)
+    hp, wp_ = height + 2 * padding[0], width + 2 * padding[1]
+    ctot = groups * cp
+    rows, pixels = TILES[isa]
+    m = batch * oh * ow
+    pixel_tiles = -(-m // pixels)
+    spec = GemmSpec(isa=isa, groups=groups, rows=out_g, pixels=m, k_padded=kh * kw * cp,
+                    x_shape=(batch, hp, wp_, ctot), x_group_stride=cp,
+                    out_shape=(batch, out_ch, oh, ow), out_channel_stride=oh * ow,
+                    tile_rows=rows, tile_pixels=pixels,
+                    splits=parallel_splits(groups * -(-out_g // rows), pixel_tiles, threads))
+    # weights tap-major, channels padded: [G, out_g, kh, kw, cp] -> [G, out_g, kh * kw * cp]
+    w_g = np.zeros((groups, out_g, kh, kw, cp), np.int8)
+    w_g[..., :cin_g] = w_t.reshape(groups, out_g, cin_g, kh, kw).transpose(0, 1, 3, 4, 2)
+    p = np.minimum(np.arange(pixel_tiles * pixels), m - 1)
+    b, oy, ox = p // (oh * ow), p // ow % oh, p % ow
+    v = np.arange(kh * kw * cp // vb)
+    tap, cb = v // (cp // vb), v % (cp // vb)
+    i, j = tap // kw, tap % kw
+    mult64 = np.asarray(mult, np.int64)
+    consts = {
+        "wp": row4_2bit(w_g.reshape(groups, out_g, -1), rows, vb, what="tconv2d weight"),
+        "pbase": (((b * hp + oy * stride[0]) * wp_ + ox * stride[1]) * ctot).astype(np.int32),
+        "koff": ((i * dilation[0] * wp_ + j * dilation[1]) * ctot + cb * vb).astype(np.int32),
+        "obase": (b * out_ch * oh * ow + oy * ow + ox).astype(np.int32),
+        "mult": mult64,
+        # xu = x + 128 everywhere, padding included: 128 * sum(w) per channel, times M
+        "corr": -X_BIAS * mult64 * w_t.astype(np.int64).reshape(out_ch, -1).sum(axis=1),
+    }
+    return spec, consts
+
+
+def biased_nhwc(x: te.Tensor, spec: GemmSpec, cin_g: int, padding, pad_value: int) -> te.Tensor:
+    """``x [B, C, H, W]`` int8 -> ``xu`` of ``spec.x_shape``: NHWC, ``+128``, padded."""
+    _, _, height, width = x.shape
+    cp = spec.x_group_stride
+    ph, pw = padding
+
+    def f(b, y, xx, c):
+        inside = tirx.all(y >= ph, y < height + ph, xx >= pw, xx < width + pw, c % cp < cin_g)
+        value = x[b, c // cp * cin_g + c % cp, y - ph, xx - pw].astype("int16") + X_BIAS
+        return tirx.if_then_else(inside, value.astype("uint8"), tirx.const(pad_value + X_BIAS, "uint8"))
+
+    return te.compute(spec.x_shape, f, name="biased_nhwc")
+
+
+def _applies(call, target) -> bool:
+    if "avx2" not in cpu_features(target):
+        return False
+    w, mult = _constant(call.args[1]), _constant(call.args[3])
+    return w is not None and mult is not None and np.array_equal(mult[0], mult[1])
+
+
+def _emit(bb, call):
+    x, w, bias, mult = call.args[:4]
+    sh, sw, ph, pw, dh, dw, groups, pad_value = (_int(a) for a in call.args[4:12])
+    w_t = _constant(w)
+    x_shape = [int(d) for d in x.ty.shape]
+    target = current_target()
+    isa = choose_isa(target, w_t.shape[1])
+    spec, consts = conv_plan(x_shape, w_t, _constant(mult)[0], (sh, sw), (ph, pw), (dh, dw), groups,
+                             isa, int(target.get("num-cores", 1)))
+    xu = bb.emit(bb.call_te(lambda t: biased_nhwc(t, spec, w_t.shape[1], (ph, pw), pad_value), x,
+                            primfunc_name_hint="biased_nhwc"))
+    return emit_gemm(bb, spec, xu, consts, bias)
+
+
+register("tconv2d", Impl("conv2d_gemm_tiled", _applies, _emit))

@@ -1,0 +1,29 @@
+"""Emitting the tiled GEMM into a Relax function (shared by tlinear and tconv2d)."""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import relax
+
+from .gemm_kernel import CONST_OPERANDS, GemmSpec, make_gemm
+
+
+def constant(expr) -> np.ndarray | None:
+    """A bound constant's value, or None (the GEMV strategy's helper, imported late:
+    importing cpu.strategy registers the GEMV, which must come after the GEMM)."""
+    from .strategy import _constant
+    return _constant(expr)
+
+
+def current_target() -> dict:
+    """The target the registry is legalizing for (emit functions are not passed it)."""
+    from tvm_ternary.strategy.registry import _current
+    return _current["target"]
+
+
+def emit_gemm(bb, spec: GemmSpec, xu, consts: dict, bias) -> relax.Call:
+    """``call_tir`` of the kernel of ``spec`` on the biased input ``xu``."""
+    kernel = bb.add_func(make_gemm(spec), spec.symbol())
+    # relax.const narrows int64 arrays whose values fit to int32: give the dtype
+    args = [xu] + [relax.const(consts[n], str(consts[n].dtype)) for n in CONST_OPERANDS] + [bias]
+    return relax.call_tir(kernel, args, out_ty=relax.TensorType(list(spec.out_shape), "int64"))
