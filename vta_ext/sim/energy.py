@@ -99,7 +99,8 @@ def load_table(path=None) -> EnergyTable:
     except OSError as err:
         raise PerfModelError(f"{path}: cannot read the energy table ({err.strerror})") from None
     except (ValueError, KeyError, TypeError) as err:
-        raise PerfModelError(f"{path}: not a valid energy table (missing or bad entry {err})") from None
+        raise PerfModelError(f"{path}: not a valid energy table (missing or bad entry "
+                             f"{err})") from None
 
 
 def buffer_capacity(cfg: HwConfig, buffer: str) -> int:

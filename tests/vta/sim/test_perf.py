@@ -35,7 +35,8 @@ def test_estimate_is_both_reports_and_json_ready():
     assert s["cycles"] == alone.total_cycles
     assert s["useful_macs"] == macs
     assert s["gemm_utilization"] == macs / (256 * alone.total_cycles)
-    assert s["dram_bytes"] == sum(alone.dram_read_bytes.values()) + sum(alone.dram_write_bytes.values())
+    assert s["dram_bytes"] == (sum(alone.dram_read_bytes.values())
+                               + sum(alone.dram_write_bytes.values()))
     assert s["energy_pj"] == rep.energy["total_pj"]
     assert s["seconds"] == alone.total_cycles / 100e6  # default runs at 100 MHz
 
