@@ -3,7 +3,8 @@
 ``tlinear`` (symmetric, constant weights, 2-D input) runs as one fused whole-layer GEMV
 PrimFunc: AVX-512 VNNI where the target's CPU has it, else AVX2 (the floor); other CPUs
 keep the portable path. A linear whose input ``ternary_inputs`` marked ternary runs the
-bit-plane popcount kernel instead (symmetric or dual-scale). Each is registered for the
+bit-plane popcount kernel instead (symmetric or dual-scale); one whose weights have at
+least ``SPARSE_MIN_ZERO_BLOCKS`` all-zero blocks runs the block-sparse GEMV. Each is registered for the
 bare ``tlinear`` and for the fused ``tlinear_<epilogue>`` ops (body kernel, then the
 epilogue's compute), so the input annotation on the fused call is seen.
 """
@@ -21,6 +22,7 @@ from tvm_ternary.target import cpu_features
 from . import gemv_avx2, gemv_vnni
 from .layout import interleaved_2bit
 from .popcount_gemv import make_popcount_gemv, weight_planes
+from .sparse_gemv import AVX2, VNNI512, block_zero_fraction, csr_blocks, make_sparse_gemv
 from .ternary_inputs import has_ternary_input
 
 
@@ -50,6 +52,15 @@ def _symmetric(call) -> bool:
 
 def _symmetric_constant_linear(call) -> bool:
     return _constant_linear(call) and _symmetric(call)
+
+
+# Below this fraction of all-zero blocks the dense kernels are as fast (measured on GEMV 4096:
+# the sparse kernel pays an indirect group index and no int16 chunking per block).
+SPARSE_MIN_ZERO_BLOCKS = 0.2
+
+
+def _sparse_enough(call, isa) -> bool:
+    return block_zero_fraction(_constant(call.args[1]), isa) >= SPARSE_MIN_ZERO_BLOCKS
 
 
 def _body_call(call) -> relax.Call:
@@ -103,6 +114,22 @@ def _gemv_emitter(kernel_module):
     return emit
 
 
+def _sparse_emitter(isa):
+    def emit(bb, call):
+        x, w, bias, mult = call.args
+        w_t = _constant(w)
+        n, k = w_t.shape
+        batch = int(x.ty.shape[0])
+        csr = csr_blocks(w_t, isa.rows, isa.lanes)
+        kernel = make_sparse_gemv(batch, n, k, csr.nnz, isa)
+        gv = bb.add_func(kernel, str(kernel.attrs["global_symbol"]))
+        return relax.call_tir(gv, [x, relax.const(csr.ptr), relax.const(csr.col),
+                                   relax.const(csr.blocks), mult, bias],
+                              out_ty=relax.TensorType([batch, n], "int64"))
+
+    return emit
+
+
 def _register_linear(name: str, applies, body_emit) -> None:
     """Register a linear kernel for ``tlinear`` and each fused ``tlinear_<epilogue>``."""
     register("tlinear", Impl(name, applies, body_emit))
@@ -114,6 +141,14 @@ def _register_linear(name: str, applies, body_emit) -> None:
 _register_linear("avx2_popcount_gemv",
                  lambda call, target: has_avx2(target) and has_ternary_input(call) and _constant_linear(call),
                  _popcount_emit)
+_register_linear("avx512_vnni_sparse_gemv",
+                 lambda call, target: (has_vnni512(target) and _symmetric_constant_linear(call)
+                                       and _sparse_enough(call, VNNI512)),
+                 _sparse_emitter(VNNI512))
+_register_linear("avx2_sparse_gemv",
+                 lambda call, target: (has_avx2(target) and _symmetric_constant_linear(call)
+                                       and _sparse_enough(call, AVX2)),
+                 _sparse_emitter(AVX2))
 _register_linear("avx512_vnni_gemv",
                  lambda call, target: has_vnni512(target) and _symmetric_constant_linear(call),
                  _gemv_emitter(gemv_vnni))

@@ -1,0 +1,121 @@
+"""Block-sparse GEMV: the CSR-of-blocks layout keeps exactly the nonzero blocks, the
+kernel equals the integer reference at every sparsity (0% to 100% zero blocks), and
+tt.compile chooses it for weights with many zero blocks."""
+
+import numpy as np
+import pytest
+import torch
+import tvm
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import tvm_ternary as tt
+from tvm_ternary.cpu import sparse_gemv as sp
+from tvm_ternary.cpu.layout import blocked_2bit
+from tvm_ternary.quant import reference as ref
+from tvm_ternary.target import cpu_info
+
+_FLAGS = cpu_info()["flags"]
+pytestmark = pytest.mark.skipif("avx2" not in _FLAGS, reason="host has no AVX2")
+ISAS = [pytest.param(sp.AVX2, "haswell", id="avx2"),
+        pytest.param(sp.VNNI512, "cascadelake", id="vnni", marks=pytest.mark.skipif(
+            not {"avx512_vnni", "avx512bw"} <= _FLAGS, reason="no AVX-512 VNNI"))]
+
+
+def _block_sparse(rng, n, k, zero_frac, rows, cols):
+    """Random ternary weights with about ``zero_frac`` of the (rows x cols) blocks zeroed."""
+    w = rng.integers(-1, 2, size=(n, k)).astype(np.int8)
+    for i in range(0, n, rows):
+        for j in range(0, k, cols):
+            if rng.random() < zero_frac:
+                w[i:i + rows, j:j + cols] = 0
+    return w
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 40), k=st.integers(1, 700), zero_frac=st.sampled_from([0.0, 0.5, 0.9, 1.0]),
+       isa=st.sampled_from([sp.AVX2, sp.VNNI512]), seed=st.integers(0, 2**31))
+def test_csr_blocks_keep_exactly_the_nonzero_blocks(n, k, zero_frac, isa, seed):
+    rows, cols = isa.rows, 4 * isa.lanes
+    w = _block_sparse(np.random.default_rng(seed), n, k, zero_frac, rows, cols)
+    csr = sp.csr_blocks(w, rows, isa.lanes)
+    # rebuild the dense blocked layout from the kept blocks; skipped blocks are all code 1 (w = 0)
+    dense = blocked_2bit(w, rows, isa.lanes)
+    groups = dense.shape[1] // isa.lanes
+    rebuilt = np.full_like(dense, 0b01010101)
+    kept = 0
+    for rb in range(len(csr.ptr) - 1):
+        for e in range(csr.ptr[rb], csr.ptr[rb + 1]):
+            g = csr.col[e]
+            tile = csr.blocks[e].reshape(rows, isa.lanes)
+            rebuilt[rb * rows:(rb + 1) * rows, g * isa.lanes:(g + 1) * isa.lanes] = tile
+            assert w[rb * rows:(rb + 1) * rows, g * cols:(g + 1) * cols].any()  # only nonzero kept
+            kept += 1
+    assert np.array_equal(rebuilt, dense)
+    assert kept == csr.nnz and csr.groups == groups
+    n_blocks = (len(csr.ptr) - 1) * groups
+    assert csr.zero_fraction == pytest.approx(1 - kept / n_blocks)
+
+
+def _run(isa, mcpu, x, w, mult, bias):
+    n, k = w.shape
+    csr = sp.csr_blocks(w, isa.rows, isa.lanes)
+    lib = tvm.compile(sp.make_sparse_gemv(x.shape[0], n, k, csr.nnz, isa),
+                      target=tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": 2}))
+    out = tvm.runtime.tensor(np.zeros((x.shape[0], n), np.int64))
+    lib(*[tvm.runtime.tensor(a) for a in (x, csr.ptr, csr.col, csr.blocks, mult, bias)], out)
+    return out.numpy()
+
+
+@pytest.mark.parametrize("isa,mcpu", ISAS)
+@pytest.mark.parametrize("zero_frac", [0.0, 0.3, 0.7, 0.9, 1.0])
+@settings(max_examples=4, deadline=None)
+@given(batch=st.integers(1, 3), n=st.integers(1, 50), k=st.integers(1, 900), seed=st.integers(0, 2**31))
+def test_sparse_gemv_matches_reference(isa, mcpu, zero_frac, batch, n, k, seed):
+    rng = np.random.default_rng(seed)
+    w = _block_sparse(rng, n, k, zero_frac, isa.rows, 4 * isa.lanes)
+    x = rng.integers(-128, 128, size=(batch, k)).astype(np.int8)
+    m = rng.integers(2**14, 2**15, size=n)
+    mult, bias = np.stack([m, m]).astype(np.int32), rng.integers(-2**40, 2**40, size=n).astype(np.int64)
+    acc_p, acc_n = ref.linear_acc(x, w)
+    assert np.array_equal(_run(isa, mcpu, x, w, mult, bias),
+                          ref.scaled_acc(acc_p, acc_n, bias, mult[0], mult[1]))
+
+
+@pytest.mark.parametrize("isa,mcpu", ISAS)
+def test_saturation_worst_case_and_all_zero_layer(isa, mcpu):
+    n, k = 20, 3 * 4 * isa.lanes + 7
+    w = np.ones((n, k), np.int8)
+    w[isa.rows:] = 0                      # every block of the later row blocks is zero
+    x = np.full((1, k), -128, np.int8)
+    mult = np.full((2, n), 2**15 - 1, np.int32)
+    bias = np.arange(n, dtype=np.int64)
+    out = _run(isa, mcpu, x, w, mult, bias)
+    assert (out[0, :isa.rows] == (2**15 - 1) * -128 * k + bias[:isa.rows]).all()
+    assert (out[0, isa.rows:] == bias[isa.rows:]).all()
+    assert (_run(isa, mcpu, x, np.zeros_like(w), mult, bias) == bias).all()  # 100%: no blocks
+
+
+def _layer(k, n, zero_frac, seed):
+    torch.manual_seed(seed)
+    lin = nn.Linear(k, n)
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():  # zero blocks of 16 rows x 256 columns (the VNNI block; 2x2 AVX2 blocks)
+        for i in range(0, n, 16):
+            for j in range(0, k, 256):
+                if rng.random() < zero_frac:
+                    lin.weight[i:i + 16, j:j + 256] = 0
+    return nn.Sequential(lin)
+
+
+@pytest.mark.parametrize("zero_frac,sparse", [(0.9, True), (0.0, False)])
+def test_compile_chooses_sparse_kernel_only_for_sparse_weights(zero_frac, sparse):
+    x = torch.randn(1, 1000)
+    qm = tt.quant.ternarize(_layer(1000, 70, zero_frac, 3), "twn")
+    tt.quant.calibrate(qm, [x])
+    frozen = tt.quant.freeze(qm)
+    cm = tt.compile(frozen, (x,), target="cpu")
+    assert any("sparse_gemv" in s for s in cm.stats["kernels"]) == sparse, cm.stats["kernels"]
+    y = cm(x)
+    assert torch.equal(y, frozen(x)) and torch.equal(y, tt.quant.run_reference(frozen, x))
