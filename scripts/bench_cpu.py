@@ -1,121 +1,219 @@
-"""CPU benchmark: our compiled ternary layers against peers measured in the same run.
+"""CPU benchmark: our compiled ternary models against peers measured in the same run.
 
-    python scripts/bench_cpu.py --out out/bench_cpu            # all workloads
+    python scripts/bench_cpu.py --out docs/results/bench_cpu   # all workloads (minutes)
     python scripts/bench_cpu.py --quick --out out/bench_quick  # small shapes, few repeats
 
-Peers: torch fp32 (``nn.Linear`` / ``nn.Conv2d``), torch int8 dynamic quantization
-(``torch.ao.quantization.quantize_dynamic``, Linear only), and this machine's memory
-roofline for GEMV (a measured copy bandwidth; the time to read the layer's packed 2-bit
-weights once; compute-bound workloads report none until the int8 peak microbenchmark exists). Times are min / median over repeats; ratios compare medians. Writes report.json,
-report.md and speedup.png. The machines are shared and noisy: read ratios, not absolutes.
+Ours is whatever ``tt.compile(..., target="cpu")`` produces (the kernels it chose are in
+each row's ``kernels``). Peers: torch fp32, torch int8 dynamic quantization
+(``quantize_dynamic``, Linear layers only, so none for CNNs), llama.cpp's ternary types
+TQ2_0 / TQ1_0 through ggml-python (optional: ``pip install .[bench]``; "not installed"
+otherwise), and this machine's roofline from microbenchmarks in the same run (memory
+bandwidth, int8 multiply-add peak; ``tvm_ternary.bench.roofline``). Every time is the min
+and median of repeats, hot cache (calls back to back) and cold cache (a buffer larger
+than the last-level cache read between calls); ratios compare medians. Whole models also
+get a per-kernel time breakdown. Writes report.json, report.md and speedup.png. The
+machine is shared and noisy: read ratios, not absolutes.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import os
+import sys
+from collections import Counter
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
+# Thread pools sleep when idle unless --spin: torch's OpenMP and TVM's pool spin-wait by
+# default, and on a shared 2-core machine a spinning pool left over from one runtime (or
+# from other users' processes) stalled the next runtime's calls by 10-20 ms (measured: a
+# 512x512 GEMV in torch took 12-24 ms instead of 0.03 ms). Sleeping pools pay a wake-up per
+# call instead, under the same rule for every runtime. Read by the libraries at load: set
+# before importing them.
+IDLE_POLICY = {"OMP_WAIT_POLICY": "PASSIVE", "TVM_THREAD_POOL_SPIN_COUNT": "0"}
+if __name__ == "__main__" and "--spin" not in sys.argv:
+    os.environ.update(IDLE_POLICY)
 
-import tvm_ternary as tt
-from tvm_ternary.report import markdown_table, write_report
+import torch  # noqa: E402
 
-# name -> (kind, shape): linear (batch, in, out); conv (batch, cin, cout, hw, k, stride)
-WORKLOADS = {
-    "gemv_4096": ("linear", (1, 4096, 4096)),
-    "gemm_4096x32": ("linear", (32, 4096, 4096)),
-    "gemv_11008x4096": ("linear", (1, 4096, 11008)),
-    "resnet_conv_56_64": ("conv", (1, 64, 64, 56, 3, 1)),
-    "resnet_conv_28_128": ("conv", (1, 128, 128, 28, 3, 1)),
-}
-QUICK = {
-    "gemv_512": ("linear", (1, 512, 512)),
-    "conv_14_16": ("conv", (1, 16, 16, 14, 3, 1)),
-}
+import tvm_ternary as tt  # noqa: E402
+from tvm_ternary.bench import bandwidth, ggml_peer, layer_profile, peers, roofline  # noqa: E402
+from tvm_ternary.bench.timing import CacheEvictor, timed_modes  # noqa: E402
+from tvm_ternary.bench.workloads import FULL, QUICK, Workload, count  # noqa: E402
+from tvm_ternary.report import markdown_table, write_report  # noqa: E402
 
-
-def timed(fn, repeats: int, warmup: int = 2) -> dict:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {"min_ms": 1e3 * min(times), "median_ms": 1e3 * statistics.median(times)}
+PEERS = ("torch_fp32", "torch_int8_dynamic", "ggml_TQ2_0", "ggml_TQ1_0")
+# The issue's targets: (workload kind predicate, peer, minimum speedup of our median).
+TARGETS = [("gemv", "torch_fp32", 8.0), ("gemv", "torch_int8_dynamic", 2.5), ("model", "torch_fp32", 3.0)]
 
 
-def copy_bandwidth_gbs(n_bytes: int = 256 << 20, repeats: int = 5) -> float:
-    """Single-thread memory copy bandwidth (read + write), GB/s."""
-    src = np.ones(n_bytes, dtype=np.uint8)
-    dst = np.empty_like(src)
-    best = min(timed(lambda: np.copyto(dst, src), repeats, warmup=1)["min_ms"] for _ in range(1))
-    return 2 * n_bytes / (best * 1e-3) / 1e9
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
-def _float_layer(kind: str, shape) -> tuple[nn.Module, torch.Tensor]:
-    if kind == "linear":
-        batch, k, n = shape
-        return nn.Linear(k, n, bias=False), torch.randn(batch, k)
-    batch, cin, cout, hw, k, stride = shape
-    return nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), torch.randn(batch, cin, hw, hw)
+def _runners(w: Workload, module, x, counts: dict, threads: int):
+    """(compiled model, {name: callable}, {absent peer: why}) for one workload."""
+    qm, frozen = peers.ternarize_frozen(module, x)
+    cm, ours = peers.ours(frozen, x)
+    run = {"ours": ours, "torch_fp32": peers.torch_fp32(module, x)}
+    absent = {}
+    int8 = peers.torch_int8_dynamic(module, x, counts["linear_mac_share"])
+    if int8 is None:
+        absent["torch_int8_dynamic"] = "quantize_dynamic covers Linear only (CNN)"
+    else:
+        run["torch_int8_dynamic"] = int8
+    weight = peers.ternary_linear_weight(qm) if w.kind == "linear" else None
+    for type_name in ggml_peer.TYPES:
+        name = f"ggml_{type_name}"
+        if not ggml_peer.available():
+            absent[name] = "not installed (pip install .[bench])"
+        elif weight is None:
+            absent[name] = "single Linear workloads only"
+        elif not ggml_peer.supports(weight.shape[1]):
+            absent[name] = f"in_features not a multiple of {ggml_peer.SUPER_BLOCK}"
+        else:
+            run[name] = peers.ggml_linear(weight, x, type_name, threads)
+    return cm, run, absent
 
 
-def _ternary_compiled(layer: nn.Module, x: torch.Tensor):
-    """Our path: a one-layer ternary model, frozen and compiled for this CPU."""
-    model = nn.Sequential(layer)
-    qm = tt.quant.ternarize(model, "twn")
-    tt.quant.calibrate(qm, [x])
-    return tt.compile(tt.quant.freeze(qm), (x,), target="cpu")
+def _roofline(counts: dict, times: dict, roof: dict, threads: int, quick: bool) -> dict:
+    """Bound and % of roofline of our median, per cache mode. Hot: the read bandwidth of a
+    buffer of the kernel's footprint (cache-resident); cold: the DRAM read bandwidth."""
+    peak = roofline.peak_gmacs(roof)
+    gbs = {"hot": bandwidth.read_gbs(int(counts["bytes"]), threads, 3 if quick else 10)["best_gbs"],
+           "cold": roofline.dram_read_gbs(roof)}
+    out = {}
+    for mode, t in times["ours"].items():
+        b = roofline.bound(counts["bytes"], counts["macs"], gbs[mode], peak)
+        out[mode] = {**b, "read_gbs": gbs[mode], "peak_gmacs": peak,
+                     "pct_of_roofline": roofline.pct(b["roofline_ms"], t["median_ms"]),
+                     "weights_cache_resident": mode == "hot"}
+    return out
 
 
-def bench(name: str, kind: str, shape, repeats: int, bandwidth: float) -> dict:
-    torch.manual_seed(0)
-    layer, x = _float_layer(kind, shape)
-    layer.eval()
-    row = {"workload": name, "kind": kind, "shape": list(shape)}
-    with torch.no_grad():
-        row["torch_fp32"] = timed(lambda: layer(x), repeats)
-        if kind == "linear":
-            q = torch.ao.quantization.quantize_dynamic(nn.Sequential(layer), {nn.Linear}, dtype=torch.qint8)
-            row["torch_int8_dynamic"] = timed(lambda: q(x), repeats)
-    cm = _ternary_compiled(layer, x)
-    row["ours"] = timed(lambda: cm(x), repeats)
-    ours = row["ours"]["median_ms"]
-    row["speedup_vs_fp32"] = row["torch_fp32"]["median_ms"] / ours
-    if "torch_int8_dynamic" in row:
-        row["speedup_vs_int8"] = row["torch_int8_dynamic"]["median_ms"] / ours
-    if kind == "linear" and shape[0] == 1:
-        # A GEMV streams its weights once: reading the 2-bit packed weights bounds it.
-        weight_bytes = layer.weight.numel() / 4
-        row["roofline_ms"] = 1e3 * weight_bytes / (bandwidth / 2 * 1e9)  # read = half a copy
-        row["pct_of_roofline"] = 100 * row["roofline_ms"] / ours
-    # GEMM and conv are compute-bound: their roofline needs the int8 multiply-add peak
-    # microbenchmark, not written yet, so none is reported rather than a wrong one.
+def bench(w: Workload, repeats: int, threads: int, roof: dict, evictor, quick: bool) -> dict:
+    module, x = w.build()
+    counts = count(module, x)
+    cm, run, absent = _runners(w, module, x, counts, threads)
+    times = {name: timed_modes(fn, repeats, evictor) for name, fn in run.items()}
+    speedup = {mode: {p: times[p][mode]["median_ms"] / times["ours"][mode]["median_ms"]
+                      for p in PEERS if p in times and mode in times[p]} for mode in times["ours"]}
+    row = {"workload": w.name, "kind": w.kind, "shape": list(w.shape), **counts,
+           "kernels": cm.stats.get("kernels", []), "times": times, "speedup": speedup,
+           "absent": absent, "roofline": _roofline(counts, times, roof, threads, quick)}
+    if w.kind in ("model", "ffn"):
+        row["layers"] = layer_profile.profile(cm, [x], repeats)
+    print(f"{w.name}: ours {times['ours']['hot']['median_ms']:.3f} ms hot, "
+          + ", ".join(f"x{v:.2f} vs {p}" for p, v in speedup["hot"].items()), flush=True)
     return row
+
+
+def targets(rows: list[dict]) -> list[dict]:
+    out = []
+    for kind, peer, minimum in TARGETS:
+        for r in rows:
+            applies = (kind == "gemv" and r["kind"] == "linear" and r["shape"][0] == 1) or r["kind"] == kind
+            if applies and peer in r["speedup"]["hot"]:
+                got = r["speedup"]["hot"][peer]
+                out.append({"workload": r["workload"], "vs": peer, "target_x": minimum,
+                            "measured_x": got, "met": got >= minimum})
+    return out
+
+
+def _cell(row: dict, peer: str, mode: str):
+    t = row["times"].get(peer, {}).get(mode)
+    return t["median_ms"] if t else ("n/a" if peer in row["absent"] else "")
+
+
+def timing_table(rows: list[dict], mode: str) -> str:
+    flat = []
+    for r in rows:
+        if mode not in r["times"]["ours"]:
+            continue
+        roof = r["roofline"][mode]
+        flat.append({"workload": r["workload"], "ours_ms": _cell(r, "ours", mode),
+                     **{f"{p}_ms": _cell(r, p, mode) for p in PEERS},
+                     **{f"x_{p}": r["speedup"][mode].get(p, "n/a") for p in PEERS},
+                     "bound": roof["bound"], "roofline_ms": roof["roofline_ms"],
+                     "pct_roofline": roof["pct_of_roofline"]})
+    return markdown_table(flat, list(flat[0])) if flat else "(none)"
+
+
+def roofline_table(roof: dict) -> str:
+    rows = [{"measure": k, "best": v["best_gbs"], "median": v["median_gbs"], "unit": "GB/s"}
+            for k, v in roof["bandwidth"].items()]
+    rows += [{"measure": k, "best": v["best_gmacs"], "median": v["median_gmacs"], "unit": "GMAC/s"}
+             for k, v in roof["int8_peak"].items()]
+    return markdown_table(rows, ["measure", "best", "median", "unit"])
+
+
+def layers_section(rows: list[dict], top: int = 12) -> str:
+    parts = []
+    for r in rows:
+        if "layers" not in r:
+            continue
+        prof = r["layers"]
+        table = [{"kernel": k, "ms": v, "share_%": 100 * v / prof["instrumented_total_ms"]}
+                 for k, v in list(prof["by_symbol"].items())[:top]]
+        parts.append(f"### {r['workload']}\n\nInstrumented call {prof['instrumented_total_ms']:.3f} ms "
+                     f"(kernels {prof['kernels_ms']:.3f} ms; the rest is VM dispatch and the "
+                     "instrument's own callbacks). Top kernels by time:\n\n"
+                     + markdown_table(table, ["kernel", "ms", "share_%"]))
+    return "\n\n".join(parts)
+
+
+def kernels_section(rows: list[dict]) -> str:
+    lines = []
+    for r in rows:
+        impls = Counter(k.split(": ", 1)[-1] for k in r["kernels"])
+        lines.append(f"- {r['workload']}: " + ", ".join(f"{n} x{c}" for n, c in impls.items()))
+    return "\n".join(lines)
 
 
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    modes = [m for m in ("hot", "cold") if any(m in r["speedup"] for r in rows)]
+    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4), squeeze=False)
     names = [r["workload"] for r in rows]
-    ax.bar(names, [r["speedup_vs_fp32"] for r in rows], color="tab:blue")
-    ax.axhline(1.0, color="gray", linestyle="--", label="torch fp32")
-    ax.set_ylabel("speedup vs torch fp32 (median)")
-    ax.set_yscale("log")
-    ax.set_title("ternary layers compiled by tvm-ternary")
-    ax.legend()
-    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+    xs = np.arange(len(rows))
+    for ax, mode in zip(axes[0], modes):
+        for i, peer in enumerate(PEERS):
+            vals = [r["speedup"].get(mode, {}).get(peer, np.nan) for r in rows]
+            ax.bar(xs + (i - 1.5) * 0.2, vals, 0.2, label=f"vs {peer}")
+        ax.axhline(1.0, color="gray", linestyle="--")
+        ax.set_yscale("log")
+        ax.set_xticks(xs, names, rotation=25, ha="right")
+        ax.set_ylabel("our speedup (median ratio)")
+        ax.set_title(f"{mode} cache")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def markdown(rows, roof, goals, args, repeats, load_before, load_after, evictor) -> str:
+    cold = f"cold = {evictor.bytes >> 20} MiB read between calls" if evictor else "no cold runs"
+    pools = "spin-waiting (defaults)" if args.spin else f"sleeping when idle ({IDLE_POLICY})"
+    met = "\n".join(f"- {g['workload']} vs {g['vs']}: x{g['measured_x']:.2f} (target x{g['target_x']}): "
+                    f"{'met' if g['met'] else 'NOT met'}" for g in goals)
+    return (f"# CPU benchmark\n\nMedians of {repeats} runs (min in report.json), {args.threads} threads, "
+            f"{cold}. Thread pools {pools}. Load average before / after: {load_before} / {load_after} "
+            "(shared machine).\n"
+            f"Target: {tt.target.host_target()}. ggml-python: "
+            f"{'installed' if ggml_peer.available() else 'not installed'}.\n\n"
+            f"## Roofline (measured in this run)\n\n{roofline_table(roof)}\n\n"
+            "% of roofline = max(bytes / read bandwidth, MACs / best int8 peak) / our median; bytes = "
+            "2-bit weights + float32 input and output. Hot: bandwidth of a buffer of the kernel's "
+            "footprint read hot (weights cache-resident); cold: DRAM read bandwidth.\n\n"
+            f"## Hot cache\n\n{timing_table(rows, 'hot')}\n\n## Cold cache\n\n{timing_table(rows, 'cold')}\n\n"
+            f"## Targets (hot medians)\n\n{met}\n\n## Kernels chosen by tt.compile\n\n{kernels_section(rows)}\n\n"
+            f"## Per-kernel breakdown\n\n{layers_section(rows)}\n\n![speedup](speedup.png)\n")
 
 
 def main(argv=None) -> int:
@@ -124,26 +222,31 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--quick", action="store_true", help="small shapes, 5 repeats")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-cold", action="store_true", help="skip the cold-cache runs")
+    p.add_argument("--spin", action="store_true",
+                   help="keep the runtimes' spin-waiting thread pools (fast when the machine is idle)")
+    p.add_argument("--only", nargs="*", help="workload names to run (default: all)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    workloads, repeats = (QUICK, 5) if args.quick else (WORKLOADS, args.repeats)
-    bandwidth = copy_bandwidth_gbs(32 << 20 if args.quick else 256 << 20)
-    rows = [bench(name, kind, shape, repeats, bandwidth) for name, (kind, shape) in workloads.items()]
-    flat = [{"workload": r["workload"], "ours_ms": r["ours"]["median_ms"],
-             "torch_fp32_ms": r["torch_fp32"]["median_ms"],
-             "torch_int8_ms": r.get("torch_int8_dynamic", {}).get("median_ms", ""),
-             "x_fp32": r["speedup_vs_fp32"], "x_int8": r.get("speedup_vs_int8", ""),
-             "roofline_ms": r.get("roofline_ms", "n/a"), "pct_roofline": r.get("pct_of_roofline", "n/a")}
-            for r in rows]
-    cols = list(flat[0])
+    os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
+    workloads, repeats = (QUICK, 5) if args.quick else (FULL, args.repeats)
+    if args.only:
+        workloads = [w for w in workloads if w.name in args.only]
+    load_before = _load()
+    roof = roofline.measure(args.threads, quick=args.quick)
+    evictor = None if args.no_cold else CacheEvictor(args.threads)
+    rows = [bench(w, repeats, args.threads, roof, evictor, args.quick) for w in workloads]
+    goals = targets(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot(rows, out / "speedup.png")
-    md = (f"# CPU benchmark\n\nMedians of {repeats} runs, {args.threads} threads; copy bandwidth "
-          f"{bandwidth:.1f} GB/s. Ours: TVM with the portable (unscheduled) ternary lowering.\n\n"
-          + markdown_table(flat, cols) + "\n\n![speedup](speedup.png)\n")
-    write_report(out, {"rows": rows, "copy_bandwidth_gbs": bandwidth, "target": tt.target.host_target()}, md)
-    print(markdown_table(flat, cols))
+    md = markdown(rows, roof, goals, args, repeats, load_before, _load(), evictor)
+    write_report(out, {"rows": rows, "roofline": roof, "targets": goals, "threads": args.threads,
+                       "repeats": repeats, "evict_bytes": evictor.bytes if evictor else 0,
+                       "load_before": load_before, "load_after": _load(),
+                       "thread_pools": "spin" if args.spin else IDLE_POLICY, "ggml_installed": ggml_peer.available(),
+                       "target": tt.target.host_target()}, md)
+    print(md)
     print(f"report: {out / 'report.md'}")
     return 0
 

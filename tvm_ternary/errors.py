@@ -90,3 +90,7 @@ class BackendError(TernaryError, RuntimeError):
 class PerfModelError(TernaryError, ValueError):
     """An input the cycle or energy model cannot account for (a useful-MAC count above the
     MAC slots a program issues, a missing or malformed energy table); names the field or file."""
+
+
+class BenchmarkError(TernaryError, ValueError):
+    """A benchmark workload or peer that cannot be built as asked (names it and why)."""
