@@ -12,6 +12,9 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 SHIFT_MIN, SHIFT_MAX = 1, 46
 BIAS_LIMIT = 2**62
 GEMM_CHUNK = 4096  # micro-op executions per numpy batch: bounds the gathered weight copy
+# A simulator limit, not an ISA one: the index arrays of one instruction stay below ~400 MB.
+# (A ResNet-18 layer compiles to GEMMs of at most a few 10**5 executions.)
+MAX_EXECS = 2**24
 
 
 def _loop_indices(m: Machine, insn, what: str):
@@ -22,6 +25,10 @@ def _loop_indices(m: Machine, insn, what: str):
     if not insn.uop_bgn < insn.uop_end <= m.cfg.uop_depth:
         raise Trap(f"{what} uop range [{insn.uop_bgn}, {insn.uop_end}) is empty or beyond the "
                    f"uop buffer (depth {m.cfg.uop_depth})")
+    execs = insn.iter_out * insn.iter_in * (insn.uop_end - insn.uop_bgn)
+    if execs > MAX_EXECS:
+        raise Trap(f"{what} has {execs} micro-op executions, beyond the functional simulator's "
+                   f"limit of {MAX_EXECS} per instruction (split the loop)")
     rng = np.arange(insn.uop_bgn, insn.uop_end)
     m.require_written(MemType.UOP, rng, what)
     uops = m.uop[insn.uop_bgn:insn.uop_end]

@@ -106,8 +106,11 @@ def store(m: Machine, insn, stats: InsnStats) -> None:
     _check_pads(insn, what)
     if insn.y_size > 1 and insn.x_stride < insn.x_size:
         raise Trap(f"{what} rows overlap in DRAM (x_stride {insn.x_stride} < x_size {insn.x_size})")
-    src = insn.sram_base + np.arange(insn.y_size * insn.x_size, dtype=np.int64)
-    m.require_in_range(MemType.ACC, src, what)
+    end = insn.sram_base + insn.y_size * insn.x_size
+    if end > m.depth(MemType.ACC):  # checked before any array of that size exists
+        raise Trap(f"{what} reads acc[{insn.sram_base}:{end}], beyond the buffer "
+                   f"(depth {m.depth(MemType.ACC)})")
+    src = np.arange(insn.sram_base, end, dtype=np.int64)
     m.require_written(MemType.ACC, src, what)
     values = m.acc[src]
     cfg = m.cfg

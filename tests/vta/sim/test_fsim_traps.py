@@ -78,7 +78,7 @@ def test_gemm_index_out_of_range_through_loop_factor():
 def test_store_reads_beyond_acc():
     prog = _dense()
     i = _mutate(prog, _index(prog, Store), sram_base=TINY.acc_depth - 1)
-    _trap(prog, TINY, i, "STORE ACC", "outside the acc buffer")
+    _trap(prog, TINY, i, "STORE ACC", "beyond the buffer")
 
 
 def test_malformed_word_in_byte_stream():
