@@ -178,7 +178,7 @@ class LayerEmitter:
         wgt = [wbase + q for q in range(len(entries))]
         bgn, end = self.uops.place(isa.encode_uops(dst, src, wgt), self.emit)
         gemm = self.emit(Gemm(uop_bgn=bgn, uop_end=end, dual=p.dual,
-                              src_factor_out=p.stride[0] * cols.extent, src_factor_in=p.stride[1],
+                              src_factor_out=p.loaded_row_stride * cols.extent, src_factor_in=p.stride[1],
                               **loops))
         self.gemm_uops += len(entries)
         if group:
@@ -191,6 +191,7 @@ class LayerEmitter:
     def _load_inputs(self, t: Tile, step: Span, base: int, rows, cols) -> list[int]:
         p = self.p
         plane = p.h * p.w
+        row_pitch = p.w * p.row_step  # DRAM blocks between loaded rows
         first_block = ((t.image_group * p.groups + t.group) * p.in_blocks + step.start) * plane
         whole = (rows.size == p.h and cols.size == p.w and not
                  (rows.pad_0 or rows.pad_1 or cols.pad_0 or cols.pad_1))
@@ -202,8 +203,8 @@ class LayerEmitter:
         for cbl in range(step.size):
             out.append(self.emit(Load(
                 mem=MemType.INP, sram_base=base + cbl * rows.extent * cols.extent,
-                dram_base=self.regions.inp + first_block + cbl * plane + rows.start * p.w + cols.start,
-                y_size=rows.size, x_size=cols.size, x_stride=p.w, y_pad_0=rows.pad_0,
+                dram_base=self.regions.inp + first_block + cbl * plane + rows.start * row_pitch
+                + cols.start, y_size=rows.size, x_size=cols.size, x_stride=row_pitch, y_pad_0=rows.pad_0,
                 y_pad_1=rows.pad_1, x_pad_0=cols.pad_0, x_pad_1=cols.pad_1,
                 pad_value=self.pad_value)))
         return out

@@ -79,9 +79,20 @@ class ConvProblem:
     def pairs(self) -> int:
         return 2 if self.dual else 1
 
+    @property
+    def row_step(self) -> int:
+        """Input rows between two loaded rows. A one-row kernel reads only every
+        stride-th row (and has no row padding), so a LOAD's row stride skips the others."""
+        return self.stride[0] if self.kh == 1 else 1
+
+    @property
+    def loaded_row_stride(self) -> int:
+        """Loaded rows between the input rows of consecutive output rows."""
+        return self.stride[0] // self.row_step
+
     def in_rows(self, out_rows: int) -> int:
-        """Padded input rows that ``out_rows`` consecutive output rows read."""
-        return (out_rows - 1) * self.stride[0] + (self.kh - 1) * self.dilation[0] + 1
+        """Loaded input rows that ``out_rows`` consecutive output rows read."""
+        return (out_rows - 1) * self.loaded_row_stride + (self.kh - 1) * self.dilation[0] + 1
 
     def in_cols(self, out_cols: int) -> int:
         return (out_cols - 1) * self.stride[1] + (self.kw - 1) * self.dilation[1] + 1

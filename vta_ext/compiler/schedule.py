@@ -75,7 +75,7 @@ def misfit(p: ConvProblem, s: Schedule, hw: HwConfig) -> str | None:
         return f"reuse = {s.reuse!r} is not one of {REUSE}"
     if s.tile_rows > _ITER_MAX or s.tile_cols > _ITER_MAX:
         return f"tile_rows/tile_cols exceed the GEMM loop count limit {_ITER_MAX}"
-    if p.stride[0] * p.in_cols(s.tile_cols) > _FACTOR_MAX or s.tile_cols * p.pairs > _FACTOR_MAX:
+    if p.loaded_row_stride * p.in_cols(s.tile_cols) > _FACTOR_MAX or s.tile_cols * p.pairs > _FACTOR_MAX:
         return f"tile_cols = {s.tile_cols} needs a GEMM loop factor above {_FACTOR_MAX}"
     if p.in_rows(s.tile_rows) > _Y_SIZE_MAX or p.w > _X_SIZE_MAX:
         return f"a tile's input rectangle exceeds the LOAD size fields"
