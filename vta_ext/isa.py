@@ -278,6 +278,9 @@ def encode(insn) -> int:
         if not isinstance(value, (int, np.integer)) or not f.lo <= int(value) <= f.hi:
             raise IsaError(f"{insn.opcode.name}.{f.name} = {value!r} does not fit its "
                            f"{f.width}-bit {'signed ' if f.signed else ''}field [{f.lo}, {f.hi}]")
+        if f.name in _ENUM_FIELDS and int(value) not in set(_ENUM_FIELDS[f.name]):
+            raise IsaError(f"{insn.opcode.name}.{f.name} = {value!r} is not a valid "
+                           f"{_ENUM_FIELDS[f.name].__name__}")
         word |= (int(value) & ((1 << f.width) - 1)) << f.lsb
     return word
 

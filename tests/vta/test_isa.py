@@ -75,6 +75,8 @@ def test_hand_worked_words():
     (Alu(imm=2**15), "imm"),
     (Alu(uop_end=2**14), "uop_end"),
     (Load(x_size=1.5), "x_size"),
+    (Load(mem=6), "mem = 6 is not a valid MemType"),
+    (Alu(op=9), "op = 9 is not a valid AluOp"),
 ])
 def test_encode_rejects_fields_that_do_not_fit(insn, field):
     with pytest.raises(IsaError, match=field):
