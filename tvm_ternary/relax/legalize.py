@@ -41,7 +41,7 @@ def host_op_census(mod: tvm.IRModule) -> dict[str, int]:
 def legalize_by_strategy(mod: tvm.IRModule, state) -> tvm.IRModule:
     ops.register_all()
     state.host_ops = host_op_census(mod)
-    with registry.target_scope(state.target) as chosen:
+    with registry.target_scope(state.target, state.configs) as chosen:
         mod = relax.transform.LegalizeOps()(mod)
     state.kernels = [f"{op}: {impl}" for op, impl in chosen]
     state.generic = sorted({op for op, impl in chosen if impl == registry.GENERIC})

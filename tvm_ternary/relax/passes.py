@@ -26,6 +26,7 @@ class CompileState:
     generic: list = field(default_factory=list)     # ternary ops with no target kernel
     host_ops: dict = field(default_factory=dict)    # float ops left to TVM: name -> count
     folded: list = field(default_factory=list)      # host ops folded into ternary epilogues
+    configs: dict = field(default_factory=dict)     # knob values per implementation (tuning)
 
 
 PIPELINE = (
@@ -36,8 +37,8 @@ PIPELINE = (
 )
 
 
-def run(mod: tvm.IRModule, target: dict) -> tuple[tvm.IRModule, CompileState]:
-    state = CompileState(target=target)
+def run(mod: tvm.IRModule, target: dict, configs: dict | None = None) -> tuple[tvm.IRModule, CompileState]:
+    state = CompileState(target=target, configs=dict(configs or {}))
     for step in PIPELINE:
         mod = step(mod, state)
     return mod, state
@@ -64,9 +65,10 @@ def _lowering(target: tvm.target.Target) -> tvm.transform.Pass:
     return _pipeline
 
 
-def build(mod: tvm.IRModule, target: dict):
-    """Run the pipeline and compile; returns (executable, legalized module, state)."""
-    mod, state = run(mod, target)
+def build(mod: tvm.IRModule, target: dict, configs: dict | None = None):
+    """Run the pipeline and compile; returns (executable, legalized module, state).
+    ``configs``: knob values for the strategy implementations (``registry.config``)."""
+    mod, state = run(mod, target, configs)
     tvm_target = tvm.target.Target(target)
     return tvm.compile(mod, target=tvm_target, relax_pipeline=_lowering(tvm_target)), mod, state
 

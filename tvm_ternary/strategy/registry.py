@@ -9,19 +9,25 @@ recorded so reports can say which ops got which kernel (and which fell back).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 GENERIC = "generic"  # the name recorded when no target-specific implementation applies
 
-_current: dict = {"target": None, "chosen": None}
+_current: dict = {"target": None, "chosen": None, "configs": {}}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Impl:
+    """One (op, target) implementation: ``applies`` says whether it handles a call on a
+    target, ``emit`` builds its compute + schedule, reading its tunable knobs through
+    ``config(impl, call)``; ``knobs`` is the template's space: knob -> candidate values,
+    the first being the default."""
+
     name: str
     applies: Callable   # (call, target dict) -> bool
     emit: Callable      # (bb, call) -> relax expression
+    knobs: dict = field(default_factory=dict)
 
 
 _IMPLS: dict[str, list[Impl]] = {}
@@ -38,11 +44,15 @@ def unregister(op: str, impl: Impl) -> None:
 
 
 @contextlib.contextmanager
-def target_scope(target: dict):
-    """Legalize under ``target``; yields the list of (op, implementation) choices made."""
+def target_scope(target: dict, configs: dict | None = None):
+    """Legalize under ``target``; yields the list of (op, implementation) choices made.
+
+    ``configs`` (e.g. a tuner's best entries) maps ``impl name`` or ``(impl name,
+    workload(call))`` to knob values; knobs not given keep their defaults.
+    """
     chosen: list = []
     old = dict(_current)
-    _current.update(target=target, chosen=chosen)
+    _current.update(target=target, chosen=chosen, configs=dict(configs or {}))
     try:
         yield chosen
     finally:
@@ -65,3 +75,25 @@ def select(op: str, call) -> Impl | None:
     impl = lookup(op, call)
     record(op, impl.name if impl else GENERIC)
     return impl
+
+
+def workload(call) -> tuple:
+    """What a tuned configuration is keyed by: the shapes and dtypes of the tensor args."""
+    return tuple((tuple(int(d) for d in a.ty.shape), str(a.ty.dtype))
+                 for a in call.args if hasattr(a.ty, "shape"))
+
+
+def config(impl: Impl, call) -> dict:
+    """The knob values ``impl`` uses for ``call``: defaults, overridden by the scope's
+    configs for the implementation, then for this exact workload."""
+    values = {knob: choices[0] for knob, choices in impl.knobs.items()}
+    configs = _current["configs"]
+    values.update(configs.get(impl.name, {}))
+    values.update(configs.get((impl.name, workload(call)), {}))
+    unknown = set(values) - set(impl.knobs)
+    if unknown:
+        from tvm_ternary.errors import KernelConfigError
+
+        raise KernelConfigError(f"implementation {impl.name!r} has no knob {sorted(unknown)[0]!r} "
+                               f"(its knobs: {sorted(impl.knobs)})")
+    return values
