@@ -19,7 +19,7 @@ from .. import isa
 from ..config import HwConfig
 from ..isa import Alu, AluOp, Finish, Gemm, Load, MemType, Store
 from .geometry import ConvProblem
-from .schedule import Footprint, Schedule, footprint
+from .schedule import _X_SIZE_MAX, _Y_SIZE_MAX, Footprint, Schedule, footprint
 from .tiling import Span, Tile, tile_inputs, tiles
 from .tokens import Tokens
 from .uops import UopCache
@@ -127,18 +127,19 @@ class LayerEmitter:
         p = self.p
         slot = self.acc.claim(t)
         acc_base = slot * self.acc.size
-        # dual: REQUANT/THRESH write the results of the accumulator pairs contiguously after
-        # them, so one STORE reads them; single accumulators are overwritten in place
+        # Accumulators are pixel-major, [row][col][out block] (pairs with dual), so the
+        # tile's results are contiguous per pixel row and in DRAM's [OH][OW][blocks] order.
+        # dual: REQUANT/THRESH write the results of the pairs contiguously after them, so
+        # STORE reads them; single accumulators are overwritten in place.
         out_base = acc_base + (self.s.tile_out_blocks * self.s.tile_rows * self.s.tile_cols
                                * p.pairs if p.dual else 0)
-        per_block = t.rows.size * t.cols.size
-        acc_of = [acc_base + obl * per_block * p.pairs for obl in range(t.out_blocks.size)]
+        nob = t.out_blocks.size
+        acc_of = [acc_base + obl * p.pairs for obl in range(nob)]
         loops = dict(iter_out=t.rows.size, iter_in=t.cols.size,
-                     dst_factor_out=t.cols.size * p.pairs, dst_factor_in=p.pairs)
+                     dst_factor_out=t.cols.size * nob * p.pairs, dst_factor_in=nob * p.pairs)
         if not self.par_resident:
             self.emit(Load(mem=MemType.PAR, dram_base=self.regions.par + t.group * p.out_blocks
-                           + t.out_blocks.start, x_size=t.out_blocks.size,
-                           x_stride=t.out_blocks.size))
+                           + t.out_blocks.start, x_size=nob, x_stride=nob))
         bgn, end = self.uops.place(isa.encode_uops(acc_of, 0, 0), self.emit)
         reset = self.emit(Gemm(uop_bgn=bgn, uop_end=end, reset=True, dual=p.dual, **loops))
         self.tokens.free("s2c", self.acc.reader[slot], reset)
@@ -211,33 +212,44 @@ class LayerEmitter:
 
     def _epilogue(self, t: Tile, acc_of: list, out_base: int) -> int:
         p = self.p
-        per_block = t.rows.size * t.cols.size
+        nob = t.out_blocks.size
         par0 = 0 if not self.par_resident else t.group * p.out_blocks + t.out_blocks.start
-        dst = [out_base + obl * per_block for obl in range(t.out_blocks.size)]
-        par = [par0 + obl for obl in range(t.out_blocks.size)]
+        dst = [out_base + obl for obl in range(nob)]
+        par = [par0 + obl for obl in range(nob)]
         bgn, end = self.uops.place(isa.encode_uops(dst, acc_of, par), self.emit)
         requant = self.epilogue == "requantize"
         return self.emit(Alu(op=AluOp.REQUANT if requant else AluOp.THRESH, uop_bgn=bgn,
                              uop_end=end, iter_out=t.rows.size, iter_in=t.cols.size,
-                             dst_factor_out=t.cols.size, dst_factor_in=1,
-                             src_factor_out=t.cols.size * p.pairs, src_factor_in=p.pairs,
-                             use_imm=requant, imm=isa.alu_clamp_imm(*self.clamp) if requant else 0,
-                             dual=p.dual))
+                             dst_factor_out=t.cols.size * nob, dst_factor_in=nob,
+                             src_factor_out=t.cols.size * nob * p.pairs,
+                             src_factor_in=nob * p.pairs, use_imm=requant,
+                             imm=isa.alu_clamp_imm(*self.clamp) if requant else 0, dual=p.dual))
 
     def _stores(self, t: Tile, out_base: int) -> tuple[int, int]:
+        """One STORE per tile where DRAM allows: output blocks ``[.., OH, OW, nob]``."""
         p = self.p
-        plane = p.oh * p.ow
-        per_block = t.rows.size * t.cols.size
-        first_block = ((t.image_group * p.groups + t.group) * p.out_blocks
-                       + t.out_blocks.start) * plane
-        if per_block == plane:  # whole planes of consecutive blocks: one STORE
-            n = t.out_blocks.size * plane
-            i = self.emit(Store(mem=MemType.OUT, sram_base=out_base,
-                                dram_base=self.regions.out + first_block, x_size=n, x_stride=n))
+        nob = t.out_blocks.size
+        pixel0 = (t.image_group * p.groups + t.group) * p.oh * p.ow
+        dram = self.regions.out + (pixel0 + t.rows.start * p.ow + t.cols.start) * p.out_blocks \
+            + t.out_blocks.start
+        whole_rows = t.cols.size == p.ow
+        if nob == p.out_blocks:  # each tile row is contiguous in DRAM (all rows if whole)
+            if whole_rows and t.rows.size * t.cols.size * nob <= _X_SIZE_MAX:
+                n = t.rows.size * t.cols.size * nob
+                i = self.emit(Store(mem=MemType.OUT, sram_base=out_base, dram_base=dram,
+                                    x_size=n, x_stride=n))
+                return i, i
+            i = self.emit(Store(mem=MemType.OUT, sram_base=out_base, dram_base=dram,
+                                y_size=t.rows.size, x_size=t.cols.size * nob,
+                                x_stride=p.ow * p.out_blocks))
             return i, i
-        ids = [self.emit(Store(mem=MemType.OUT, sram_base=out_base + obl * per_block,
-                               dram_base=self.regions.out + first_block + obl * plane
-                               + t.rows.start * p.ow + t.cols.start,
-                               y_size=t.rows.size, x_size=t.cols.size, x_stride=p.ow))
-               for obl in range(t.out_blocks.size)]
+        if whole_rows and t.rows.size * t.cols.size <= _Y_SIZE_MAX:  # pixels consecutive
+            i = self.emit(Store(mem=MemType.OUT, sram_base=out_base, dram_base=dram,
+                                y_size=t.rows.size * t.cols.size, x_size=nob,
+                                x_stride=p.out_blocks))
+            return i, i
+        ids = [self.emit(Store(mem=MemType.OUT, sram_base=out_base + r * t.cols.size * nob,
+                               dram_base=dram + r * p.ow * p.out_blocks, y_size=t.cols.size,
+                               x_size=nob, x_stride=p.out_blocks))
+               for r in range(t.rows.size)]
         return ids[0], ids[-1]

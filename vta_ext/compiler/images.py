@@ -4,7 +4,8 @@ per-channel parameters, in the canonical convolution's block order.
 - input block ``(ig, g, cb, y, x)`` is element ``(((ig*G + g)*ncb + cb)*H + y)*W + x``: a
   ``[batch, block_in]`` block of pixel ``(y, x)``, channels ``cb*block_in..`` of group ``g``,
   images ``ig*batch..`` (so each channel block of an image group is one 2-D LOAD);
-- output block ``(ig, g, ob, y, x)`` likewise with ``nob`` blocks and ``OH x OW`` pixels;
+- output block ``(ig, g, y, x, ob)`` is element ``(((ig*G + g)*OH + y)*OW + x)*nob + ob``:
+  pixel-major, so one STORE writes a tile's rows of all its output blocks;
 - weight blocks ``[G, nob, ncb, kh, kw, block_out, block_in]``; the lowering stores only the
   ones it loads, in load order.
 
@@ -65,8 +66,8 @@ def output_blocks(p: ConvProblem) -> int:
 def unpack_output(p: ConvProblem, hw: HwConfig, raw) -> np.ndarray:
     """The output region's bytes -> canonical ``[images, G * out_g, OH, OW]``."""
     v = layout.unpack_out(np.frombuffer(bytes(raw), dtype=np.uint8), hw)
-    v = v.reshape(p.image_groups, p.groups, p.out_blocks, p.oh, p.ow, p.batch, p.block_out)
-    v = v.transpose(0, 5, 1, 2, 6, 3, 4).reshape(p.image_groups * p.batch, p.groups,
+    v = v.reshape(p.image_groups, p.groups, p.oh, p.ow, p.out_blocks, p.batch, p.block_out)
+    v = v.transpose(0, 5, 1, 4, 6, 2, 3).reshape(p.image_groups * p.batch, p.groups,
                                                  p.out_blocks * p.block_out, p.oh, p.ow)
     return v[:p.images, :, :p.out_g].reshape(p.images, p.groups * p.out_g, p.oh, p.ow)
 

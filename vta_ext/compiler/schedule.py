@@ -25,6 +25,7 @@ _ITER_MAX = next(f for f in _GEMM if f.name == "iter_out").hi
 _FACTOR_MAX = next(f for f in _GEMM if f.name == "src_factor_out").hi
 _Y_SIZE_MAX = next(f for f in _MEM if f.name == "y_size").hi
 _X_SIZE_MAX = next(f for f in _MEM if f.name == "x_size").hi
+_X_STRIDE_MAX = next(f for f in _MEM if f.name == "x_stride").hi
 _STEP_OVERHEAD_BYTES = 64  # an instruction plus its setup, in DRAM-byte equivalents
 
 
@@ -75,10 +76,13 @@ def misfit(p: ConvProblem, s: Schedule, hw: HwConfig) -> str | None:
         return f"reuse = {s.reuse!r} is not one of {REUSE}"
     if s.tile_rows > _ITER_MAX or s.tile_cols > _ITER_MAX:
         return f"tile_rows/tile_cols exceed the GEMM loop count limit {_ITER_MAX}"
-    if p.loaded_row_stride * p.in_cols(s.tile_cols) > _FACTOR_MAX or s.tile_cols * p.pairs > _FACTOR_MAX:
-        return f"tile_cols = {s.tile_cols} needs a GEMM loop factor above {_FACTOR_MAX}"
-    if p.in_rows(s.tile_rows) > _Y_SIZE_MAX or p.w > _X_SIZE_MAX:
-        return f"a tile's input rectangle exceeds the LOAD size fields"
+    if p.loaded_row_stride * p.in_cols(s.tile_cols) > _FACTOR_MAX \
+            or s.tile_cols * s.tile_out_blocks * p.pairs > _FACTOR_MAX:
+        return (f"tile_cols x tile_out_blocks = {s.tile_cols} x {s.tile_out_blocks} needs a "
+                f"GEMM/ALU loop factor above {_FACTOR_MAX}")
+    if p.in_rows(s.tile_rows) > _Y_SIZE_MAX or p.w * p.row_step > _X_STRIDE_MAX \
+            or p.ow * p.out_blocks > _X_STRIDE_MAX:
+        return "a tile's input or output rectangle exceeds the LOAD/STORE size fields"
     f = footprint(p, s)
     for buf, need, depth in (("inp", f.inp * s.slots, hw.inp_depth),
                              ("wgt", f.wgt * s.slots, hw.wgt_depth),
