@@ -30,6 +30,16 @@ class VtaCompiledModel(CompiledModel):
         self.session = session
         self.partitioned = partitioned
 
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        self.session.take_error()
+        try:
+            return super().__call__(*inputs)
+        except Exception:
+            err = self.session.take_error()
+            if err is None:
+                raise
+            raise err from None  # the region's typed error, not the VM's RuntimeError
+
     def export(self, path):
         raise UnsupportedTargetError(
             "export of a target='vta' model: the accelerator programs live in this process "

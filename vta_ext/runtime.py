@@ -135,8 +135,13 @@ class Session:
         self.prefix = f"tternary.vta.s{next(_SESSION_IDS)}"
         self.regions: list[Region] = []
         self.func_names: list[str] = []
+        self.error: Exception | None = None  # the last error a region raised inside the VM
         # The VM looks the functions up by name; drop them when the session goes away.
         weakref.finalize(self, _unregister, self.func_names)
+
+    def take_error(self) -> Exception | None:
+        err, self.error = self.error, None
+        return err
 
     def region(self, func_name: str) -> Region:
         return self.regions[self.func_names.index(func_name)]
@@ -145,15 +150,23 @@ class Session:
         """Prepare ``spec`` on the backend and register its packed function; returns its name."""
         region = Region(spec, self.hw, self.backend)
         name = f"{self.prefix}.{len(self.regions)}"
-        tvm_ffi.register_global_func(name, _packed(region), override=True)
+        tvm_ffi.register_global_func(name, _packed(region, self), override=True)
         self.regions.append(region)
         self.func_names.append(name)
         return name
 
 
-def _packed(region: Region):
+def _packed(region: Region, session: Session):
+    owner = weakref.ref(session)  # the global registry must not keep the session alive
+
     def run(x, out):
-        y = region(x.numpy())
+        try:
+            y = region(x.numpy())
+        except Exception as err:
+            # The VM turns it into a RuntimeError; keep the typed original for the caller.
+            if owner() is not None:
+                owner().error = err
+            raise
         out.copyfrom(np.ascontiguousarray(y, dtype=np.int8))
 
     return run

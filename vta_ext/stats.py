@@ -23,7 +23,8 @@ def _fills_core(spec, hw: HwConfig) -> bool:
 def layer_rows(parts: Partitioned, session: Session) -> list[dict]:
     rows = []
     for p in parts.placements:
-        row = {"name": p.name, "op": p.op, "placement": "accelerator" if p.on_accelerator else "host"}
+        row = {"name": p.name, "op": p.op, "placement": "accelerator" if p.on_accelerator else "host",
+               "macs": p.macs}
         if not p.on_accelerator:
             row["reason"] = p.reason
         else:
@@ -59,12 +60,19 @@ def _totals(parts: Partitioned, session: Session, hw: HwConfig) -> dict:
     }
 
 
+def _mac_fraction(parts: Partitioned) -> float | None:
+    total = sum(p.macs for p in parts.placements)
+    return sum(p.macs for p in parts.placements if p.on_accelerator) / total if total else None
+
+
 def model_stats(parts: Partitioned, session: Session, hw: HwConfig, state) -> dict:
     """Everything ``cm.stats`` reports for a target="vta" model."""
     out = {"backend": session.backend.name, "hw": hw.name, "hw_hash": hw.hash,
            "layers": layer_rows(parts, session),
            "accelerator_layers": [p.name for p in parts.placements if p.on_accelerator],
            "host_layers": {p.name: p.reason for p in parts.host_layers},
+           # the share of the model's ternary MACs the accelerator runs
+           "accelerator_mac_fraction": _mac_fraction(parts),
            "host_ops": dict(parts.host_ops),
            "host_kernels": list(state.kernels), "host_generic": list(state.generic)}
     out.update(_totals(parts, session, hw))

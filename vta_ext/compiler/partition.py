@@ -9,13 +9,14 @@ is one fused op ``R.tternary_<body>_<epilogue>``. ``partition_for_vta``:
 2. extracts a :class:`LayerSpec` from each composite and hands it to ``offload``, which
    lowers it and returns the name of a registered packed function (``vta_ext.runtime``);
 3. replaces each offloaded composite call by ``relax.call_dps_packed(name, x)``. A layer
-   the lowering refuses (a typed ``TernaryError``) goes back inline as its fused op, so the
+   the lowering refuses (``AcceleratorLayerError``) goes back inline as its fused op, so the
    host strategies lower it; every host layer is reported with its reason, never
    approximated (DESIGN: a target without dual accumulators runs such a layer on the host).
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
@@ -26,7 +27,7 @@ from tvm import relax
 from tvm.relax.dpl import is_op, wildcard
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
-from tvm_ternary.errors import TernaryError
+from tvm_ternary.errors import AcceleratorLayerError, UnsupportedOpError
 from tvm_ternary.relax import fused_ops, ops
 from tvm_ternary.relax.analysis import op_of
 
@@ -51,18 +52,16 @@ class Placement:
     reason: str = ""               # why it stayed on the host ("" when offloaded)
     spec: LayerSpec | None = None
     packed_func: str = ""          # the global function the Relax VM calls
+    macs: int = 0                  # the layer's multiply-accumulates (zero weights included)
 
 
 # ----------------------------------------------------------------------------- LayerSpec
 
 def _const(expr, layer: str, field: str) -> np.ndarray:
     if not isinstance(expr, _Constant):
-        raise _NotConstant(f"layer {layer}: {field} is not a compile-time constant")
+        raise UnsupportedOpError(f"layer {layer}: {field} is not a compile-time constant "
+                                 "(the accelerator needs its weights at compile time)")
     return expr.value.numpy()
-
-
-class _NotConstant(TernaryError, ValueError):
-    """A fused op whose weights or epilogue parameters are graph inputs, not constants."""
 
 
 def layer_spec(call: relax.Call, name: str, input_ternary: bool = False) -> LayerSpec:
@@ -110,6 +109,15 @@ def host_reason(op: str, hw: HwConfig, dual_scale: bool = False,
         return (f"dual scales (Mp != Mn) need dual accumulators (HwConfig {hw.name!r} has "
                 f"dual_scale false)")
     return None
+
+
+def layer_macs(call: relax.Call) -> int:
+    """Output elements x reduction length of a fused ternary call."""
+    fused = fused_ops.FUSED[_FUSED_OPS[call.op.name]]
+    body_t, _, body_s, _ = fused.split(call.args)
+    shapes = [[int(d) for d in t.ty.shape] for t in body_t]
+    out = ops.OPS[fused.body].out_shape(shapes, [s.value for s in body_s])
+    return math.prod(out) * math.prod(shapes[1][1:])
 
 
 def _call_reason(call: relax.Call, hw: HwConfig, input_ternary: bool) -> str | None:
@@ -175,6 +183,7 @@ class _Offloader(PyExprMutator):
         self.src, self.offload, self.name_of, self.hw = mod, offload, name_of, hw
         self.ternary = ternary
         self.placements: list[Placement] = []
+        self.error: Exception | None = None
 
     def _label(self, op: str, weight, bias) -> str:
         name = None
@@ -188,7 +197,7 @@ class _Offloader(PyExprMutator):
             op = _FUSED_OPS[op_of(call)]
             reason = _call_reason(call, self.hw, _is_ternary_arg(call.args[0], self.ternary))
             name = self._label(op, call.args[1], call.args[2])
-            self.placements.append(Placement(name, op, False, reason or ""))
+            self.placements.append(Placement(name, op, False, reason or "", macs=layer_macs(call)))
             return call
         func = self.src[call.op] if isinstance(call.op, relax.GlobalVar) else None
         if not isinstance(func, relax.Function) or "Composite" not in (func.attrs or {}):
@@ -202,10 +211,16 @@ class _Offloader(PyExprMutator):
         spec = layer_spec(inline, name, ternary_in)
         try:
             packed = self.offload(spec)
-        except TernaryError as err:  # the lowering cannot fit it: the host runs it, reported
-            self.placements.append(Placement(name, op, False, f"lowering refused: {err}", spec))
+        except AcceleratorLayerError as err:  # the lowering cannot fit it: host runs it, reported
+            self.placements.append(Placement(name, op, False, f"lowering refused: {err}", spec,
+                                             macs=layer_macs(inline)))
             return inline
-        self.placements.append(Placement(name, op, True, "", spec, packed))
+        except Exception as err:  # noqa: BLE001  (re-raised by partition_for_vta)
+            # Raising here would cross TVM's FFI (the mutator's caller), which turns every
+            # error into a RuntimeError: keep it to re-raise with its type.
+            self.error = self.error or err
+            return call
+        self.placements.append(Placement(name, op, True, "", spec, packed, layer_macs(inline)))
         return relax.call_dps_packed(packed, relax.Tuple([x]), out_ty=call.ty)
 
 
@@ -222,9 +237,10 @@ def partition_for_vta(mod: tvm.IRModule, hw: HwConfig, offload: Callable[[LayerS
                       name_of: Callable = lambda weight, bias: None) -> Partitioned:
     """Offload every fused ternary layer ``hw`` can run; see the module docstring.
 
-    ``offload(spec)`` lowers a layer and returns its packed function's name (raising a
-    ``TernaryError`` if it cannot); ``name_of(weight, bias)`` names a layer from its
-    integers (None: by op and position).
+    ``offload(spec)`` lowers a layer and returns its packed function's name (raising
+    ``AcceleratorLayerError`` if the accelerator cannot run it; any other error
+    propagates); ``name_of(weight, bias)`` names a layer from its integers (None: by op
+    and position).
     """
     ops.register_all()
     main = mod["main"]
@@ -233,6 +249,8 @@ def partition_for_vta(mod: tvm.IRModule, hw: HwConfig, offload: Callable[[LayerS
     # Composite outputs are new variables: find the ternary ones again.
     offloader = _Offloader(fused, offload, name_of, hw, ternary_vars(fused["main"], fused))
     new_main = offloader.visit_expr(fused["main"])
+    if offloader.error is not None:
+        raise offloader.error
     out = tvm.IRModule({gv: f for gv, f in mod.functions.items() if gv.name_hint != "main"},
                        attrs=mod.attrs)
     out["main"] = new_main

@@ -1,0 +1,188 @@
+"""compile_vta: whole ternary models with their ternary layers on the accelerator (fsim) and
+the rest on the host CPU, bit-exact with the frozen integer reference; stats add up."""
+
+import dataclasses
+
+import pytest
+import torch
+
+import tvm_ternary as tt
+from tvm_ternary import models
+from tvm_ternary.errors import BackendError, UnsupportedTargetError
+from vta_ext import HwConfig
+from vta_ext.compile import compile_vta
+
+from ..quant.helpers import frozen_pair, random_digits_model, randomize_batchnorm
+
+
+def _x(shape, seed):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _check_stats_add_up(cm, hw):
+    s = cm.stats
+    acc = [r for r in s["layers"] if r["placement"] == "accelerator"]
+    assert [r["name"] for r in acc] == s["accelerator_layers"]
+    assert s["cycles"] == sum(r["cycles"] for r in acc) > 0
+    assert s["dram_bytes"] == sum(r["dram_bytes"] for r in acc) > 0
+    assert s["energy_pj"] == pytest.approx(sum(r["energy_pj"] for r in acc))
+    assert s["gemm_utilization"] == pytest.approx(
+        sum(r["useful_macs"] for r in acc) / (hw.macs_per_cycle * s["cycles"]))
+    assert 0 < s["gemm_utilization"] <= 1
+    assert s["seconds"] == pytest.approx(s["cycles"] / (hw.clock_mhz * 1e6))
+    host = {r["name"]: r["reason"] for r in s["layers"] if r["placement"] == "host"}
+    assert host == s["host_layers"]
+    macs = sum(r["macs"] for r in s["layers"])
+    assert s["accelerator_mac_fraction"] == pytest.approx(sum(r["macs"] for r in acc) / macs)
+
+
+def _regions_ran(cm, times):
+    return [r.calls for r in cm.session.regions] == [times] * len(cm.session.regions)
+
+
+@pytest.mark.parametrize("kind,method,act,seed", [
+    ("cnn", "twn", "int8", 21), ("cnn", "ttq", "ternary", 22), ("cnn", "absmean", "ternary_half", 23),
+    ("mlp", "ttq", "int8", 24), ("mlp", "twn", "ternary", 25),
+])
+def test_digits_models_are_bit_exact_on_fsim(kind, method, act, seed):
+    x = _x((6, 1, 8, 8), seed)
+    _, frozen = frozen_pair(random_digits_model(kind, seed), method, x, act=act)
+    hw = HwConfig.load("default")
+    cm = compile_vta(frozen, (x,), hw=hw, backend="fsim")
+    assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
+    x2 = _x((6, 1, 8, 8), seed + 100)  # a second call: the programs' images are reused intact
+    assert torch.equal(cm(x2), tt.quant.run_reference(frozen, x2))
+    assert _regions_ran(cm, 2)
+    layers = frozen.frozen_layers()
+    assert cm.stats["accelerator_layers"] == [l.layer_name for l in layers if l.output_kind != "float"]
+    assert set(cm.stats["host_layers"]) == {l.layer_name for l in layers if l.output_kind == "float"}
+    assert all("float output" in r for r in cm.stats["host_layers"].values())
+    assert cm.stats["backend"] == "fsim" and cm.target["kind"] == "vta"
+    _check_stats_add_up(cm, hw)
+
+
+@pytest.mark.parametrize("hw_name", ["tiny", "int8", "tiny_tact"])
+def test_other_hw_configs_are_bit_exact(hw_name):
+    x = _x((3, 1, 8, 8), 31)
+    _, frozen = frozen_pair(random_digits_model("cnn", 31), "twn", x, act="ternary")
+    cm = compile_vta(frozen, (x,), hw=hw_name)
+    assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
+    hw = HwConfig.load(hw_name)
+    if hw.ternary_act:
+        assert cm.stats["accelerator_layers"] and _regions_ran(cm, 1)
+        _check_stats_add_up(cm, hw)
+    else:  # int8: no threshold unit, so a ternary-activation model stays on the host
+        assert not cm.stats["accelerator_layers"]
+        assert all("ternary_act" in r or "float output" in r for r in cm.stats["host_layers"].values())
+        assert cm.stats["cycles"] is None and "no layer" in cm.stats["cost_note"]
+
+
+def test_dual_scale_layers_run_on_host_without_dual_accumulators_and_stay_exact():
+    x = _x((4, 1, 8, 8), 41)
+    _, frozen = frozen_pair(random_digits_model("cnn", 41), "ttq", x)
+    hw = dataclasses.replace(HwConfig.load("default"), name="no_dual", dual_scale=False)
+    cm = compile_vta(frozen, (x,), hw=hw)
+    assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
+    dual = [l.layer_name for l in frozen.frozen_layers()
+            if not torch.equal(l.mult[0], l.mult[1]) and l.output_kind != "float"]
+    assert dual
+    for name in dual:
+        assert "dual_scale false" in cm.stats["host_layers"][name]
+    assert cm.stats["accelerator_mac_fraction"] < 1
+
+
+def test_resnet18_style_equals_the_cpu_build_exactly():
+    torch.manual_seed(0)
+    model = models.resnet18_cifar(width=0.125)
+    randomize_batchnorm(model, torch.Generator().manual_seed(0))
+    x = _x((1, 3, 32, 32), 51)
+    _, frozen = frozen_pair(model, "twn", x)
+    cm = compile_vta(frozen, (x,))
+    y = cm(x)
+    # the host ops (residual adds in float) are the CPU build's own code: equal to it
+    assert torch.equal(y, tt.compile(frozen, (x,), target="cpu")(x))
+    torch.testing.assert_close(y, frozen(x), rtol=1e-5, atol=1e-6)
+    # each block's first conv requantizes for the next ternary conv: on the accelerator
+    first_convs = [l.layer_name for l in frozen.frozen_layers() if l.layer_name.endswith("conv1")]
+    assert len(first_convs) == 8 and set(first_convs) <= set(cm.stats["accelerator_layers"])
+    assert _regions_ran(cm, 1)
+    _check_stats_add_up(cm, HwConfig.load("default"))
+
+
+@pytest.mark.slow
+def test_resnet18_full_width_at_32x32():
+    torch.manual_seed(0)
+    model = models.resnet18_cifar()
+    randomize_batchnorm(model, torch.Generator().manual_seed(0))
+    x = _x((1, 3, 32, 32), 52)
+    _, frozen = frozen_pair(model, "twn", x)
+    cm = compile_vta(frozen, (x,))
+    assert torch.equal(cm(x), tt.compile(frozen, (x,), target="cpu")(x))
+    _check_stats_add_up(cm, HwConfig.load("default"))
+
+
+@pytest.mark.slow
+def test_teacher_student_ternary_activation_student():
+    from tvm_ternary.data import load_digits_split
+    from tvm_ternary.quant.recipes import run_recipe
+    from tvm_ternary.quant.train import TrainConfig, fit
+
+    d = load_digits_split()
+    xt, yt = torch.from_numpy(d["x_train"]), torch.from_numpy(d["y_train"])
+    torch.manual_seed(0)
+    teacher = models.digits_mlp(act="hardtanh")
+    fit(teacher, xt, yt, TrainConfig(epochs=2, lr=3e-3))
+    qm, _ = run_recipe("teacher_student", teacher, xt, yt, TrainConfig(epochs=1))
+    tt.quant.calibrate(qm, [xt])
+    frozen = tt.quant.freeze(qm)
+    x = torch.from_numpy(d["x_test"][:32])
+    cm = compile_vta(frozen, (x,))
+    assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
+    assert len(cm.stats["accelerator_layers"]) == 2  # the two threshold layers; the float head on host
+
+
+def test_model_from_exported_program_names_layers_by_position():
+    x = _x((4, 1, 8, 8), 61)
+    _, frozen = frozen_pair(random_digits_model("mlp", 61), "twn", x, act="ternary")
+    cm = compile_vta(torch.export.export(frozen, (x,)), (x,))
+    assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
+    assert cm.stats["accelerator_layers"] == ["tlinear_tthreshold#0", "tlinear_tthreshold#1"]
+
+
+def test_reference_backend_reports_no_accelerator_cost():
+    x = _x((2, 1, 8, 8), 71)
+    _, frozen = frozen_pair(random_digits_model("mlp", 71), "twn", x)
+    cm = compile_vta(frozen, (x,), backend="reference")
+    assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
+    assert cm.stats["backend"] == "reference"
+    assert cm.stats["cycles"] is None and "reference" in cm.stats["cost_note"]
+
+
+def test_bad_backend_hw_and_export_are_named(tmp_path):
+    from tvm_ternary.errors import HwConfigError
+
+    x = _x((2, 1, 8, 8), 81)
+    _, frozen = frozen_pair(random_digits_model("mlp", 81), "twn", x)
+    first = frozen.frozen_layers()[0].layer_name
+    with pytest.raises(BackendError, match=f"rtl.*layer {first}"):
+        compile_vta(frozen, (x,), backend="rtl")
+    with pytest.raises(HwConfigError, match="nosuch"):
+        compile_vta(frozen, (x,), hw="nosuch")
+    cm = compile_vta(frozen, (x,), backend="reference")
+    with pytest.raises(UnsupportedTargetError, match="vta"):
+        cm.export(tmp_path / "m.tar")
+
+
+def test_an_error_inside_a_region_reaches_the_caller_typed():
+    from tvm_ternary.errors import SimulatorError
+    from vta_ext.runtime import ReferenceBackend
+
+    class Trapping(ReferenceBackend):
+        def run(self, compiled, x):
+            raise SimulatorError(f"layer {compiled.name}: buffer overflow", 7)
+
+    x = _x((2, 1, 8, 8), 91)
+    _, frozen = frozen_pair(random_digits_model("mlp", 91), "twn", x)
+    cm = compile_vta(frozen, (x,), backend=Trapping())
+    with pytest.raises(SimulatorError, match="instruction 7.*buffer overflow"):
+        cm(x)
