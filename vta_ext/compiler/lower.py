@@ -29,7 +29,7 @@ from . import images
 from .emit import LayerEmitter, Regions
 from .geometry import ConvProblem, problem_of
 from .layer import LayerSpec
-from .schedule import Schedule, check_schedule, default_schedule
+from .schedule import Schedule, check_schedule, default_schedule, schedule_space
 
 INPUT_REGION, OUTPUT_REGION = "input", "output"
 
@@ -86,6 +86,11 @@ class CompiledLayer:
 
     def read_output(self, dram: DramImage) -> np.ndarray:
         return self.unpack_output(dram.read(OUTPUT_REGION).tobytes())
+
+
+def layer_schedules(spec: LayerSpec, hw: HwConfig) -> list[Schedule]:
+    """The schedules the tuner may choose from for ``spec`` on ``hw`` (all valid)."""
+    return schedule_space(problem_of(spec, hw), hw)
 
 
 def compile_layer(spec: LayerSpec, hw: HwConfig, schedule: Schedule | None = None) -> CompiledLayer:

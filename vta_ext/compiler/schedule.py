@@ -11,6 +11,7 @@ across spatial tiles, "input" keeps an input tile resident across output-channel
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -45,6 +46,25 @@ class Schedule:
     @property
     def slots(self) -> int:
         return 2 if self.double_buffer else 1
+
+    def to_dict(self) -> dict:
+        """The knobs as plain values (a tuning log's config)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, knobs: dict) -> Schedule:
+        """Inverse of :meth:`to_dict`; KernelConfigError naming unknown or missing knobs."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(knobs) - set(fields))
+        missing = sorted(n for n, f in fields.items()
+                         if n not in knobs and f.default is dataclasses.MISSING)
+        if unknown or missing:
+            raise KernelConfigError(f"schedule knobs: unknown {unknown}, missing {missing}; "
+                                    f"knobs are {sorted(fields)}")
+        for name in ("tile_out_blocks", "tile_in_blocks", "tile_rows", "tile_cols"):
+            if name in knobs and (not isinstance(knobs[name], int) or isinstance(knobs[name], bool)):
+                raise KernelConfigError(f"schedule knob {name} must be an integer, got {knobs[name]!r}")
+        return cls(**knobs)
 
 
 @dataclass(frozen=True)

@@ -72,3 +72,19 @@ def test_double_buffering_overlaps_loads_with_compute():
         cycles[s.double_buffer] = cycle_report(compile_layer(spec, DEFAULT, s).program,
                                                DEFAULT).total_cycles
     assert cycles[True] < 0.9 * cycles[False], cycles
+
+
+def test_schedule_round_trips_through_plain_values():
+    from tvm_ternary.errors import KernelConfigError
+    from vta_ext.compiler.lower import layer_schedules
+
+    rng = np.random.default_rng(0)
+    spec = layer_spec(rng, "dense", (3, 40), trits(rng, (20, 40)))
+    for s in layer_schedules(spec, TINY)[:20]:
+        assert Schedule.from_dict(s.to_dict()) == s
+    with pytest.raises(KernelConfigError, match="unknown"):
+        Schedule.from_dict({**Schedule(1, 1, 1, 1).to_dict(), "tile_depth": 2})
+    with pytest.raises(KernelConfigError, match="missing"):
+        Schedule.from_dict({"tile_out_blocks": 1})
+    with pytest.raises(KernelConfigError, match="tile_rows"):
+        Schedule.from_dict({**Schedule(1, 1, 1, 1).to_dict(), "tile_rows": 1.5})
