@@ -19,7 +19,7 @@ from .. import isa
 from ..config import HwConfig
 from ..isa import Alu, AluOp, Finish, Gemm, Load, MemType, Store
 from .geometry import ConvProblem
-from .schedule import _X_SIZE_MAX, _Y_SIZE_MAX, Footprint, Schedule, footprint
+from .schedule import X_SIZE_MAX, Y_SIZE_MAX, Footprint, Schedule, footprint
 from .tiling import Span, Tile, tile_inputs, tiles
 from .tokens import Tokens
 from .uops import UopCache
@@ -194,7 +194,7 @@ class LayerEmitter:
         plane = p.h * p.w
         row_pitch = p.w * p.row_step  # DRAM blocks between loaded rows
         first_block = ((t.image_group * p.groups + t.group) * p.in_blocks + step.start) * plane
-        whole = (rows.size == p.h and cols.size == p.w and not
+        whole = (rows.size == p.h and cols.size == p.w and plane <= X_SIZE_MAX and not
                  (rows.pad_0 or rows.pad_1 or cols.pad_0 or cols.pad_1))
         if whole:  # channel blocks are consecutive whole planes: one LOAD
             return [self.emit(Load(mem=MemType.INP, sram_base=base,
@@ -234,7 +234,7 @@ class LayerEmitter:
             + t.out_blocks.start
         whole_rows = t.cols.size == p.ow
         if nob == p.out_blocks:  # each tile row is contiguous in DRAM (all rows if whole)
-            if whole_rows and t.rows.size * t.cols.size * nob <= _X_SIZE_MAX:
+            if whole_rows and t.rows.size * t.cols.size * nob <= X_SIZE_MAX:
                 n = t.rows.size * t.cols.size * nob
                 i = self.emit(Store(mem=MemType.OUT, sram_base=out_base, dram_base=dram,
                                     x_size=n, x_stride=n))
@@ -243,7 +243,7 @@ class LayerEmitter:
                                 y_size=t.rows.size, x_size=t.cols.size * nob,
                                 x_stride=p.ow * p.out_blocks))
             return i, i
-        if whole_rows and t.rows.size * t.cols.size <= _Y_SIZE_MAX:  # pixels consecutive
+        if whole_rows and t.rows.size * t.cols.size <= Y_SIZE_MAX:  # pixels consecutive
             i = self.emit(Store(mem=MemType.OUT, sram_base=out_base, dram_base=dram,
                                 y_size=t.rows.size * t.cols.size, x_size=nob,
                                 x_stride=p.out_blocks))

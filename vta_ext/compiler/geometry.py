@@ -21,10 +21,17 @@ from tvm_ternary.errors import AcceleratorLayerError
 from tvm_ternary.quant import reference as ref
 
 from ..config import HwConfig
-from ..isa import _MEM  # the LOAD field layout: pad widths bound the padding we can express
+from .. import isa
 from .layer import LayerSpec
 
-_PAD_LIMIT = next(f for f in _MEM if f.name == "y_pad_0").hi
+
+
+def isa_field_max(opcode: isa.Opcode, field: str) -> int:
+    """Largest value an instruction field holds (the ISA bounds tiles and padding)."""
+    return next(f for f in isa.fields_of(opcode) if f.name == field).hi
+
+
+_PAD_LIMIT = isa_field_max(isa.Opcode.LOAD, "y_pad_0")
 INT8_ABS_MAX = 128
 SHIFT_RANGE = (1, 46)
 MULT_RANGE = (0, 2**16 - 1)

@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from tvm_ternary.errors import AcceleratorLayerError, KernelConfigError
 
 from ..config import HwConfig
-from ..isa import _GEMM, _MEM
-from .geometry import ConvProblem, ceil_div
+from ..isa import Opcode
+from .geometry import ConvProblem, ceil_div, isa_field_max
 
 REUSE = ("weight", "input")
-_ITER_MAX = next(f for f in _GEMM if f.name == "iter_out").hi
-_FACTOR_MAX = next(f for f in _GEMM if f.name == "src_factor_out").hi
-_Y_SIZE_MAX = next(f for f in _MEM if f.name == "y_size").hi
-_X_SIZE_MAX = next(f for f in _MEM if f.name == "x_size").hi
-_X_STRIDE_MAX = next(f for f in _MEM if f.name == "x_stride").hi
+_ITER_MAX = isa_field_max(Opcode.GEMM, "iter_out")
+_FACTOR_MAX = isa_field_max(Opcode.GEMM, "src_factor_out")
+Y_SIZE_MAX = isa_field_max(Opcode.LOAD, "y_size")
+X_SIZE_MAX = isa_field_max(Opcode.LOAD, "x_size")
+_X_STRIDE_MAX = isa_field_max(Opcode.LOAD, "x_stride")
 _STEP_OVERHEAD_BYTES = 64  # an instruction plus its setup, in DRAM-byte equivalents
 
 
@@ -100,7 +100,7 @@ def misfit(p: ConvProblem, s: Schedule, hw: HwConfig) -> str | None:
             or s.tile_cols * s.tile_out_blocks * p.pairs > _FACTOR_MAX:
         return (f"tile_cols x tile_out_blocks = {s.tile_cols} x {s.tile_out_blocks} needs a "
                 f"GEMM/ALU loop factor above {_FACTOR_MAX}")
-    if p.in_rows(s.tile_rows) > _Y_SIZE_MAX or p.w * p.row_step > _X_STRIDE_MAX \
+    if p.in_rows(s.tile_rows) > Y_SIZE_MAX or p.w * p.row_step > _X_STRIDE_MAX \
             or p.ow * p.out_blocks > _X_STRIDE_MAX:
         return "a tile's input or output rectangle exceeds the LOAD/STORE size fields"
     f = footprint(p, s)

@@ -119,13 +119,11 @@ def _lower(func):
 
 def _eval(expr, env: dict):
     """Value of an integer PrimExpr over numpy arrays bound to its loop variables."""
-    import tvm
-
     if isinstance(expr, (int, np.integer)):
         return int(expr)
-    if isinstance(expr, tvm.tirx.Var) or type(expr).__name__ == "Var":
-        return env[expr.name]
     kind = type(expr).__name__
+    if kind == "Var":
+        return env[expr.name]
     if kind == "IntImm":
         return int(expr.value)
     if kind == "Cast":

@@ -3,8 +3,6 @@ that each cross-module access is ordered by tokens (vector clocks, whatever the
 interleaving); removing any one matched push/pop pair from a compiled program must make it
 report a race, and the intact program runs clean."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 
