@@ -33,20 +33,25 @@ class WeightPlan:
     where: dict = field(default_factory=dict)        # key -> (first element, [(obl, cbl, i, j)])
     skipped: int = 0                                 # all-zero blocks left out
 
-    def add(self, key, wblocks: np.ndarray, tile: Tile, step: Span, skip_zero: bool) -> None:
+    def add(self, key, wblocks: np.ndarray, tile: Tile, step: Span, skip_zero: bool,
+            products=None) -> None:
+        """Place the weight blocks of one (group, output blocks, input blocks) key. The
+        block products are the loop nest's (output block, input block, tap) order, or
+        ``products`` (from the TIR route) when given."""
         if key in self.where:
             return
+        if products is None:
+            products = [(obl, cbl, i, j) for obl in range(tile.out_blocks.size)
+                        for cbl in range(step.size) for i in range(wblocks.shape[3])
+                        for j in range(wblocks.shape[4])]
         first, entries = len(self.blocks), []
-        for obl in range(tile.out_blocks.size):
-            for cbl in range(step.size):
-                taps = wblocks[tile.group, tile.out_blocks.start + obl, step.start + cbl]
-                for i in range(taps.shape[0]):
-                    for j in range(taps.shape[1]):
-                        if skip_zero and not taps[i, j].any():
-                            self.skipped += 1
-                            continue
-                        entries.append((obl, cbl, i, j))
-                        self.blocks.append(taps[i, j])
+        for obl, cbl, i, j in products:
+            block = wblocks[tile.group, tile.out_blocks.start + obl, step.start + cbl, i, j]
+            if skip_zero and not block.any():
+                self.skipped += 1
+                continue
+            entries.append((obl, cbl, i, j))
+            self.blocks.append(block)
         self.where[key] = (first, entries)
 
 
@@ -97,12 +102,15 @@ class LayerEmitter:
 
     # ------------------------------------------------------------------ planning
 
-    def plan_weights(self, wblocks: np.ndarray) -> WeightPlan:
+    def plan_weights(self, wblocks: np.ndarray, products_of=None) -> WeightPlan:
+        """``products_of(tile, step)``: the block products of a step (the TIR route), or
+        None for the loop nest's own."""
         plan = WeightPlan()
         skip = self.s.skips_zero_blocks(self.hw)
         for t in tiles(self.p, self.s):
             for step in t.in_steps:
-                plan.add(t.weight_key(step), wblocks, t, step, skip)
+                products = products_of(t, step) if products_of else None
+                plan.add(t.weight_key(step), wblocks, t, step, skip, products)
         return plan
 
     # ------------------------------------------------------------------ emission

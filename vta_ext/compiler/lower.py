@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tvm_ternary.errors import ShapeMismatchError
+from tvm_ternary.errors import KernelConfigError, ShapeMismatchError
 
 from .. import isa, layout
 from ..config import HwConfig
@@ -93,15 +93,30 @@ def layer_schedules(spec: LayerSpec, hw: HwConfig) -> list[Schedule]:
     return schedule_space(problem_of(spec, hw), hw)
 
 
-def compile_layer(spec: LayerSpec, hw: HwConfig, schedule: Schedule | None = None) -> CompiledLayer:
+LOWERINGS = ("loops", "tir")
+
+
+def compile_layer(spec: LayerSpec, hw: HwConfig, schedule: Schedule | None = None,
+                  lowering: str = "loops") -> CompiledLayer:
     """Lower ``spec`` for ``hw``; AcceleratorLayerError (naming the layer and field) if the
-    accelerator cannot run it, KernelConfigError if an explicit ``schedule`` does not fit."""
+    accelerator cannot run it, KernelConfigError if an explicit ``schedule`` does not fit.
+
+    ``lowering="tir"`` takes each step's block products from the tvm.s_tir-scheduled,
+    tensorized and walked GEMM (``tir_gemm``; batch-1 configurations, about a second per
+    layer) instead of the emitter's own loop nest; the programs are identical."""
+    if lowering not in LOWERINGS:
+        raise KernelConfigError(f"layer {spec.name}: lowering {lowering!r} is not one of {LOWERINGS}")
     p = problem_of(spec, hw)
     s = schedule if schedule is not None else default_schedule(p, hw)
     check_schedule(p, s, hw)
     clamp = (spec.lo, spec.hi) if spec.epilogue == "requantize" else (0, 0)
     emitter = LayerEmitter(p, s, hw, spec.epilogue, clamp, spec.pad_value)
-    weights = emitter.plan_weights(images.weight_blocks(spec, p))
+    products_of = None
+    if lowering == "tir":
+        from .tir_gemm import step_products  # imports tvm: only on this route
+
+        products_of = step_products(p, s)
+    weights = emitter.plan_weights(images.weight_blocks(spec, p), products_of)
 
     dram = DramImage()
 

@@ -189,3 +189,23 @@ def gemm_records(p: ConvProblem, s: Schedule) -> np.ndarray:
     keep = (rec[:, 0] < p.out_blocks) & (rec[:, 1] < p.in_blocks) & (rec[:, 4] < p.oh) \
         & (rec[:, 5] < p.ow)
     return rec[keep]
+
+
+def step_products(p: ConvProblem, s: Schedule):
+    """``products_of(tile, step)`` for the emitter: each reduction step's block products
+    ``(obl, cbl, i, j)`` (relative to the tile), in the TIR loop nest's order, read off the
+    records of the step's first output pixel (the hardware loops cover the others)."""
+    rec = gemm_records(p, s)
+    by_step: dict = {}
+    for ob, cb, i, j, y, x in rec.tolist():
+        ot, ct = ob // s.tile_out_blocks, cb // s.tile_in_blocks
+        if (y, x) != (0, 0):
+            continue
+        by_step.setdefault((ot, ct), []).append((ob - ot * s.tile_out_blocks,
+                                                 cb - ct * s.tile_in_blocks, i, j))
+
+    def products_of(tile, step):
+        return by_step[(tile.out_blocks.start // s.tile_out_blocks,
+                        step.start // s.tile_in_blocks)]
+
+    return products_of

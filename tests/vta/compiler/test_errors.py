@@ -83,6 +83,8 @@ def test_schedule_that_does_not_fit_raises():
     spec = _conv()
     with pytest.raises(KernelConfigError, match="tile_rows"):
         compile_layer(spec, CFG["default"], Schedule(1, 1, 5, 4))
+    with pytest.raises(KernelConfigError, match="lowering"):
+        compile_layer(spec, CFG["default"], lowering="halide")
     with pytest.raises(KernelConfigError, match="reuse"):
         compile_layer(spec, CFG["default"], Schedule(1, 1, 1, 1, reuse="both"))
 
