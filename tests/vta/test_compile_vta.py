@@ -186,3 +186,24 @@ def test_an_error_inside_a_region_reaches_the_caller_typed():
     cm = compile_vta(frozen, (x,), backend=Trapping())
     with pytest.raises(SimulatorError, match="instruction 7.*buffer overflow"):
         cm(x)
+
+
+def test_layer_the_real_lowering_refuses_is_named_runs_on_host_and_stays_exact():
+    from torch import nn
+
+    torch.manual_seed(5)
+    # a 1x1 conv with padding 1: padding wider than the kernel extent, which the
+    # accelerator's LOAD padding cannot express (the CPU runs it)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 8, 1, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(8 * 10 * 10, 10))
+    randomize_batchnorm(model, torch.Generator().manual_seed(5))
+    x = _x((2, 1, 8, 8), 101)
+    _, frozen = frozen_pair(model.eval(), "twn", x)
+    cm = compile_vta(frozen, (x,))
+    assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
+    names = [l.layer_name for l in frozen.frozen_layers()]
+    assert cm.stats["accelerator_layers"] == [names[0]]
+    reason = cm.stats["host_layers"][names[1]]
+    assert reason.startswith("lowering refused") and "padding" in reason and names[1] in reason
+    assert "tternary_tconv2d_trequantize" in cm.stats["host_ops"]
