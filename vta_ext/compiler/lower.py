@@ -49,7 +49,8 @@ class LayerStats:
     gemm_uops: int              # GEMM micro-ops emitted (one per nonzero block triple)
     weight_blocks: int          # weight blocks stored in DRAM (all loaded at least once)
     skipped_weight_blocks: int  # all-zero blocks left out
-    useful_macs: int
+    useful_macs: int            # the layer's unpadded MACs (zero weights included)
+    issued_useful_macs: int     # unpadded MACs of the blocks issued (skipped ones left out)
 
 
 @dataclass
@@ -143,7 +144,19 @@ def compile_layer(spec: LayerSpec, hw: HwConfig, schedule: Schedule | None = Non
         emitter.uops.patch(insns, uop.element(elem_bytes(hw, MemType.UOP)))
     stats = LayerStats(instructions=len(insns), gemm_uops=emitter.gemm_uops,
                        weight_blocks=len(weights.blocks), skipped_weight_blocks=weights.skipped,
-                       useful_macs=p.useful_macs)
+                       useful_macs=p.useful_macs,
+                       issued_useful_macs=_issued_useful_macs(spec, p, s.skips_zero_blocks(hw)))
     return CompiledLayer(spec=spec, hw=hw, schedule=s, problem=p,
                          program=Program(insns=insns, dram=dram), input_region=inp,
                          output_region=out, stats=stats)
+
+
+def _issued_useful_macs(spec: LayerSpec, p: ConvProblem, skip_zero: bool) -> int:
+    """Real (unpadded) channel pairs of every weight block issued, times the pixels and
+    images each is applied to: the GEMM work a utilization figure should count."""
+    real_out = np.minimum(p.block_out, p.out_g - np.arange(p.out_blocks) * p.block_out)
+    real_in = np.minimum(p.block_in, p.cin_g - np.arange(p.in_blocks) * p.block_in)
+    pairs = real_out[:, None, None, None] * real_in[None, :, None, None]  # [nob, ncb, 1, 1]
+    issued = ~images.zero_block_map(spec, p) if skip_zero else \
+        np.ones((p.groups, p.out_blocks, p.in_blocks, p.kh, p.kw), dtype=bool)
+    return int((issued * pairs[None]).sum()) * p.images * p.oh * p.ow

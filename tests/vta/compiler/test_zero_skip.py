@@ -84,3 +84,22 @@ def test_ninety_percent_zero_blocks_take_at_most_a_fifth_of_the_cycles():
         cl = compile_layer(spec, DEFAULT)
         cycles[fraction] = cycle_report(cl.program, DEFAULT).total_cycles
     assert cycles[0.9] <= 0.2 * cycles[0.0], cycles
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_issued_useful_macs(skip):
+    """Unpadded MACs of the issued blocks, counted independently from the weights: each
+    (output channel, input channel, tap) of a nonzero block, times the output pixels."""
+    rng = np.random.default_rng(2)
+    w = zero_tap_blocks(rng, trits(rng, (20, 37, 3, 3)), (16, 16), 0.5)
+    spec = layer_spec(rng, "conv2d", (2, 37, 5, 4), w, padding=(1, 1))
+    cl = compile_layer(spec, dataclasses.replace(DEFAULT, zero_block_skip=skip))
+    nonzero = np.zeros((2, 3, 3, 3), dtype=bool)  # [out block, in block, kh, kw]
+    for ob in range(2):
+        for cb in range(3):
+            nonzero[ob, cb] = w[ob * 16:(ob + 1) * 16, cb * 16:(cb + 1) * 16].any(axis=(0, 1))
+    expect = 0
+    for ob, cb, i, j in np.argwhere(nonzero if skip else np.ones_like(nonzero)):
+        expect += min(16, 20 - ob * 16) * min(16, 37 - cb * 16)
+    assert cl.stats.issued_useful_macs == expect * 2 * 5 * 4
+    assert cl.stats.useful_macs == 20 * 37 * 9 * 2 * 5 * 4
