@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tvm_ternary as tt
-from tvm_ternary.cpu.popcount_gemv import make_popcount_gemv, weight_planes
+from tvm_ternary.cpu.popcount_gemv import WORDS, WORDS_VPOPCNTDQ, make_popcount_gemv, weight_planes
 from tvm_ternary.cpu.ternary_inputs import annotate_ternary_inputs
 from tvm_ternary.quant import reference as ref
 from tvm_ternary.quant.popcount import dot_sign_magnitude
@@ -20,15 +20,17 @@ from ..quant.helpers import frozen_pair, random_digits_model
 
 _FLAGS = cpu_info()["flags"]
 pytestmark = pytest.mark.skipif("avx2" not in _FLAGS, reason="host has no AVX2")
-MCPUS = ["haswell"] + (["icelake-server"] if "avx512_vpopcntdq" in _FLAGS else [])
+# (LLVM CPU, uint64 words per vector): the AVX2 floor, and 512-bit vpopcntq where present
+MCPUS = [("haswell", WORDS)] + ([("icelake-server", WORDS_VPOPCNTDQ)] if "avx512_vpopcntdq" in _FLAGS else [])
 
 
-def _run(x, w_t, mult, bias, dual, mcpu="haswell"):
+def _run(x, w_t, mult, bias, dual, mcpu=("haswell", WORDS)):
     n, k = w_t.shape
-    lib = tvm.compile(make_popcount_gemv(x.shape[0], n, k, dual),
-                      target=tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": 2}))
+    cpu, words = mcpu
+    lib = tvm.compile(make_popcount_gemv(x.shape[0], n, k, dual, words),
+                      target=tvm.target.Target({"kind": "llvm", "mcpu": cpu, "num-cores": 2}))
     out = tvm.runtime.tensor(np.zeros((x.shape[0], n), np.int64))
-    lib(*[tvm.runtime.tensor(a) for a in (x, weight_planes(w_t, dual), mult, bias)], out)
+    lib(*[tvm.runtime.tensor(a) for a in (x, weight_planes(w_t, dual, words), mult, bias)], out)
     return out.numpy()
 
 
@@ -54,8 +56,9 @@ def test_popcount_gemv_matches_reference(mcpu, dual, batch, n, k, zero_frac, see
     assert np.array_equal(_run(x, w, mult, bias, dual, mcpu), _expected(x, w, mult, bias))
 
 
+@pytest.mark.parametrize("mcpu", MCPUS)
 @pytest.mark.parametrize("dual", [False, True])
-def test_extremes_and_agreement_with_the_bitplane_reference(dual):
+def test_extremes_and_agreement_with_the_bitplane_reference(mcpu, dual):
     # all products +1 (acc = K), all -1 (acc = -K), and a random row checked against the
     # sign-magnitude popcount reference of quant.popcount as well
     k = 64 * 9 + 13
@@ -67,7 +70,7 @@ def test_extremes_and_agreement_with_the_bitplane_reference(dual):
     if dual:
         mult[1] = 2
     bias = np.zeros(3, np.int64)
-    out = _run(x, w, mult, bias, dual)
+    out = _run(x, w, mult, bias, dual, mcpu)
     assert out[0, 0] == k and out[0, 1] == (-k if not dual else -2 * k)  # z = -Mn * acc_n
     acc, _ = dot_sign_magnitude(x, w)
     if not dual:
@@ -94,7 +97,7 @@ def test_ternary_activation_model_uses_popcount_and_is_exact(pipeline_with_annot
     linears = [k for k in cm.stats["kernels"] if k.startswith("tlinear")]
     # every linear after the first sees a threshold's output; the first sees the
     # model's own tquantize_ternary: all of them are ternary x ternary
-    assert linears and all(k.endswith(": avx2_popcount_gemv") for k in linears), cm.stats["kernels"]
+    assert linears and all(k.endswith("_popcount_gemv") for k in linears), cm.stats["kernels"]
     y = cm(x)
     assert torch.equal(y, frozen(x)) and torch.equal(y, tt.quant.run_reference(frozen, x))
 

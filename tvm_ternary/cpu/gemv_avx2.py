@@ -58,6 +58,10 @@ def make_gemv(batch: int, n: int, k: int):
         T.func_attr({"tirx.noalias": True})
         xp = T.alloc_buffer((B, KP), "int8")
         sx = T.alloc_buffer((B,), "int32")
+        # Accumulator slices per row block, allocated once: a buffer allocated inside the
+        # parallel body costs a workspace allocation per task.
+        acc = T.alloc_buffer((NB, R * 8), "int32")
+        a16 = T.alloc_buffer((NB, R * 16), "int16")
         for b in range(B):
             for kk in range(KP):
                 xp[b, kk] = T.if_then_else(kk < K, x[b, T.min(kk, K - 1)], T.int8(0))
@@ -66,17 +70,15 @@ def make_gemv(batch: int, n: int, k: int):
                 sx[b] = sx[b] + T.Cast("int32", x[b, kk])
         for nb in T.parallel(NB):
             for b in range(B):
-                acc = T.alloc_buffer((R * 8,), "int32", scope="local")
                 for r in T.unroll(R):
-                    acc[T.ramp(r * 8, 1, 8)] = T.broadcast(0, 8)
+                    acc[nb, T.ramp(r * 8, 1, 8)] = T.broadcast(0, 8)
                 for c in range(chunks):
-                    a16 = T.alloc_buffer((R * 16,), "int16", scope="local")
                     for r in T.unroll(R):
-                        a16[T.ramp(r * 16, 1, 16)] = T.broadcast(T.int16(0), 16)
+                        a16[nb, T.ramp(r * 16, 1, 16)] = T.broadcast(T.int16(0), 16)
                     for gi in range(T.min(CHUNK, G - c * CHUNK)):
                         for r in T.unroll(R):
-                            a16[T.ramp(r * 16, 1, 16)] = (
-                                a16[T.ramp(r * 16, 1, 16)]
+                            a16[nb, T.ramp(r * 16, 1, 16)] = (
+                                a16[nb, T.ramp(r * 16, 1, 16)]
                                 + _pmadd(_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 0),
                                          xp[b, T.ramp((c * CHUNK + gi) * 128, 1, 32)])
                                 + _pmadd(_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 1),
@@ -86,14 +88,14 @@ def make_gemv(batch: int, n: int, k: int):
                                 + _pmadd(_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 3),
                                          xp[b, T.ramp((c * CHUNK + gi) * 128 + 96, 1, 32)]))
                     for r in T.unroll(R):
-                        acc[T.ramp(r * 8, 1, 8)] = acc[T.ramp(r * 8, 1, 8)] + T.call_llvm_pure_intrin(
-                            "int32x8", "llvm.x86.avx2.pmadd.wd", a16[T.ramp(r * 16, 1, 16)],
+                        acc[nb, T.ramp(r * 8, 1, 8)] = acc[nb, T.ramp(r * 8, 1, 8)] + T.call_llvm_pure_intrin(
+                            "int32x8", "llvm.x86.avx2.pmadd.wd", a16[nb, T.ramp(r * 16, 1, 16)],
                             T.broadcast(T.int16(1), 16))
                 for r in T.unroll(R):
                     if nb * R + r < N:
                         z[b, nb * R + r] = T.Cast("int64", mult[0, nb * R + r]) * T.Cast("int64", (
-                            acc[r * 8] + acc[r * 8 + 1] + acc[r * 8 + 2] + acc[r * 8 + 3]
-                            + acc[r * 8 + 4] + acc[r * 8 + 5] + acc[r * 8 + 6] + acc[r * 8 + 7]
+                            acc[nb, r * 8] + acc[nb, r * 8 + 1] + acc[nb, r * 8 + 2] + acc[nb, r * 8 + 3]
+                            + acc[nb, r * 8 + 4] + acc[nb, r * 8 + 5] + acc[nb, r * 8 + 6] + acc[nb, r * 8 + 7]
                             - sx[b])) + bias[nb * R + r]
 
     # One symbol per shape: identical layers share one function, different ones never clash.

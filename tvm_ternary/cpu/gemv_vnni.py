@@ -47,6 +47,9 @@ def make_gemv(batch: int, n: int, k: int):
         T.func_attr({"tirx.noalias": True})
         xp = T.alloc_buffer((B, KP), "int8")
         sx = T.alloc_buffer((B,), "int32")
+        # One accumulator slice per row block, allocated once: a buffer allocated inside the
+        # parallel body costs a workspace allocation per task.
+        acc = T.alloc_buffer((NB, R * 16), "int32")
         for b in range(B):
             for kk in range(KP):
                 xp[b, kk] = T.if_then_else(kk < K, x[b, T.min(kk, K - 1)], T.int8(0))
@@ -55,13 +58,12 @@ def make_gemv(batch: int, n: int, k: int):
                 sx[b] = sx[b] + T.Cast("int32", x[b, kk])
         for nb in T.parallel(NB):
             for b in range(B):
-                acc = T.alloc_buffer((R * 16,), "int32", scope="local")
                 for r in T.unroll(R):
-                    acc[T.ramp(r * 16, 1, 16)] = T.broadcast(0, 16)
+                    acc[nb, T.ramp(r * 16, 1, 16)] = T.broadcast(0, 16)
                 for g in range(G):
                     for r in T.unroll(R):
-                        acc[T.ramp(r * 16, 1, 16)] = _dpbusd(_dpbusd(_dpbusd(_dpbusd(
-                            acc[T.ramp(r * 16, 1, 16)],
+                        acc[nb, T.ramp(r * 16, 1, 16)] = _dpbusd(_dpbusd(_dpbusd(_dpbusd(
+                            acc[nb, T.ramp(r * 16, 1, 16)],
                             _codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 0), xp[b, T.ramp(g * 256, 1, 64)]),
                             _codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 1), xp[b, T.ramp(g * 256 + 64, 1, 64)]),
                             _codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 2), xp[b, T.ramp(g * 256 + 128, 1, 64)]),
@@ -69,10 +71,10 @@ def make_gemv(batch: int, n: int, k: int):
                 for r in T.unroll(R):
                     if nb * R + r < N:
                         z[b, nb * R + r] = T.Cast("int64", mult[0, nb * R + r]) * T.Cast("int64", (
-                            acc[r * 16] + acc[r * 16 + 1] + acc[r * 16 + 2] + acc[r * 16 + 3]
-                            + acc[r * 16 + 4] + acc[r * 16 + 5] + acc[r * 16 + 6] + acc[r * 16 + 7]
-                            + acc[r * 16 + 8] + acc[r * 16 + 9] + acc[r * 16 + 10] + acc[r * 16 + 11]
-                            + acc[r * 16 + 12] + acc[r * 16 + 13] + acc[r * 16 + 14] + acc[r * 16 + 15]
+                            acc[nb, r * 16] + acc[nb, r * 16 + 1] + acc[nb, r * 16 + 2] + acc[nb, r * 16 + 3]
+                            + acc[nb, r * 16 + 4] + acc[nb, r * 16 + 5] + acc[nb, r * 16 + 6] + acc[nb, r * 16 + 7]
+                            + acc[nb, r * 16 + 8] + acc[nb, r * 16 + 9] + acc[nb, r * 16 + 10] + acc[nb, r * 16 + 11]
+                            + acc[nb, r * 16 + 12] + acc[nb, r * 16 + 13] + acc[nb, r * 16 + 14] + acc[nb, r * 16 + 15]
                             - sx[b])) + bias[nb * R + r]
 
     return gemv.with_attr("global_symbol", f"ternary_gemv_vnni_b{B}_n{N}_k{K}")

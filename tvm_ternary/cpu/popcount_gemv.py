@@ -24,21 +24,22 @@ from tvm.script import tirx as T
 
 from tvm_ternary.quant.packing import pack
 
-WORDS = 4  # uint64 words per vector (one ymm register)
+WORDS = 4  # uint64 words per vector: one ymm register (AVX2)
+WORDS_VPOPCNTDQ = 8  # one zmm register, where vpopcntq counts it in one instruction
 
 
-def padded_words(k: int) -> int:
-    words = (k + 63) // 64
-    return (words + WORDS - 1) // WORDS * WORDS
+def padded_words(k: int, words: int = WORDS) -> int:
+    count = (k + 63) // 64
+    return (count + words - 1) // words * words
 
 
-def weight_planes(w_t: np.ndarray, dual: bool) -> np.ndarray:
+def weight_planes(w_t: np.ndarray, dual: bool, words: int = WORDS) -> np.ndarray:
     """uint64 ``[N, 2, padded_words(K)]``: (nonzero, sign) planes, or (P, N) masks if dual."""
     planes = pack(w_t, "bitplane")  # [N, 2, ceil(K / 64)]
     if dual:
         nz, sign = planes[:, 0], planes[:, 1]
         planes = np.stack([nz & ~sign, sign], axis=1)  # sign implies nonzero: sign = (w = -1)
-    out = np.zeros((planes.shape[0], 2, padded_words(w_t.shape[1])), np.uint64)
+    out = np.zeros((planes.shape[0], 2, padded_words(w_t.shape[1], words)), np.uint64)
     out[:, :, :planes.shape[2]] = planes
     return out
 
@@ -56,14 +57,18 @@ def _nonzero(v):
     return T.bitwise_or(v, T.broadcast(T.int8(0), 32) - v)
 
 
-def _hsum(buf, base):
-    return T.Cast("int64", buf[base] + buf[base + 1] + buf[base + 2] + buf[base + 3])
+def _hsum(buf, row, base, lanes: int):
+    total = buf[row, base]
+    for i in range(1, lanes):
+        total = total + buf[row, base + i]
+    return T.Cast("int64", total)
 
 
-def make_popcount_gemv(batch: int, n: int, k: int, dual: bool):
+def make_popcount_gemv(batch: int, n: int, k: int, dual: bool, words: int = WORDS):
     """``gemv(x [B, K] int8 in {-1,0,1}, w [N, 2, WP] uint64, mult [2, N] int32,
-    bias [N] int64, z [B, N] int64)`` with ``w = weight_planes(w_t, dual)``."""
-    B, N, K, WP, V = batch, n, k, padded_words(k), WORDS
+    bias [N] int64, z [B, N] int64)`` with ``w = weight_planes(w_t, dual, words)``;
+    ``words`` uint64 per vector (``WORDS``, or ``WORDS_VPOPCNTDQ`` on such CPUs)."""
+    B, N, K, WP, V = batch, n, k, padded_words(k, words), words
     KP = WP * 64
 
     @T.prim_func
@@ -81,18 +86,18 @@ def make_popcount_gemv(batch: int, n: int, k: int, dual: bool):
                 sx[b, j] = _word(xp[b, T.ramp(j * 64, 1, 32)], xp[b, T.ramp(j * 64 + 32, 1, 32)])
                 nzx[b, j] = _word(_nonzero(xp[b, T.ramp(j * 64, 1, 32)]),
                                   _nonzero(xp[b, T.ramp(j * 64 + 32, 1, 32)]))
+        cnt = T.alloc_buffer((N, 2 * V), "uint64")
         for o in T.parallel(N):
             for b in range(B):
-                cnt = T.alloc_buffer((2 * V,), "uint64", scope="local")
-                cnt[T.ramp(0, 1, V)] = T.broadcast(T.uint64(0), V)
-                cnt[T.ramp(V, 1, V)] = T.broadcast(T.uint64(0), V)
+                cnt[o, T.ramp(0, 1, V)] = T.broadcast(T.uint64(0), V)
+                cnt[o, T.ramp(V, 1, V)] = T.broadcast(T.uint64(0), V)
                 for j in range(WP // V):
-                    cnt[T.ramp(0, 1, V)] = cnt[T.ramp(0, 1, V)] + T.popcount(
+                    cnt[o, T.ramp(0, 1, V)] = cnt[o, T.ramp(0, 1, V)] + T.popcount(
                         T.bitwise_and(nzx[b, T.ramp(j * V, 1, V)], w[o, 0, T.ramp(j * V, 1, V)]))
-                    cnt[T.ramp(V, 1, V)] = cnt[T.ramp(V, 1, V)] + T.popcount(T.bitwise_and(
+                    cnt[o, T.ramp(V, 1, V)] = cnt[o, T.ramp(V, 1, V)] + T.popcount(T.bitwise_and(
                         T.bitwise_and(nzx[b, T.ramp(j * V, 1, V)], w[o, 0, T.ramp(j * V, 1, V)]),
                         T.bitwise_xor(sx[b, T.ramp(j * V, 1, V)], w[o, 1, T.ramp(j * V, 1, V)])))
-                z[b, o] = (T.Cast("int64", mult[0, o]) * (_hsum(cnt, 0) - 2 * _hsum(cnt, V))
+                z[b, o] = (T.Cast("int64", mult[0, o]) * (_hsum(cnt, o, 0, V) - 2 * _hsum(cnt, o, V, V))
                            + bias[o])
 
     @T.prim_func
@@ -110,20 +115,20 @@ def make_popcount_gemv(batch: int, n: int, k: int, dual: bool):
                 sx[b, j] = _word(xp[b, T.ramp(j * 64, 1, 32)], xp[b, T.ramp(j * 64 + 32, 1, 32)])
                 nzx[b, j] = _word(_nonzero(xp[b, T.ramp(j * 64, 1, 32)]),
                                   _nonzero(xp[b, T.ramp(j * 64 + 32, 1, 32)]))
+        cnt = T.alloc_buffer((N, 4 * V), "uint64")
         for o in T.parallel(N):
             for b in range(B):
-                cnt = T.alloc_buffer((4 * V,), "uint64", scope="local")
                 for q in T.unroll(4):
-                    cnt[T.ramp(q * V, 1, V)] = T.broadcast(T.uint64(0), V)
+                    cnt[o, T.ramp(q * V, 1, V)] = T.broadcast(T.uint64(0), V)
                 for j in range(WP // V):
                     for p in T.unroll(2):  # p = 0: w = +1 mask, p = 1: w = -1 mask
-                        cnt[T.ramp(2 * p * V, 1, V)] = cnt[T.ramp(2 * p * V, 1, V)] + T.popcount(
+                        cnt[o, T.ramp(2 * p * V, 1, V)] = cnt[o, T.ramp(2 * p * V, 1, V)] + T.popcount(
                             T.bitwise_and(nzx[b, T.ramp(j * V, 1, V)], w[o, p, T.ramp(j * V, 1, V)]))
-                        cnt[T.ramp((2 * p + 1) * V, 1, V)] = cnt[T.ramp((2 * p + 1) * V, 1, V)] + T.popcount(
+                        cnt[o, T.ramp((2 * p + 1) * V, 1, V)] = cnt[o, T.ramp((2 * p + 1) * V, 1, V)] + T.popcount(
                             T.bitwise_and(sx[b, T.ramp(j * V, 1, V)], w[o, p, T.ramp(j * V, 1, V)]))
-                z[b, o] = (T.Cast("int64", mult[0, o]) * (_hsum(cnt, 0) - 2 * _hsum(cnt, V))
-                           - T.Cast("int64", mult[1, o]) * (_hsum(cnt, 2 * V) - 2 * _hsum(cnt, 3 * V))
+                z[b, o] = (T.Cast("int64", mult[0, o]) * (_hsum(cnt, o, 0, V) - 2 * _hsum(cnt, o, V, V))
+                           - T.Cast("int64", mult[1, o]) * (_hsum(cnt, o, 2 * V, V) - 2 * _hsum(cnt, o, 3 * V, V))
                            + bias[o])
 
     func, kind = (dual_scale, "dual") if dual else (symmetric, "sym")
-    return func.with_attr("global_symbol", f"ternary_popcount_gemv_{kind}_b{B}_n{N}_k{K}")
+    return func.with_attr("global_symbol", f"ternary_popcount_gemv_{kind}_v{V}_b{B}_n{N}_k{K}")

@@ -21,7 +21,7 @@ from tvm_ternary.target import cpu_features
 
 from . import gemv_avx2, gemv_vnni
 from .layout import interleaved_2bit
-from .popcount_gemv import make_popcount_gemv, weight_planes
+from .popcount_gemv import WORDS, WORDS_VPOPCNTDQ, make_popcount_gemv, weight_planes
 from .sparse_gemv import AVX2, VNNI512, block_zero_fraction, csr_blocks, make_sparse_gemv
 from .ternary_inputs import has_ternary_input
 
@@ -32,6 +32,10 @@ def has_avx2(target: dict) -> bool:
 
 def has_vnni512(target: dict) -> bool:
     return "avx512_vnni" in cpu_features(target)
+
+
+def has_vpopcntdq(target: dict) -> bool:
+    return "avx512_vpopcntdq" in cpu_features(target)
 
 
 def _constant(expr) -> np.ndarray | None:
@@ -85,16 +89,19 @@ def _with_epilogue(body_emit):
     return emit
 
 
-def _popcount_emit(bb, call):
-    x, w, bias, mult = call.args
-    w_t = _constant(w)
-    n, k = w_t.shape
-    batch = int(x.ty.shape[0])
-    dual = not _symmetric(call)
-    kernel = make_popcount_gemv(batch, n, k, dual)
-    gv = bb.add_func(kernel, str(kernel.attrs["global_symbol"]))
-    return relax.call_tir(gv, [x, relax.const(weight_planes(w_t, dual)), mult, bias],
-                          out_ty=relax.TensorType([batch, n], "int64"))
+def _popcount_emitter(words: int):
+    def emit(bb, call):
+        x, w, bias, mult = call.args
+        w_t = _constant(w)
+        n, k = w_t.shape
+        batch = int(x.ty.shape[0])
+        dual = not _symmetric(call)
+        kernel = make_popcount_gemv(batch, n, k, dual, words)
+        gv = bb.add_func(kernel, str(kernel.attrs["global_symbol"]))
+        return relax.call_tir(gv, [x, relax.const(weight_planes(w_t, dual, words)), mult, bias],
+                              out_ty=relax.TensorType([batch, n], "int64"))
+
+    return emit
 
 
 def _gemv_emitter(kernel_module):
@@ -138,9 +145,13 @@ def _register_linear(name: str, applies, body_emit) -> None:
             register(fused, Impl(name, applies, _with_epilogue(body_emit)))
 
 
+_register_linear("avx512_vpopcntdq_popcount_gemv",
+                 lambda call, target: (has_vpopcntdq(target) and has_ternary_input(call)
+                                       and _constant_linear(call)),
+                 _popcount_emitter(WORDS_VPOPCNTDQ))
 _register_linear("avx2_popcount_gemv",
                  lambda call, target: has_avx2(target) and has_ternary_input(call) and _constant_linear(call),
-                 _popcount_emit)
+                 _popcount_emitter(WORDS))
 _register_linear("avx512_vnni_sparse_gemv",
                  lambda call, target: (has_vnni512(target) and _symmetric_constant_linear(call)
                                        and _sparse_enough(call, VNNI512)),
