@@ -48,7 +48,7 @@ class VtaCompiledModel(CompiledModel):
 
 def compile_vta(model, example_inputs, hw="default", backend="fsim", host="cpu") -> VtaCompiledModel:
     """Compile ``model`` (a ternary nn.Module, frozen or not, or an ExportedProgram of a
-    frozen one) for the accelerator ``hw`` (a HwConfig or its name / JSON path), running
+    frozen one) for the accelerator ``hw`` (a HwConfig, its name, JSON path or dict), running
     the accelerator regions on ``backend`` (``fsim``, ``rtl``, ``reference`` or a Backend)
     and the host regions on ``host`` (a CPU target, as ``tt.compile`` takes)."""
     from tvm_ternary.frontend import from_exported, from_frozen
@@ -59,7 +59,7 @@ def compile_vta(model, example_inputs, hw="default", backend="fsim", host="cpu")
     import tvm_ternary.cpu.strategy  # noqa: F401  (registers the CPU kernels for host layers)
 
     example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    hw = hw if isinstance(hw, HwConfig) else HwConfig.load(hw)
+    hw = _hw_config(hw)
     host_target = targets.resolve(host)
     frozen = None
     if isinstance(model, torch.export.ExportedProgram):
@@ -73,8 +73,9 @@ def compile_vta(model, example_inputs, hw="default", backend="fsim", host="cpu")
     session = Session(hw, backend)
     parts = partition_for_vta(mod, hw, session.offload, _layer_namer(frozen))
     executable, legalized, state = passes.build(parts.mod, host_target)
-    tgt = {"kind": "vta", "hw": hw.name, "hw_hash": hw.hash, "backend": session.backend.name,
-           "host": host_target}
+    # The whole HwConfig, so the target dict alone recompiles the same model (tt.debug).
+    tgt = {"kind": "vta", "hw": hw.to_dict(), "hw_hash": hw.hash,
+           "backend": session.backend.name, "host": host_target}
     cm = VtaCompiledModel(executable, tgt, [list(x.shape) for x in example_inputs], legalized,
                           frozen, session, parts)
     cm.imported = mod
@@ -82,6 +83,26 @@ def compile_vta(model, example_inputs, hw="default", backend="fsim", host="cpu")
 
     cm.stats.update(model_stats(parts, session, hw, state))
     return cm
+
+
+def _hw_config(hw) -> HwConfig:
+    """A HwConfig from itself, its name, a JSON path, or its dict (``HwConfig.to_dict``)."""
+    if isinstance(hw, HwConfig):
+        return hw
+    return HwConfig.from_dict(hw) if isinstance(hw, dict) else HwConfig.load(hw)
+
+
+def is_vta_target(target) -> bool:
+    return target == "vta" or (isinstance(target, dict) and target.get("kind") == "vta")
+
+
+def options_from_target(target, hw="default", backend="fsim") -> dict:
+    """``compile_vta`` keywords for ``tt.compile(target="vta", hw=..., backend=...)`` or for a
+    target dict a target="vta" model carries (``cm.target``: its own hw, backend, host)."""
+    if isinstance(target, dict):
+        return {"hw": target.get("hw", hw), "backend": target.get("backend", backend),
+                "host": target.get("host", "cpu")}
+    return {"hw": hw, "backend": backend}
 
 
 def _layer_namer(frozen):
@@ -106,4 +127,4 @@ def _key(weight, bias) -> tuple:
     return w.shape, w.tobytes(), b.tobytes()
 
 
-__all__ = ["VtaCompiledModel", "compile_vta"]
+__all__ = ["VtaCompiledModel", "compile_vta", "is_vta_target", "options_from_target"]

@@ -10,7 +10,7 @@ import tvm_ternary as tt
 from tvm_ternary import models
 from tvm_ternary.errors import BackendError, UnsupportedTargetError
 from vta_ext import HwConfig
-from vta_ext.compile import compile_vta
+from vta_ext.compile import compile_vta, options_from_target
 
 from ..quant.helpers import frozen_pair, random_digits_model, randomize_batchnorm
 
@@ -89,6 +89,11 @@ def test_dual_scale_layers_run_on_host_without_dual_accumulators_and_stay_exact(
     for name in dual:
         assert "dual_scale false" in cm.stats["host_layers"][name]
     assert cm.stats["accelerator_mac_fraction"] < 1
+    # the target dict carries the whole (modified) HwConfig: it alone compiles the same model
+    again = compile_vta(frozen, (x,), **options_from_target(cm.target))
+    assert again.stats["host_layers"] == cm.stats["host_layers"]
+    assert again.target == cm.target and again.target["hw"]["dual_scale"] is False
+    assert options_from_target("vta", hw="tiny", backend="reference") == {"hw": "tiny", "backend": "reference"}
 
 
 def test_resnet18_style_equals_the_cpu_build_exactly():
