@@ -107,10 +107,10 @@ def _x_vectors(xp, b, base, lanes: int):
     return [xp[b, T.ramp(base + j * lanes, 1, lanes)] for j in range(4)]
 
 
-def _lane_sum(buf, base, lanes: int):
-    total = buf[base]
+def _lane_sum(buf, row, base, lanes: int):
+    total = buf[row, base]
     for i in range(1, lanes):
-        total = total + buf[base + i]
+        total = total + buf[row, base + i]
     return total
 
 
@@ -131,6 +131,9 @@ def make_sparse_gemv(batch: int, n: int, k: int, nnz: int, isa: Isa):
         T.func_attr({"tirx.noalias": True})
         xp = T.alloc_buffer((B, KP), "int8")
         sxg = T.alloc_buffer((B, G), "int32")
+        # per row block, allocated once (inside the parallel body: a workspace call per task)
+        acc = T.alloc_buffer((NB, R * A), "int32")
+        seen = T.alloc_buffer((NB,), "int32")
         for b in range(B):
             for kk in range(KP):
                 xp[b, kk] = T.if_then_else(kk < K, x[b, T.min(kk, K - 1)], T.int8(0))
@@ -140,20 +143,18 @@ def make_sparse_gemv(batch: int, n: int, k: int, nnz: int, isa: Isa):
                     sxg[b, g] = sxg[b, g] + T.Cast("int32", xp[b, g * group + i])
         for rb in T.parallel(NB):
             for b in range(B):
-                acc = T.alloc_buffer((R * A,), "int32", scope="local")
-                seen = T.alloc_buffer((1,), "int32", scope="local")
-                seen[0] = 0
+                seen[rb] = 0
                 for r in T.unroll(R):
-                    acc[T.ramp(r * A, 1, A)] = T.broadcast(0, A)
+                    acc[rb, T.ramp(r * A, 1, A)] = T.broadcast(0, A)
                 for e in range(ptr[rb], ptr[rb + 1]):
                     for r in T.unroll(R):
-                        acc[T.ramp(r * A, 1, A)] = dot(
-                            acc[T.ramp(r * A, 1, A)], _codes(blocks[e, T.ramp(r * L, 1, L)], L),
+                        acc[rb, T.ramp(r * A, 1, A)] = dot(
+                            acc[rb, T.ramp(r * A, 1, A)], _codes(blocks[e, T.ramp(r * L, 1, L)], L),
                             _x_vectors(xp, b, col[e] * group, L))
-                    seen[0] = seen[0] + sxg[b, col[e]]
+                    seen[rb] = seen[rb] + sxg[b, col[e]]
                 for r in T.unroll(R):
                     if rb * R + r < N:
                         z[b, rb * R + r] = T.Cast("int64", mult[0, rb * R + r]) * T.Cast(
-                            "int64", _lane_sum(acc, r * A, A) - seen[0]) + bias[rb * R + r]
+                            "int64", _lane_sum(acc, rb, r * A, A) - seen[rb]) + bias[rb * R + r]
 
     return gemv.with_attr("global_symbol", f"ternary_sparse_gemv_{isa.name}_b{B}_n{N}_k{K}_e{nnz}")
