@@ -62,14 +62,15 @@ class _Slots:
         self.size = size
         self.keys = [None] * count
         self.reader = [None] * count
-        self._next = 0
 
     def find(self, key):
         return self.keys.index(key) if key in self.keys else None
 
     def claim(self, key) -> int:
-        slot = self._next
-        self._next = (slot + 1) % len(self.keys)
+        """The least recently read slot: its refill waits for the oldest reader, so it
+        overlaps the most recent work (plain alternation when nothing is reused)."""
+        slot = min(range(len(self.keys)),
+                   key=lambda i: -1 if self.reader[i] is None else self.reader[i])
         self.keys[slot] = key
         return slot
 
