@@ -108,7 +108,10 @@ def compile_layer(spec: LayerSpec, hw: HwConfig, schedule: Schedule | None = Non
     if lowering not in LOWERINGS:
         raise KernelConfigError(f"layer {spec.name}: lowering {lowering!r} is not one of {LOWERINGS}")
     p = problem_of(spec, hw)
-    s = schedule if schedule is not None else default_schedule(p, hw)
+    if schedule is None:
+        zero = images.zero_block_map(spec, p) if hw.zero_block_skip else np.zeros(1, bool)
+        schedule = default_schedule(p, hw, density=max(1.0 - float(zero.mean()), 0.01))
+    s = schedule
     check_schedule(p, s, hw)
     clamp = (spec.lo, spec.hi) if spec.epilogue == "requantize" else (0, 0)
     emitter = LayerEmitter(p, s, hw, spec.epilogue, clamp, spec.pad_value)

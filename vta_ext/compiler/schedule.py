@@ -132,14 +132,16 @@ def _block_sizes(top: int) -> list[int]:
     return sorted({1 << i for i in range(top.bit_length()) if 1 << i <= top} | {top})
 
 
-def estimated_cost(p: ConvProblem, s: Schedule, hw: HwConfig) -> float:
-    """A rough cycle estimate (DRAM bytes over the bus vs GEMM issue, overlapped when double
-    buffered) used to pick a default; the cycle model is the real measure."""
+def estimated_cost(p: ConvProblem, s: Schedule, hw: HwConfig, density: float = 1.0) -> float:
+    """A rough cycle estimate used to pick a default (the cycle model is the real measure):
+    DRAM bytes over the bus against GEMM issue (overlapped when double buffered), plus the
+    reset and epilogue passes (one cycle per output block each). ``density`` is the fraction
+    of weight blocks issued (zero-block skipping)."""
     n_st = ceil_div(p.oh, s.tile_rows) * ceil_div(p.ow, s.tile_cols)
     n_ot = ceil_div(p.out_blocks, s.tile_out_blocks)
     n_ct = ceil_div(p.in_blocks, s.tile_in_blocks)
     inp_tile = p.in_rows(s.tile_rows) * p.in_cols(s.tile_cols) * p.in_blocks
-    wgt_all = p.out_blocks * p.in_blocks * p.kernel_taps
+    wgt_all = p.out_blocks * p.in_blocks * p.kernel_taps * density
     if s.reuse == "weight":
         wgt_loads = wgt_all * (1 if n_ct == 1 else n_st)
         inp_loads = inp_tile * n_st * (1 if n_st == 1 and n_ct == 1 else n_ot)
@@ -149,7 +151,8 @@ def estimated_cost(p: ConvProblem, s: Schedule, hw: HwConfig) -> float:
     steps = n_st * n_ot * n_ct
     dram = inp_loads * hw.inp_block_bytes + wgt_loads * hw.wgt_block_bytes
     load_cycles = dram / hw.dram_bus_bytes + steps * _STEP_OVERHEAD_BYTES
-    gemm_cycles = (p.out_blocks * p.in_blocks * p.kernel_taps * n_st * s.tile_rows * s.tile_cols
+    outputs = p.out_blocks * p.oh * p.ow
+    gemm_cycles = (wgt_all * n_st * s.tile_rows * s.tile_cols + 2 * outputs
                    + steps * _STEP_OVERHEAD_BYTES)
     scale = p.image_groups * p.groups
     if s.double_buffer:
@@ -169,7 +172,7 @@ def schedule_space(p: ConvProblem, hw: HwConfig) -> list[Schedule]:
     return out
 
 
-def default_schedule(p: ConvProblem, hw: HwConfig) -> Schedule:
+def default_schedule(p: ConvProblem, hw: HwConfig, density: float = 1.0) -> Schedule:
     """The cheapest schedule of the space by :func:`estimated_cost`; AcceleratorLayerError
     (naming the layer and the buffer) if no tiling fits the HwConfig."""
     space = schedule_space(p, hw)
@@ -177,4 +180,4 @@ def default_schedule(p: ConvProblem, hw: HwConfig) -> Schedule:
         smallest = Schedule(1, 1, 1, 1, double_buffer=False)
         raise AcceleratorLayerError(f"layer {p.layer}: no tiling fits HwConfig {hw.name!r}; even "
                                     f"the smallest tile {misfit(p, smallest, hw) or 'fails'}")
-    return min(space, key=lambda s: (estimated_cost(p, s, hw), -s.double_buffer))
+    return min(space, key=lambda s: (estimated_cost(p, s, hw, density), -s.double_buffer))
