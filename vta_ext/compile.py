@@ -71,7 +71,7 @@ def compile_vta(model, example_inputs, hw="default", backend="fsim", host="cpu")
     for step in passes.PIPELINE[:passes.PIPELINE.index(legalize_by_strategy)]:
         mod = step(mod, state)
     session = Session(hw, backend)
-    parts = partition_for_vta(mod, hw, session.offload, _layer_namer(frozen))
+    parts = partition_for_vta(mod, session.offload, _layer_namer(frozen))
     executable, legalized, state = passes.build(parts.mod, host_target)
     # The whole HwConfig, so the target dict alone recompiles the same model (tt.debug).
     tgt = {"kind": "vta", "hw": hw.to_dict(), "hw_hash": hw.hash,

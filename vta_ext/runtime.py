@@ -60,12 +60,17 @@ class Backend(ABC):
 
 
 class ReferenceBackend(Backend):
-    """The numpy integer reference per layer: no accelerator involved."""
+    """The numpy integer reference per layer: no accelerator involved in the results."""
 
     name = "reference"
     runs_accelerator = False
 
     def prepare(self, spec: LayerSpec, hw: HwConfig) -> LayerSpec:
+        # The lowering still decides what the HwConfig can run, so the partition (and the
+        # host layers reported) is the one the fsim and rtl backends get.
+        from .compiler.lower import compile_layer
+
+        compile_layer(spec, hw)
         return spec
 
     def run(self, compiled: LayerSpec, x: np.ndarray) -> np.ndarray:

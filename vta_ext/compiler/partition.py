@@ -3,11 +3,13 @@
 After ``fold_batchnorm`` / ``fuse_epilogue`` / ``flatten_linear_batch`` every ternary layer
 is one fused op ``R.tternary_<body>_<epilogue>``. ``partition_for_vta``:
 
-1. matches each fused op the HwConfig can run with ``relax.transform.FuseOpsByPattern``
-   (one ``dpl`` pattern per fused op; the check refuses what the hardware lacks), giving one
-   composite function per layer with its constants bound inside;
+1. matches each fused op an accelerator can run at all with
+   ``relax.transform.FuseOpsByPattern`` (one ``dpl`` pattern per fused op; the check refuses
+   float outputs and non-constant weights), giving one composite function per layer with
+   its constants bound inside;
 2. extracts a :class:`LayerSpec` from each composite and hands it to ``offload``, which
-   lowers it and returns the name of a registered packed function (``vta_ext.runtime``);
+   lowers it for the HwConfig (the one judge of what that HwConfig supports) and returns
+   the name of a registered packed function (``vta_ext.runtime``);
 3. replaces each offloaded composite call by ``relax.call_dps_packed(name, x)``. A layer
    the lowering refuses (``AcceleratorLayerError``) goes back inline as its fused op, so the
    host strategies lower it; every host layer is reported with its reason, never
@@ -31,7 +33,6 @@ from tvm_ternary.errors import AcceleratorLayerError, UnsupportedOpError
 from tvm_ternary.relax import fused_ops, ops
 from tvm_ternary.relax.analysis import op_of
 
-from ..config import HwConfig
 from .layer import LayerSpec
 from .ternary_values import ternary_vars
 
@@ -90,24 +91,15 @@ def layer_spec(call: relax.Call, name: str, input_ternary: bool = False) -> Laye
 
 # ----------------------------------------------------------------------------- support
 
-def host_reason(op: str, hw: HwConfig, dual_scale: bool = False,
-                input_ternary: bool = False) -> str | None:
-    """Why the HwConfig cannot run a fused op, or None if its features allow it.
+def host_reason(op: str) -> str | None:
+    """Why no accelerator runs a fused op of this kind, or None if one may.
 
-    Shapes and buffer sizes are the lowering's to judge (it raises a typed error).
+    What a given HwConfig supports (dual accumulators, ternary activations, 2-bit
+    activations, buffer sizes) is the lowering's to judge, in one place: ``compile_layer``
+    raises ``AcceleratorLayerError`` naming the layer and the field.
     """
-    body, epilogue = fused_ops.FUSED[op].body, fused_ops.FUSED[op].epilogue
-    if epilogue == "tdequantize":
+    if fused_ops.FUSED[op].epilogue == "tdequantize":
         return "float output (dequantize epilogue): the accelerator stores int8 or trits only"
-    if epilogue == "tthreshold" and not hw.ternary_act:
-        return f"ternary-activation epilogue needs ternary_act (HwConfig {hw.name!r} has none)"
-    if epilogue == "trequantize" and hw.act_bits != 8:
-        return f"int8 output needs act_bits 8 (HwConfig {hw.name!r} has {hw.act_bits})"
-    if hw.act_bits == 2 and not input_ternary:
-        return f"int8 input needs act_bits 8 (HwConfig {hw.name!r} has 2)"
-    if dual_scale and not hw.dual_scale:
-        return (f"dual scales (Mp != Mn) need dual accumulators (HwConfig {hw.name!r} has "
-                f"dual_scale false)")
     return None
 
 
@@ -120,27 +112,21 @@ def layer_macs(call: relax.Call) -> int:
     return math.prod(out) * math.prod(shapes[1][1:])
 
 
-def _call_reason(call: relax.Call, hw: HwConfig, input_ternary: bool) -> str | None:
+def _call_reason(call: relax.Call) -> str | None:
     op = _FUSED_OPS[call.op.name]
     body_t, epi_t, _, _ = fused_ops.FUSED[op].split(call.args)
     if not all(isinstance(a, _Constant) for a in body_t[1:] + epi_t):
         return "weights or epilogue parameters are not compile-time constants"
-    mult = body_t[3].value.numpy()
-    dual = bool(np.any(mult[0] != mult[1]))
-    return host_reason(op, hw, dual, input_ternary)
+    return host_reason(op)
 
 
-def patterns(hw: HwConfig, ternary: set) -> list:
-    """One FusionPattern per fused ternary op; the check applies ``host_reason``."""
+def patterns() -> list:
+    """One FusionPattern per fused ternary op; the check applies ``_call_reason``."""
     out = []
     for name in fused_ops.FUSED:
         call = is_op(ops.op_name(name))(*[wildcard() for _ in range(_n_args(name))])
-
-        def check(ctx, hw=hw):
-            expr = ctx.matched_expr
-            return _call_reason(expr, hw, _is_ternary_arg(expr.args[0], ternary)) is None
-
-        out.append(relax.transform.FusionPattern(COMPOSITE_PREFIX + name, call, {}, check))
+        out.append(relax.transform.FusionPattern(
+            COMPOSITE_PREFIX + name, call, {}, lambda ctx: _call_reason(ctx.matched_expr) is None))
     return out
 
 
@@ -160,7 +146,7 @@ def _is_ternary_arg(x, ternary: set) -> bool:
 class Partitioned:
     mod: tvm.IRModule
     placements: list[Placement]
-    host_ops: dict                 # non-ternary Relax ops left on the host: name -> count
+    host_ops: dict                 # Relax ops left on the host (host layers too): name -> count
 
     @property
     def host_layers(self) -> list[Placement]:
@@ -178,9 +164,9 @@ class Partitioned:
 class _Offloader(PyExprMutator):
     """Composite calls -> ``call_dps_packed`` (or back to the fused op on the host)."""
 
-    def __init__(self, mod, offload, name_of, hw, ternary: set):
+    def __init__(self, mod, offload, name_of, ternary: set):
         super().__init__(mod)
-        self.src, self.offload, self.name_of, self.hw = mod, offload, name_of, hw
+        self.src, self.offload, self.name_of = mod, offload, name_of
         self.ternary = ternary
         self.placements: list[Placement] = []
         self.error: Exception | None = None
@@ -195,7 +181,7 @@ class _Offloader(PyExprMutator):
         call = super().visit_call_(call)
         if op_of(call) in _FUSED_OPS:  # a layer the pattern check left on the host
             op = _FUSED_OPS[op_of(call)]
-            reason = _call_reason(call, self.hw, _is_ternary_arg(call.args[0], self.ternary))
+            reason = _call_reason(call)
             name = self._label(op, call.args[1], call.args[2])
             self.placements.append(Placement(name, op, False, reason or "", macs=layer_macs(call)))
             return call
@@ -233,9 +219,9 @@ def _inner_call(func: relax.Function) -> relax.Call:
     return call
 
 
-def partition_for_vta(mod: tvm.IRModule, hw: HwConfig, offload: Callable[[LayerSpec], str],
+def partition_for_vta(mod: tvm.IRModule, offload: Callable[[LayerSpec], str],
                       name_of: Callable = lambda weight, bias: None) -> Partitioned:
-    """Offload every fused ternary layer ``hw`` can run; see the module docstring.
+    """Offload every fused ternary layer ``offload`` accepts; see the module docstring.
 
     ``offload(spec)`` lowers a layer and returns its packed function's name (raising
     ``AcceleratorLayerError`` if the accelerator cannot run it; any other error
@@ -243,11 +229,8 @@ def partition_for_vta(mod: tvm.IRModule, hw: HwConfig, offload: Callable[[LayerS
     and position).
     """
     ops.register_all()
-    main = mod["main"]
-    ternary = ternary_vars(main)
-    fused = relax.transform.FuseOpsByPattern(patterns(hw, ternary), bind_constants=True)(mod)
-    # Composite outputs are new variables: find the ternary ones again.
-    offloader = _Offloader(fused, offload, name_of, hw, ternary_vars(fused["main"], fused))
+    fused = relax.transform.FuseOpsByPattern(patterns(), bind_constants=True)(mod)
+    offloader = _Offloader(fused, offload, name_of, ternary_vars(fused["main"], fused))
     new_main = offloader.visit_expr(fused["main"])
     if offloader.error is not None:
         raise offloader.error
