@@ -52,10 +52,9 @@ def test_digits_cnn_is_bit_exact(target, method, act):
     assert torch.equal(y, frozen(x)) and torch.equal(y, tt.quant.run_reference(frozen, x))
 
 
-@pytest.mark.parametrize("target", ["cpu", AVX2_ONLY])
-def test_resnet18_cifar_matches_reference(target):
+def _resnet_case(target, width):
     torch.manual_seed(0)
-    model = models.resnet18_cifar(width=0.25)
+    model = models.resnet18_cifar(width=width)
     randomize_batchnorm(model, torch.Generator().manual_seed(0))
     x = torch.rand(2, 3, 32, 32)
     _, frozen = frozen_pair(model.eval(), "twn", x)
@@ -65,3 +64,13 @@ def test_resnet18_cifar_matches_reference(target):
     # residual adds and the average pool run in float on the host: a one-LSB integer
     # difference would move an output by a quantization step, far above this tolerance
     torch.testing.assert_close(cm(x), tt.quant.run_reference(frozen, x), rtol=1e-5, atol=1e-6)
+
+
+def test_resnet18_cifar_matches_reference():
+    _resnet_case("cpu", 0.125)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cpu", AVX2_ONLY])
+def test_resnet18_cifar_wider_matches_reference(target):
+    _resnet_case(target, 0.25)

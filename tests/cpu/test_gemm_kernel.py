@@ -53,8 +53,8 @@ def test_large_layer_with_sparse_weights(isa):
 @pytest.mark.parametrize("x_val,w_val", [(127, 1), (127, -1), (-127, 1), (-127, -1)])
 def test_worst_case_does_not_saturate(isa, x_val, w_val):
     # every pmaddubsw pair is +-510 (xu = 255) or +-2 and an int16 lane takes AVX2_CHUNK of
-    # them before widening: K spans two full chunks and a partial one
-    k = AVX2_CHUNK * 32 * 2 + 96
+    # them (4 k each) before widening: K spans two full chunks and a partial one
+    k = AVX2_CHUNK * 4 * 2 + 52
     n, m = 5, 3
     w = np.full((n, k), w_val, np.int8)
     x = np.full((m, k), x_val, np.int8)
@@ -65,8 +65,9 @@ def test_worst_case_does_not_saturate(isa, x_val, w_val):
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("isa", "sse2", "GemmSpec.isa"), ("tile_rows", 6, "GemmSpec.tile_rows"),
-    ("tile_pixels", 0, "GemmSpec.tile_pixels"), ("k_padded", 48, "GemmSpec.k_padded"),
+    ("isa", "sse2", "GemmSpec.isa"), ("tile_rows", 0, "GemmSpec.tile_rows"),
+    ("tile_pixels", 0, "GemmSpec.tile_pixels"), ("k_padded", 40, "GemmSpec.k_padded"),
+    ("x_group_stride", 6, "GemmSpec.x_group_stride"), ("out_shape", (2**16, 2**15), "GemmSpec.out_shape"),
 ])
 def test_bad_config_is_named(field, value, match):
     fields = dict(isa="avx2", groups=1, rows=4, pixels=2, k_padded=64, x_shape=(2, 64),

@@ -22,7 +22,7 @@ from tvm_ternary.target import cpu_features
 from .gemm_emit import constant as _constant
 from .gemm_emit import current_target, emit_gemm
 from .gemm_kernel import ISA_VECTOR_BYTES, X_BIAS, GemmSpec
-from .gemm_layout import round_up, row4_2bit
+from .gemm_layout import BLOCK_K, STEP_K, lanes_2bit, pad_channels, round_up
 from .gemm_tiles import TILES, choose_isa, parallel_splits
 
 
@@ -48,35 +48,39 @@ def conv_plan(x_shape, w_t: np.ndarray, mult: np.ndarray, stride, padding, dilat
     batch, chans, height, width = x_shape
     out_ch, _, kh, kw = w_t.shape
     oh, ow, cin_g, out_g = conv_geometry(x_shape, w_t.shape, stride, padding, dilation, groups)
-    vb = ISA_VECTOR_BYTES[isa]
-    cp = round_up(cin_g, vb)
+    cp = round_up(cin_g, STEP_K)
     hp, wp_ = height + 2 * padding[0], width + 2 * padding[1]
     ctot = groups * cp
+    k = kh * kw * cp
     rows, pixels = TILES[isa]
+    lanes = ISA_VECTOR_BYTES[isa] // STEP_K
     m = batch * oh * ow
     pixel_tiles = -(-m // pixels)
-    spec = GemmSpec(isa=isa, groups=groups, rows=out_g, pixels=m, k_padded=kh * kw * cp,
+    spec = GemmSpec(isa=isa, groups=groups, rows=out_g, pixels=m, k_padded=round_up(k, BLOCK_K),
                     x_shape=(batch, hp, wp_, ctot), x_group_stride=cp,
                     out_shape=(batch, out_ch, oh, ow), out_channel_stride=oh * ow,
                     tile_rows=rows, tile_pixels=pixels,
-                    splits=parallel_splits(groups * -(-out_g // rows), pixel_tiles, threads))
+                    splits=parallel_splits(groups * -(-out_g // (rows * lanes)), pixel_tiles, threads))
     # weights tap-major, channels padded: [G, out_g, kh, kw, cp] -> [G, out_g, kh * kw * cp]
     w_g = np.zeros((groups, out_g, kh, kw, cp), np.int8)
     w_g[..., :cin_g] = w_t.reshape(groups, out_g, cin_g, kh, kw).transpose(0, 1, 3, 4, 2)
     p = np.minimum(np.arange(pixel_tiles * pixels), m - 1)
     b, oy, ox = p // (oh * ow), p // ow % oh, p % ow
-    v = np.arange(kh * kw * cp // vb)
-    tap, cb = v // (cp // vb), v % (cp // vb)
+    s = np.arange(spec.k_padded // STEP_K)
+    tap, cq = s // (cp // STEP_K), s % (cp // STEP_K)
     i, j = tap // kw, tap % kw
+    koff = np.where(s < k // STEP_K, ((i * dilation[0] * wp_ + j * dilation[1]) * ctot) // STEP_K + cq, 0)
     mult64 = np.asarray(mult, np.int64)
+    corr = -X_BIAS * mult64 * w_t.astype(np.int64).reshape(out_ch, -1).sum(axis=1)
     consts = {
-        "wp": row4_2bit(w_g.reshape(groups, out_g, -1), rows, vb, what="tconv2d weight"),
-        "pbase": (((b * hp + oy * stride[0]) * wp_ + ox * stride[1]) * ctot).astype(np.int32),
-        "koff": ((i * dilation[0] * wp_ + j * dilation[1]) * ctot + cb * vb).astype(np.int32),
+        "wp": lanes_2bit(w_g.reshape(groups, out_g, -1), lanes, spec.tile_channels, what="tconv2d weight"),
+        # in 4-byte words (ctot is a multiple of 4); K padding (zero weights) reads the window start
+        "pbase": (((b * hp + oy * stride[0]) * wp_ + ox * stride[1]) * (ctot // STEP_K)).astype(np.int32),
+        "koff": koff.astype(np.int32),
         "obase": (b * out_ch * oh * ow + oy * ow + ox).astype(np.int32),
-        "mult": mult64,
+        "mult": pad_channels(mult64.reshape(groups, out_g), spec.rows_padded),
         # xu = x + 128 everywhere, padding included: 128 * sum(w) per channel, times M
-        "corr": -X_BIAS * mult64 * w_t.astype(np.int64).reshape(out_ch, -1).sum(axis=1),
+        "corr": pad_channels(corr.reshape(groups, out_g), spec.rows_padded),
     }
     return spec, consts
 
@@ -108,7 +112,7 @@ def _emit(bb, call):
     w_t = _constant(w)
     x_shape = [int(d) for d in x.ty.shape]
     target = current_target()
-    isa = choose_isa(target, w_t.shape[1])
+    isa = choose_isa(target, w_t.shape[0] // groups)
     spec, consts = conv_plan(x_shape, w_t, _constant(mult)[0], (sh, sw), (ph, pw), (dh, dw), groups,
                              isa, int(target.get("num-cores", 1)))
     xu = bb.emit(bb.call_te(lambda t: biased_nhwc(t, spec, w_t.shape[1], (ph, pw), pad_value), x,

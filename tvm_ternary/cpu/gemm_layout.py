@@ -1,11 +1,13 @@
-"""Weight layout of the register-tiled GEMM: four rows interleaved, 2 bits per trit.
+"""Weight layout of the register-tiled GEMM: output channels in vector lanes, 2 bits a trit.
 
-``row4_2bit``: rows are taken four at a time; byte ``i`` of block ``(q, kb)`` holds the
-codes ``u = w + 1`` of rows ``4q + r`` (bits ``2r..2r+1``, r = 0..3) at
-``k = 32 kb + i``. One 32-byte load therefore serves four rows, and shifting it right by
-``2r`` and masking gives row ``r``'s codes for 32 *contiguous* k: K only needs padding to
-32 (not 128 as ``layout.blocked_2bit``), which matters for convolutions whose reduction
-is ``kh * kw * channels``. Padding rows and columns hold code 1 (weight 0).
+``lanes_2bit`` with ``L`` lanes: channels are taken ``L`` at a time (one int32 lane each
+in the accumulator), the reduction 16 at a time. Byte ``4 l + t`` of block ``(c, q)``
+holds, in bits ``2j..2j+1`` (j = 0..3), the code ``u = w + 1`` of channel ``L c + l`` at
+``k = 16 q + 4 j + t``. Shifting the ``4 L``-byte block right by ``2j``, masking and
+subtracting 1 gives the int8 operand of ``vpdpbusd`` / ``pmaddubsw`` for reduction step
+``4 q + j``: lane ``l`` holds channel ``l``'s four consecutive weights, which meet four
+consecutive activation bytes broadcast to every lane. So the accumulator lanes are
+output channels (no horizontal sums) and K pads only to 16. Padding holds code 1 (w = 0).
 """
 
 from __future__ import annotations
@@ -14,41 +16,53 @@ import numpy as np
 
 from tvm_ternary.errors import PackError
 
-BLOCK_K = 32     # trits of one row per 32-byte block
-BLOCK_ROWS = 4   # rows sharing one block (2 bits each in a byte)
+STEP_K = 4                   # reduction values per lane per multiply (4 bytes -> one int32 lane)
+BLOCK_K = 4 * STEP_K         # reduction values per packed block (4 codes per byte)
 
 
 def round_up(n: int, multiple: int) -> int:
     return (n + multiple - 1) // multiple * multiple
 
 
-def row4_2bit(w_t: np.ndarray, rows_multiple: int = BLOCK_ROWS, k_multiple: int = BLOCK_K,
-              what: str = "weight") -> np.ndarray:
-    """``w_t [G, N, K]`` in {-1, 0, 1} -> uint8 ``[G, Np/4, Kp/32, 32]``.
+def lanes_2bit(w_t: np.ndarray, lanes: int, rows_multiple: int | None = None,
+               what: str = "weight") -> np.ndarray:
+    """``w_t [G, N, K]`` in {-1, 0, 1} -> uint8 ``[G, Np / lanes, Kp / 16, 4 * lanes]``.
 
-    ``Np`` is ``N`` rounded up to ``rows_multiple`` (a multiple of 4), ``Kp`` is ``K``
-    rounded up to ``k_multiple`` (a multiple of 32). ``what`` names the tensor in errors.
+    ``Np`` is ``N`` rounded up to ``rows_multiple`` (a multiple of ``lanes``; default
+    ``lanes``), ``Kp`` is ``K`` rounded up to 16. ``what`` names the tensor in errors.
     """
     w_t = np.asarray(w_t)
     if w_t.ndim != 3 or not np.isin(w_t, (-1, 0, 1)).all():
-        raise PackError(f"row4_2bit: {what} must be a 3-D [groups, rows, k] ternary array, "
+        raise PackError(f"lanes_2bit: {what} must be a 3-D [groups, rows, k] ternary array, "
                         f"got shape {w_t.shape} with values {np.unique(w_t)[:8]}")
-    if rows_multiple % BLOCK_ROWS or k_multiple % BLOCK_K:
-        raise PackError(f"row4_2bit: rows_multiple {rows_multiple} / k_multiple {k_multiple} "
-                        f"must be multiples of {BLOCK_ROWS} / {BLOCK_K}")
+    rows_multiple = rows_multiple or lanes
+    if lanes < 1 or rows_multiple % lanes:
+        raise PackError(f"lanes_2bit: rows_multiple {rows_multiple} is not a multiple of lanes {lanes}")
     groups, n, k = w_t.shape
-    n_pad, k_pad = round_up(n, rows_multiple), round_up(k, k_multiple)
+    n_pad, k_pad = round_up(n, rows_multiple), round_up(k, BLOCK_K)
     codes = np.ones((groups, n_pad, k_pad), np.uint8)
     codes[:, :n, :k] = (w_t + 1).astype(np.uint8)
-    codes = codes.reshape(groups, n_pad // BLOCK_ROWS, BLOCK_ROWS, k_pad // BLOCK_K, BLOCK_K)
-    packed = codes[:, :, 0] | (codes[:, :, 1] << 2) | (codes[:, :, 2] << 4) | (codes[:, :, 3] << 6)
-    return np.ascontiguousarray(packed)
+    # [g, c, l, q, j, t] -> [g, c, q, j, l, t]
+    codes = codes.reshape(groups, n_pad // lanes, lanes, k_pad // BLOCK_K, 4, STEP_K).transpose(0, 1, 3, 4, 2, 5)
+    packed = codes[:, :, :, 0] | (codes[:, :, :, 1] << 2) | (codes[:, :, :, 2] << 4) | (codes[:, :, :, 3] << 6)
+    return np.ascontiguousarray(packed.reshape(groups, n_pad // lanes, k_pad // BLOCK_K, lanes * STEP_K))
 
 
-def unpack_row4(packed: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """Inverse of ``row4_2bit`` (tests and debugging): ``[G, N, K]`` int8."""
+def pad_channels(v: np.ndarray, rows_padded: int) -> np.ndarray:
+    """Per-channel int64 constants padded per group to the kernel's tile of channels."""
+    v = np.asarray(v, np.int64)
+    out = np.zeros(v.shape[:-1] + (rows_padded,), np.int64)
+    out[..., :v.shape[-1]] = v
+    return out.reshape(-1)
+
+
+def unpack_lanes(packed: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Inverse of ``lanes_2bit`` (tests and debugging): ``[G, N, K]`` int8."""
     groups, n, k = shape
     p = np.asarray(packed, np.uint8)
-    codes = np.stack([(p >> (2 * r)) & 3 for r in range(BLOCK_ROWS)], axis=2)  # [g, q, r, kb, i]
-    codes = codes.reshape(groups, p.shape[1] * BLOCK_ROWS, -1)
+    g, c, q, vb = p.shape
+    lanes = vb // STEP_K
+    codes = np.stack([(p >> (2 * j)) & 3 for j in range(4)], axis=3)      # [g, c, q, j, l*t]
+    codes = codes.reshape(g, c, q, 4, lanes, STEP_K).transpose(0, 1, 4, 2, 3, 5)  # [g, c, l, q, j, t]
+    codes = codes.reshape(g, c * lanes, q * BLOCK_K)
     return codes[:, :n, :k].astype(np.int8) - 1

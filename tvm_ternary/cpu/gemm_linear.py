@@ -20,7 +20,7 @@ from tvm_ternary.target import cpu_features
 from .gemm_emit import constant as _constant
 from .gemm_emit import current_target, emit_gemm
 from .gemm_kernel import ISA_VECTOR_BYTES, X_BIAS, GemmSpec
-from .gemm_layout import round_up, row4_2bit
+from .gemm_layout import BLOCK_K, STEP_K, lanes_2bit, pad_channels, round_up
 from .gemm_tiles import TILES, choose_isa, parallel_splits
 
 GEMM_MIN_BATCH = 16  # below it the GEMV kernels win (measured: batch 8 on par, 32 1.4x)
@@ -33,12 +33,13 @@ def _has_avx2(target: dict) -> bool:
 def linear_plan(w_t: np.ndarray, mult: np.ndarray, batch: int, isa: str, threads: int):
     """The kernel spec and constant operands of ``z = mult * (x @ w_t.T) + bias``.
 
-    Returns ``(spec, consts)``; ``consts`` maps operand names of ``make_gemm`` to arrays.
+    Returns ``(spec, consts)``; ``consts`` maps ``CONST_OPERANDS`` names to arrays.
     """
     n, k = w_t.shape
-    kp = round_up(k, ISA_VECTOR_BYTES[isa])
+    kp = round_up(k, BLOCK_K)
     rows, pixels = TILES[isa]
-    row_tiles = -(-n // rows)
+    lanes = ISA_VECTOR_BYTES[isa] // STEP_K
+    row_tiles = -(-n // (rows * lanes))
     pixel_tiles = -(-batch // pixels)
     spec = GemmSpec(isa=isa, groups=1, rows=n, pixels=batch, k_padded=kp, x_shape=(batch, kp),
                     x_group_stride=0, out_shape=(batch, n), out_channel_stride=1,
@@ -47,13 +48,13 @@ def linear_plan(w_t: np.ndarray, mult: np.ndarray, batch: int, isa: str, threads
     row = np.minimum(np.arange(pixel_tiles * pixels), batch - 1).astype(np.int32)
     mult64 = np.asarray(mult, np.int64)
     consts = {
-        "wp": row4_2bit(w_t[None], rows, kp, what="tlinear weight"),
-        "pbase": row * kp,
-        "koff": (np.arange(kp // spec.vector_bytes) * spec.vector_bytes).astype(np.int32),
+        "wp": lanes_2bit(w_t[None], lanes, spec.tile_channels, what="tlinear weight"),
+        "pbase": row * (kp // STEP_K),                      # in 4-byte words
+        "koff": np.arange(kp // STEP_K, dtype=np.int32),
         "obase": row * n,
-        "mult": mult64,
+        "mult": pad_channels(mult64, spec.rows_padded),
         # xu = x + 128: remove 128 * sum_k w[n, k] from every accumulator, times M
-        "corr": -X_BIAS * mult64 * w_t.astype(np.int64).sum(axis=1),
+        "corr": pad_channels(-X_BIAS * mult64 * w_t.astype(np.int64).sum(axis=1), spec.rows_padded),
     }
     return spec, consts
 
@@ -83,7 +84,7 @@ def _emit(bb, call):
     w_t = _constant(w)
     batch = int(x.ty.shape[0])
     target = current_target()
-    isa = choose_isa(target, w_t.shape[1])
+    isa = choose_isa(target, w_t.shape[0])
     spec, consts = linear_plan(w_t, _constant(mult)[0], batch, isa, int(target.get("num-cores", 1)))
     xu = bb.emit(bb.call_te(biased_rows, x, spec.k_padded, primfunc_name_hint="biased_rows"))
     return emit_gemm(bb, spec, xu, consts, bias)

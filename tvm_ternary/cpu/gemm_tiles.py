@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from tvm_ternary.target import cpu_features
 
-# isa -> (tile_rows, tile_pixels)
-TILES = {"avx2": (4, 2), "vnni256": (4, 4), "vnni512": (8, 2)}
+# isa -> (tile_rows R, tile_pixels B): R * B accumulators must fit the register file with
+# room for the broadcast activations (16 ymm for AVX2, 32 registers with AVX-512)
+# and stay under TVM's 1024-byte stack allocation limit (16 zmm)
+TILES = {"avx2": (2, 6), "vnni256": (2, 12), "vnni512": (2, 8)}
 
 
-def choose_isa(target: dict, contiguous_k: int) -> str:
-    """The widest usable ISA. ``contiguous_k`` is the length of the reduction runs the
-    activations are stored in (K for a linear layer, channels per group for a
-    convolution); each run is padded to the vector width, so 64-byte vectors are used only
-    where they add no padding over 32-byte ones."""
+def choose_isa(target: dict, rows_per_group: int) -> str:
+    """The widest usable ISA: 16-lane vectors only where a group has more than 8 output
+    channels (each lane is a channel; the rest would be padding)."""
     if "avx512_vnni" in cpu_features(target):
-        return "vnni512" if -(-contiguous_k // 64) * 2 == -(-contiguous_k // 32) else "vnni256"
+        return "vnni512" if rows_per_group > 8 else "vnni256"
     return "avx2"
 
 
