@@ -9,8 +9,9 @@ each row's ``kernels``). Peers: torch fp32, torch int8 dynamic quantization
 TQ2_0 / TQ1_0 through ggml-python (optional: ``pip install .[bench]``; "not installed"
 otherwise), and this machine's roofline from microbenchmarks in the same run (memory
 bandwidth, int8 multiply-add peak; ``tvm_ternary.bench.roofline``). Every time is the min
-and median of repeats, hot cache (calls back to back) and cold cache (a buffer larger
-than the last-level cache read between calls); ratios compare medians. Whole models also
+and median of repeats taken in rounds across ours and the peers (``timing.timed_rounds``),
+hot cache (one untimed call first) and cold cache (a buffer larger than the last-level
+cache read before the call); ratios compare medians. Whole models also
 get a per-kernel time breakdown. Writes report.json, report.md and speedup.png. The
 machine is shared and noisy: read ratios, not absolutes.
 """
@@ -37,7 +38,7 @@ import torch  # noqa: E402
 
 import tvm_ternary as tt  # noqa: E402
 from tvm_ternary.bench import bandwidth, ggml_peer, layer_profile, peers, roofline  # noqa: E402
-from tvm_ternary.bench.timing import CacheEvictor, timed_modes  # noqa: E402
+from tvm_ternary.bench.timing import CacheEvictor, timed_rounds  # noqa: E402
 from tvm_ternary.bench.workloads import FULL, QUICK, Workload, count  # noqa: E402
 from tvm_ternary.report import markdown_table, write_report  # noqa: E402
 
@@ -97,7 +98,7 @@ def bench(w: Workload, repeats: int, threads: int, roof: dict, evictor, quick: b
     module, x = w.build()
     counts = count(module, x)
     cm, run, absent = _runners(w, module, x, counts, threads)
-    times = {name: timed_modes(fn, repeats, evictor) for name, fn in run.items()}
+    times = timed_rounds(run, repeats, evictor)
     speedup = {mode: {p: times[p][mode]["median_ms"] / times["ours"][mode]["median_ms"]
                       for p in PEERS if p in times and mode in times[p]} for mode in times["ours"]}
     row = {"workload": w.name, "kind": w.kind, "shape": list(w.shape), **counts,

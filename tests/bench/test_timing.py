@@ -1,15 +1,37 @@
-"""Timing helpers: the cold hook runs untimed before every call; cache sizes from sysfs."""
+"""Timing helpers: rounds across runners, hot and cold samples; cache sizes from sysfs."""
 
 import pytest
 
 from tvm_ternary.bench import timing
 
 
-def test_before_runs_once_per_repeat_and_stats_are_ordered():
-    calls = []
-    result = timing.timed(lambda: calls.append("f"), repeats=4, warmup=1, before=lambda: calls.append("b"))
-    assert calls == ["f"] + ["b", "f"] * 4
-    assert 0 < result["min_ms"] <= result["median_ms"] and result["repeats"] == 4
+class _FakeEvictor:
+    def __init__(self, log):
+        self.log = log
+
+    def evict(self):
+        self.log.append("evict")
+
+
+def test_rounds_rotate_and_precede_each_sample_by_warm_call_or_eviction():
+    log = []
+    fns = {name: (lambda name=name: log.append(name)) for name in "abc"}
+    result = timing.timed_rounds(fns, repeats=3, evictor=_FakeEvictor(log), warmup=1)
+    warm, hot, cold = log[:3], log[3:21], log[21:]
+    assert warm == ["a", "b", "c"]
+    # hot: each runner twice in a row (untimed, timed); round r starts at runner r
+    assert hot == ["a", "a", "b", "b", "c", "c", "b", "b", "c", "c", "a", "a", "c", "c", "a", "a", "b", "b"]
+    assert cold == ["evict", "a", "evict", "b", "evict", "c", "evict", "b", "evict", "c", "evict", "a",
+                    "evict", "c", "evict", "a", "evict", "b"]
+    for stats in result.values():
+        assert set(stats) == {"hot", "cold"}
+        for s in stats.values():
+            assert s["repeats"] == 3 and 0 < s["min_ms"] <= s["median_ms"]
+
+
+def test_without_evictor_only_hot():
+    result = timing.timed_rounds({"x": lambda: None}, repeats=2)
+    assert set(result["x"]) == {"hot"}
 
 
 @pytest.mark.parametrize("sizes,want", [(["48K", "2048K", "491520K"], 491520 << 10),
@@ -29,6 +51,3 @@ def test_evictor_reads_more_than_the_cache_it_is_told_about():
     ev = timing.CacheEvictor(threads=2, factor=1.25, floor_bytes=1 << 20, llc_bytes=8 << 20)
     assert ev.bytes >= 1.25 * (8 << 20) - 4 * 2 * 64
     ev.evict()
-    modes = timing.timed_modes(lambda: None, 2, ev)
-    assert set(modes) == {"hot", "cold"}
-    assert set(timing.timed_modes(lambda: None, 2, None)) == {"hot"}

@@ -1,7 +1,7 @@
 """Timing with a hot or a cold cache.
 
-Hot: the call repeated back to back, so the weights stay wherever the last call left them
-(the 2-bit weights of a 4096 x 4096 layer, 4 MiB, stay cache-resident). Cold: before every
+Hot: an untimed call right before the timed one, so the weights are wherever that call
+left them (the 2-bit weights of a 4096 x 4096 layer, 4 MiB, stay cache-resident). Cold: before every
 timed call, a buffer larger than the last-level cache is read on every thread (untimed),
 which pushes the weights out of L1, L2 and L3, so each call fetches them from DRAM again.
 """
@@ -52,24 +52,35 @@ class CacheEvictor:
         self._read(self._src, self._out)
 
 
-def timed(fn: Callable[[], object], repeats: int, warmup: int = 2,
-          before: Callable[[], None] | None = None) -> dict:
-    """min / median (ms) of ``repeats`` calls of ``fn``; ``before`` runs untimed before each."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if before is not None:
-            before()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {"min_ms": 1e3 * min(times), "median_ms": 1e3 * statistics.median(times), "repeats": repeats}
+def _stats(seconds: list[float]) -> dict:
+    return {"min_ms": 1e3 * min(seconds), "median_ms": 1e3 * statistics.median(seconds), "repeats": len(seconds)}
 
 
-def timed_modes(fn: Callable[[], object], repeats: int, evictor: CacheEvictor | None) -> dict:
-    """{"hot": timed(...), "cold": timed(..., before=evict)} (cold only with an evictor)."""
-    out = {"hot": timed(fn, repeats)}
-    if evictor is not None:
-        out["cold"] = timed(fn, repeats, warmup=1, before=evictor.evict)
-    return out
+def timed_rounds(fns: dict[str, Callable[[], object]], repeats: int, evictor: CacheEvictor | None = None,
+                 warmup: int = 2) -> dict:
+    """Time several runners against each other: ``{name: {"hot": stats, "cold": stats}}``.
+
+    Samples are taken in rounds, one per runner per round, in an order that rotates every
+    round, so a burst of load from other processes lands on every runner alike (timing one
+    runner's repeats back to back let a burst land on one of them and skew the ratios).
+    Hot sample: one untimed call (the runners before it may have evicted its weights), then
+    the timed call. Cold sample: ``evictor.evict()``, then the timed call.
+    """
+    names = list(fns)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    modes = {"hot": None} if evictor is None else {"hot": None, "cold": evictor.evict}
+    samples: dict = {n: {m: [] for m in modes} for n in names}
+    for mode, before in modes.items():
+        for r in range(repeats):
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                fn = fns[name]
+                if before is None:
+                    fn()
+                else:
+                    before()
+                t0 = time.perf_counter()
+                fn()
+                samples[name][mode].append(time.perf_counter() - t0)
+    return {n: {m: _stats(v) for m, v in per_mode.items()} for n, per_mode in samples.items()}
