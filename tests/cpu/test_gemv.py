@@ -102,3 +102,13 @@ def test_avx2_floor_is_chosen_for_an_avx2_only_cpu():
     cm = tt.compile(frozen, (x,), target={"kind": "llvm", "mcpu": "znver3", "num-cores": 2})
     assert any(s.startswith("tlinear") and s.endswith(": avx2_pmaddubsw_gemv") for s in cm.stats["kernels"])
     assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
+
+
+@pytest.mark.parametrize("kernel", [gemv_avx2, gemv_vnni])
+@pytest.mark.parametrize("batch,n,k,field", [(0, 4, 4, "batch"), (1, 0, 4, "out_features"),
+                                             (1, 4, -3, "in_features")])
+def test_bad_layer_shapes_are_named(kernel, batch, n, k, field):
+    from tvm_ternary.errors import KernelConfigError
+
+    with pytest.raises(KernelConfigError, match=f"gemv_.*: {field} must be a positive int"):
+        kernel.make_gemv(batch, n, k)

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from tvm_ternary.cpu.layout import (blocked_2bit, deinterleave_2bit, interleaved_2bit, padded_k,
                                     unblock_2bit)
+from tvm_ternary.errors import KernelConfigError, PackError
 
 
 @settings(max_examples=50, deadline=None)
@@ -46,6 +47,15 @@ def test_hand_worked_interleave():
     assert (untouched == 0b01010101).all()
 
 
-def test_rejects_non_ternary():
-    with pytest.raises(ValueError, match="ternary"):
-        blocked_2bit(np.array([[2, 0]]))
+def test_rejects_non_ternary_naming_the_weight():
+    with pytest.raises(PackError, match=r"weight \[1, 0\] is 2"):
+        blocked_2bit(np.array([[1, 0], [2, 0]]))
+
+
+def test_rejects_bad_shapes_and_block_sizes():
+    with pytest.raises(PackError, match=r"2-D .* shape \(4,\)"):
+        blocked_2bit(np.zeros(4, np.int8))
+    with pytest.raises(KernelConfigError, match="lanes must be 32 .* got 48"):
+        blocked_2bit(np.zeros((2, 4), np.int8), lanes=48)
+    with pytest.raises(KernelConfigError, match="rows per block must be >= 1, got 0"):
+        interleaved_2bit(np.zeros((2, 4), np.int8), rows=0)

@@ -108,3 +108,14 @@ def test_int8_activation_model_does_not_use_popcount(pipeline_with_annotation):
     cm = tt.compile(frozen, (x,), target="cpu")
     assert not any("popcount" in k for k in cm.stats["kernels"])
     assert torch.equal(cm(x), frozen(x))
+
+
+def test_bad_kernel_configs_and_weights_are_named():
+    from tvm_ternary.errors import KernelConfigError, PackError
+
+    with pytest.raises(KernelConfigError, match="popcount_gemv: words per vector must be 4 or 8, got 3"):
+        make_popcount_gemv(1, 4, 64, False, words=3)
+    with pytest.raises(KernelConfigError, match="popcount_gemv: in_features must be a positive int"):
+        make_popcount_gemv(1, 4, 0, False)
+    with pytest.raises(PackError, match=r"index \(0, 1\) is 2"):
+        weight_planes(np.array([[0, 2, 1]]), dual=False)

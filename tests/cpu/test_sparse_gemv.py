@@ -119,3 +119,12 @@ def test_compile_chooses_sparse_kernel_only_for_sparse_weights(zero_frac, sparse
     assert any("sparse_gemv" in s for s in cm.stats["kernels"]) == sparse, cm.stats["kernels"]
     y = cm(x)
     assert torch.equal(y, frozen(x)) and torch.equal(y, tt.quant.run_reference(frozen, x))
+
+
+def test_bad_inputs_are_named():
+    from tvm_ternary.errors import KernelConfigError, PackError
+
+    with pytest.raises(KernelConfigError, match="sparse_gemv: out_features must be a positive int"):
+        sp.make_sparse_gemv(1, 0, 64, 1, sp.AVX2)
+    with pytest.raises(PackError, match="-2"):
+        sp.csr_blocks(np.array([[0, -2]]), 8, 32)

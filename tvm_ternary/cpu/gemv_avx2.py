@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from tvm.script import tirx as T
 
-from .layout import group_trits
+from .layout import check_layer_dims, group_trits
 
 ROWS = 8
 CHUNK = 16
@@ -45,6 +45,7 @@ def make_gemv(batch: int, n: int, k: int):
     """``gemv(x [B, K] int8, w [NB, G*ROWS*32] uint8, mult [2, N] int32, bias [N] int64,
     z [B, N] int64)``: the whole symmetric ternary linear layer (``mult[0]`` is M), with
     ``w = interleaved_2bit(w_t, ROWS, LANES)``."""
+    check_layer_dims("gemv_avx2", batch, n, k)
     group = group_trits(LANES)
     groups = (k + group - 1) // group
     chunks = (groups + CHUNK - 1) // CHUNK

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from tvm.script import tirx as T
 
-from .layout import group_trits
+from .layout import check_layer_dims, group_trits
 
 ROWS = 16  # measured faster than 8 or 4 on GEMV 4096 (more rows per activation load)
 LANES = 64  # bytes per weight vector (one zmm register)
@@ -35,6 +35,7 @@ def make_gemv(batch: int, n: int, k: int):
     """``gemv(x [B, K] int8, w [NB, G*ROWS*64] uint8, mult [2, N] int32, bias [N] int64,
     z [B, N] int64)``: the whole symmetric ternary linear layer (``mult[0]`` is M), with
     ``w = interleaved_2bit(w_t, ROWS, LANES)``."""
+    check_layer_dims("gemv_vnni", batch, n, k)
     group = group_trits(LANES)
     groups = (k + group - 1) // group
     B, N, K, G, R, KP = batch, n, k, groups, ROWS, groups * group

@@ -18,27 +18,45 @@ from __future__ import annotations
 
 import numpy as np
 
+from tvm_ternary.errors import KernelConfigError, PackError
+
 GROUP = 128  # trits per 32-byte (AVX2) group; the default layout
+
+
+def check_layer_dims(kernel: str, batch: int, n: int, k: int) -> None:
+    """Every kernel builder's shape check: a layer has at least one row, output and input."""
+    for field, value in (("batch", batch), ("out_features", n), ("in_features", k)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise KernelConfigError(f"{kernel}: {field} must be a positive int, got {value!r}")
 
 
 def group_trits(lanes: int) -> int:
     """Trits per group of ``lanes`` bytes (4 per byte)."""
+    if lanes not in (32, 64):
+        raise KernelConfigError(f"layout lanes must be 32 (AVX2) or 64 (AVX-512) bytes, got {lanes!r}")
     return 4 * lanes
 
 
 def padded_k(k: int, lanes: int = 32) -> int:
-    group = group_trits(lanes)
+    group = group_trits(lanes)  # validates lanes
     return (k + group - 1) // group * group
 
 
 def blocked_2bit(w_t: np.ndarray, rows: int = 1, lanes: int = 32) -> np.ndarray:
     """``w_t [N, K]`` in {-1, 0, 1} -> uint8 ``[N padded to rows, padded_k(K, lanes) / 4]``."""
     w_t = np.asarray(w_t)
-    if w_t.ndim != 2 or not np.isin(w_t, (-1, 0, 1)).all():
-        raise ValueError("blocked_2bit needs a 2-D ternary weight")
+    if w_t.ndim != 2:
+        raise PackError(f"blocked_2bit needs a 2-D [out, in] ternary weight, got shape {w_t.shape}")
+    bad = ~np.isin(w_t, (-1, 0, 1))
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise PackError(f"blocked_2bit: weight [{row}, {col}] is {w_t[row, col].item()!r}; a ternary "
+                        "weight has only -1, 0 and 1")
+    if rows < 1:
+        raise KernelConfigError(f"blocked_2bit: rows per block must be >= 1, got {rows!r}")
     n, k = w_t.shape
     n_pad = (n + rows - 1) // rows * rows
-    codes = np.ones((n_pad, padded_k(k, lanes)), np.uint8)
+    codes = np.ones((n_pad, padded_k(k, lanes)), np.uint8)  # (validates lanes)
     codes[:n, :k] = (w_t + 1).astype(np.uint8)
     codes = codes.reshape(n_pad, -1, 4, lanes)  # [row, group, j, i]
     packed = codes[:, :, 0] | (codes[:, :, 1] << 2) | (codes[:, :, 2] << 4) | (codes[:, :, 3] << 6)

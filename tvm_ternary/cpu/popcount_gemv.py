@@ -22,13 +22,19 @@ from __future__ import annotations
 import numpy as np
 from tvm.script import tirx as T
 
+from tvm_ternary.errors import KernelConfigError
 from tvm_ternary.quant.packing import pack
+
+from .layout import check_layer_dims
 
 WORDS = 4  # uint64 words per vector: one ymm register (AVX2)
 WORDS_VPOPCNTDQ = 8  # one zmm register, where vpopcntq counts it in one instruction
 
 
 def padded_words(k: int, words: int = WORDS) -> int:
+    if words not in (WORDS, WORDS_VPOPCNTDQ):
+        raise KernelConfigError(f"popcount_gemv: words per vector must be {WORDS} or "
+                                f"{WORDS_VPOPCNTDQ}, got {words!r}")
     count = (k + 63) // 64
     return (count + words - 1) // words * words
 
@@ -68,6 +74,7 @@ def make_popcount_gemv(batch: int, n: int, k: int, dual: bool, words: int = WORD
     """``gemv(x [B, K] int8 in {-1,0,1}, w [N, 2, WP] uint64, mult [2, N] int32,
     bias [N] int64, z [B, N] int64)`` with ``w = weight_planes(w_t, dual, words)``;
     ``words`` uint64 per vector (``WORDS``, or ``WORDS_VPOPCNTDQ`` on such CPUs)."""
+    check_layer_dims("popcount_gemv", batch, n, k)
     B, N, K, WP, V = batch, n, k, padded_words(k, words), words
     KP = WP * 64
 

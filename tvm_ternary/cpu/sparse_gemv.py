@@ -23,7 +23,7 @@ from tvm.script import tirx as T
 
 from tvm_ternary.quant.packing import zero_block_bitmap
 
-from .layout import blocked_2bit, group_trits
+from .layout import check_layer_dims, blocked_2bit, group_trits
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,7 @@ def _lane_sum(buf, row, base, lanes: int):
 def make_sparse_gemv(batch: int, n: int, k: int, nnz: int, isa: Isa):
     """``gemv(x [B, K] int8, ptr, col, blocks, mult [2, N] int32, bias [N] int64,
     z [B, N] int64)`` for ``csr_blocks(w_t, isa.rows, isa.lanes)`` with ``nnz`` blocks."""
+    check_layer_dims("sparse_gemv", batch, n, k)
     L, A, R = isa.lanes, isa.acc_lanes, isa.rows
     group = group_trits(L)
     G = (k + group - 1) // group
