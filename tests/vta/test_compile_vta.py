@@ -232,3 +232,12 @@ def test_layer_the_real_lowering_refuses_is_named_runs_on_host_and_stays_exact()
     reason = cm.stats["host_layers"][names[1]]
     assert reason.startswith("lowering refused") and "padding" in reason and names[1] in reason
     assert "tternary_tconv2d_trequantize" in cm.stats["host_ops"]
+
+
+def test_uncalibrated_model_is_calibrated_with_a_warning_then_runs_exactly():
+    qm = tt.quant.ternarize(random_digits_model("mlp", 111), "twn", act="ternary")
+    x = _x((3, 1, 8, 8), 111)
+    with pytest.warns(UserWarning, match="not calibrated"):
+        cm = compile_vta(qm, (x,))
+    assert torch.equal(cm(x), tt.quant.run_reference(cm.frozen, x))
+    assert len(cm.stats["accelerator_layers"]) == 2
