@@ -1,11 +1,16 @@
 """ScheduleHostOps: real CPU schedules for the PrimFuncs no strategy scheduled.
 
-TVM's default legalization leaves float host ops (layer norm, softmax, GELU, pools, adds,
-float linears kept on the host) as unscheduled loop nests: one thread, no vectors. After
-fusion, this pass applies DLight's CPU rules (``tvm.s_tir.dlight.cpu``: ``GEMV`` for
-matrix-vector products, ``Reduction`` for softmax / norms) and, for purely spatial
-(injective) functions, a parallel + vectorize rule of our own. Functions a strategy
-already scheduled (any parallel, vectorized, unrolled or tensorized loop) are left alone.
+TVM's default legalization leaves float host ops (float linears kept on the host, layer
+norm, softmax, ...) as unscheduled loop nests. After fusion, this pass applies our
+``Matmul`` rule (vectorized over N, parallel over rows) and DLight's CPU rules
+(``tvm.s_tir.dlight.cpu``: ``GEMV`` for matrix-vector products, ``Reduction`` for softmax
+and norms). Purely elementwise functions are left to LLVM's auto-vectorizer: a
+parallel + vectorize rule with full inlining measured slower than that on the FFN's
+GELU epilogue (2.05 vs 1.31 ms), so it is not applied. Functions a strategy already
+scheduled (any parallel, vectorized, unrolled or tensorized loop) are left alone.
+
+Measured (float LayerNorm-Linear-GELU-Linear-Softmax, 64 x 256 -> 1024, 2 loaded cores):
+85.7 ms unscheduled, 4.9 ms with these rules, torch 3.0 ms.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import try_inline
 from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
 
-_MIN_PARALLEL = 4096   # fewer elements than this: thread start-up costs more than it saves
+_MIN_PARALLEL = 4096   # fewer outputs than this: thread start-up costs more than it saves
 _VECTOR = 8            # float32 lanes of an AVX2 register
 
 
@@ -27,9 +32,13 @@ def _extent(loop_rv, sch) -> int | None:
     return int(ext) if isinstance(ext, tirx.IntImm) else None
 
 
-class Injective(CPUScheduleRule):
-    """Inline what can be inlined; fuse each remaining spatial nest, parallelize the outer
-    part and vectorize the inner when the extent divides evenly."""
+class Matmul(CPUScheduleRule):
+    """Float matmul / dense (a host linear, ``x @ w.T`` with ``w`` pre-transposed by
+    constant folding): one reduction block ``[..., M, N] += A[..., M, K] * B[K, N]``.
+    The N axis is split by two vector widths and vectorized innermost, K runs just above
+    it (so each A element is broadcast against contiguous B rows), the outer spatial loops
+    run in parallel. An epilogue (bias add, activation) keeps its own loop nest, which
+    LLVM vectorizes as it stands."""
 
     def apply(self, func, target, _tunable):
         if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
@@ -39,24 +48,31 @@ class Injective(CPUScheduleRule):
         if infos is None:
             return None
         infos = try_inline(sch, infos)
-        if not infos or any(not info.is_injective() for info in infos):
+        reductions = [i for i in infos if not i.is_injective()]
+        kind = reductions[0].dom_kind() if len(reductions) == 1 else ""
+        if not (kind.endswith("SSR") and kind.count("R") == 1):
             return None
-        for info in infos:
-            loops = sch.get_loops(info.block_rv)
-            if not loops:
-                continue
-            fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
-            extent = _extent(fused, sch)
-            if extent is None:
-                continue
-            if extent % _VECTOR == 0 and extent >= _VECTOR:
-                outer, inner = sch.split(fused, [None, _VECTOR])
-                sch.vectorize(inner)
-            else:
-                outer = fused
-            if extent >= _MIN_PARALLEL:
-                sch.parallel(outer)
+        block = reductions[0].block_rv
+        *spatial, k = sch.get_loops(block)
+        extents = [_extent(loop, sch) for loop in spatial]
+        if any(e is None for e in extents) or extents[-1] % _VECTOR:
+            return None
+        lanes = 2 * _VECTOR if extents[-1] % (2 * _VECTOR) == 0 else _VECTOR
+        n_outer, n_inner = sch.split(spatial[-1], [None, lanes])
+        sch.reorder(*spatial[:-1], n_outer, k, n_inner)
+        tile = sch.fuse(*spatial[:-1], n_outer) if spatial[:-1] else n_outer
+        if _total(extents) >= _MIN_PARALLEL:
+            sch.parallel(tile)
+        sch.vectorize(n_inner)
+        sch.decompose_reduction(block, k)  # last: TVM checks the others on whole reductions
         return sch
+
+
+def _total(extents) -> int:
+    total = 1
+    for e in extents:
+        total *= e
+    return total
 
 
 def already_scheduled(func: tirx.PrimFunc) -> bool:
@@ -80,7 +96,7 @@ def _mark_scheduled(mod: tvm.IRModule) -> tvm.IRModule:
 
 
 def schedule_host_ops(target: tvm.target.Target) -> tvm.transform.Pass:
-    rules = dlight.ApplyDefaultSchedule(dlight.cpu.GEMV(), dlight.cpu.Reduction(), Injective())
+    rules = dlight.ApplyDefaultSchedule(Matmul(), dlight.cpu.GEMV(), dlight.cpu.Reduction())
 
     @tvm.transform.module_pass(opt_level=0, name="ScheduleHostOps")
     def _pass(mod, _ctx):
