@@ -82,6 +82,8 @@ def compile_vta(model, example_inputs, hw="default", backend="fsim", host="cpu")
     from .stats import model_stats
 
     cm.stats.update(model_stats(parts, session, hw, state))
+    # layers the user kept in float (keep_float / skip_first_last): host float ops
+    cm.stats["float_layers"] = list(frozen.host_layers) if frozen is not None else []
     return cm
 
 

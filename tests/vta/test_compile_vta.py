@@ -241,3 +241,16 @@ def test_uncalibrated_model_is_calibrated_with_a_warning_then_runs_exactly():
         cm = compile_vta(qm, (x,))
     assert torch.equal(cm(x), tt.quant.run_reference(cm.frozen, x))
     assert len(cm.stats["accelerator_layers"]) == 2
+
+
+def test_layers_kept_in_float_run_on_host_and_are_listed():
+    x = _x((3, 1, 8, 8), 121)
+    _, frozen = frozen_pair(random_digits_model("cnn", 121), "twn", x, act="ternary",
+                            skip_first_last=True)
+    cm = compile_vta(frozen, (x,))
+    assert cm.stats["float_layers"] == frozen.host_layers and len(frozen.host_layers) == 2
+    assert cm.stats["host_ops"]["nn.conv2d"] == 1 and cm.stats["host_ops"]["matmul"] == 1
+    assert set(cm.stats["accelerator_layers"]) == {l.layer_name for l in frozen.frozen_layers()
+                                                  if l.output_kind != "float"}
+    # float layers on the host: TVM's float conv / matmul, equal to the CPU build
+    assert torch.equal(cm(x), tt.compile(frozen, (x,), target="cpu")(x))
