@@ -127,7 +127,11 @@ UOP_FIELDS = (
     Field("dst", 0, 21),
     Field("src", 21, 21),
     Field("wgt", 42, 21),
+    # GEMM only: this micro-op writes acc[dst] = its product instead of adding it, so the
+    # first reduction step initializes the accumulators (no separate reset pass)
+    Field("first", 63, 1),
 )
+UOP_INDEX_FIELDS = UOP_FIELDS[:3]
 
 
 # ---------------------------------------------------------------------------- instructions
@@ -238,11 +242,12 @@ _ENUM_FIELDS = {"mem": MemType, "op": AluOp}
 @dataclass(frozen=True)
 class Uop:
     """One micro-op: GEMM reads acc[dst], inp[src], wgt[wgt]; ALU reads acc[dst], acc[src]
-    and par[wgt]."""
+    and par[wgt]. ``first`` (GEMM only): write acc[dst] instead of accumulating into it."""
 
     dst: int
     src: int
     wgt: int = 0
+    first: bool = False
 
 
 def alu_clamp_imm(lo: int, hi: int) -> int:
@@ -337,11 +342,13 @@ def decode_stream(data: bytes) -> list:
     return out
 
 
-def encode_uops(dst, src, wgt=0) -> np.ndarray:
-    """uint64 micro-op words of equal-length index arrays (scalars broadcast)."""
-    dst, src, wgt = np.broadcast_arrays(*(np.asarray(a, dtype=np.int64) for a in (dst, src, wgt)))
+def encode_uops(dst, src, wgt=0, first=False) -> np.ndarray:
+    """uint64 micro-op words of equal-length index arrays (scalars broadcast); ``first``
+    marks GEMM micro-ops that write rather than accumulate."""
+    dst, src, wgt, first = np.broadcast_arrays(
+        *(np.asarray(a, dtype=np.int64) for a in (dst, src, wgt, first)))
     word = np.zeros(dst.shape, dtype=np.uint64)
-    for f, v in zip(UOP_FIELDS, (dst, src, wgt)):
+    for f, v in zip(UOP_FIELDS, (dst, src, wgt, first)):
         if v.size and (v.min() < 0 or v.max() > f.hi):
             bad = int(v[(v < 0) | (v > f.hi)].flat[0])
             raise IsaError(f"uop.{f.name} = {bad} does not fit its {f.width}-bit field [0, {f.hi}]")
@@ -349,19 +356,26 @@ def encode_uops(dst, src, wgt=0) -> np.ndarray:
     return word
 
 
+def _uop_field(words: np.ndarray, f: Field) -> np.ndarray:
+    return ((words >> np.uint64(f.lsb)) & np.uint64(f.hi)).astype(np.int64)
+
+
 def decode_uops(words) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(dst, src, wgt) int64 arrays of uint64 micro-op words; IsaError if reserved bit 63 is set."""
+    """(dst, src, wgt) int64 arrays of uint64 micro-op words (the ``first`` bit is read
+    by :func:`decode_uop_first`)."""
     words = np.asarray(words, dtype=np.uint64)
-    if words.size and (words >> np.uint64(63)).any():
-        i = int(np.flatnonzero(words >> np.uint64(63))[0])
-        raise IsaError(f"uop {i} has reserved bit 63 set")
-    return tuple(((words >> np.uint64(f.lsb)) & np.uint64(f.hi)).astype(np.int64)
-                 for f in UOP_FIELDS)
+    return tuple(_uop_field(words, f) for f in UOP_INDEX_FIELDS)
+
+
+def decode_uop_first(words) -> np.ndarray:
+    """The ``first`` bit of each micro-op word, as bool."""
+    return _uop_field(np.asarray(words, dtype=np.uint64), UOP_FIELDS[3]).astype(bool)
 
 
 def encode_uop_list(uops) -> np.ndarray:
     uops = list(uops)
-    return encode_uops([u.dst for u in uops], [u.src for u in uops], [u.wgt for u in uops])
+    return encode_uops([u.dst for u in uops], [u.src for u in uops], [u.wgt for u in uops],
+                       [u.first for u in uops])
 
 
 # ---------------------------------------------------------------------------- config check
@@ -441,7 +455,8 @@ def disasm_stream(insns) -> str:
 
 def disasm_uop(uop_word: int) -> str:
     dst, src, wgt = (int(a[0]) for a in decode_uops([uop_word]))
-    return f"uop dst={dst} src={src} wgt={wgt}"
+    first = " first" if decode_uop_first([uop_word])[0] else ""
+    return f"uop dst={dst} src={src} wgt={wgt}{first}"
 
 
 # ---------------------------------------------------------------------------- stream files

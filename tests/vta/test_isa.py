@@ -126,14 +126,18 @@ def test_malformed_words():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(_u(21), _u(21), _u(21)), min_size=0, max_size=20))
-def test_uop_round_trip(triples):
-    dst, src, wgt = (np.array([t[i] for t in triples], dtype=np.int64) for i in range(3))
-    words = isa.encode_uops(dst, src, wgt)
-    expected = [d | s << 21 | w << 42 for d, s, w in triples]  # docs: dst 20:0, src 41:21, wgt 62:42
+@given(st.lists(st.tuples(_u(21), _u(21), _u(21), st.booleans()), min_size=0, max_size=20))
+def test_uop_round_trip(quads):
+    dst, src, wgt, first = (np.array([t[i] for t in quads], dtype=np.int64) for i in range(4))
+    words = isa.encode_uops(dst, src, wgt, first)
+    # docs: dst 20:0, src 41:21, wgt 62:42, first 63
+    expected = [d | s << 21 | w << 42 | int(f) << 63 for d, s, w, f in quads]
     assert [int(x) for x in words] == expected
     for got, want in zip(isa.decode_uops(words), (dst, src, wgt)):
         assert (got == want).all()
+    assert (isa.decode_uop_first(words) == first.astype(bool)).all()
+    uops = [isa.Uop(int(d), int(s), int(w), bool(f)) for d, s, w, f in quads]
+    assert [int(x) for x in isa.encode_uop_list(uops)] == expected
 
 
 def test_uop_errors():
@@ -141,9 +145,10 @@ def test_uop_errors():
         isa.encode_uops([0], [2**21], [0])
     with pytest.raises(IsaError, match="uop.dst = -1"):
         isa.encode_uops([-1], [0], [0])
-    with pytest.raises(IsaError, match="uop 1 has reserved bit 63"):
-        isa.decode_uops(np.array([0, 1 << 63], dtype=np.uint64))
+    with pytest.raises(IsaError, match="uop.first = 2"):
+        isa.encode_uops([0], [0], [0], [2])
     assert isa.disasm_uop(int(isa.encode_uop_list([isa.Uop(3, 4, 5)])[0])) == "uop dst=3 src=4 wgt=5"
+    assert isa.disasm_uop((1 << 63) | 3) == "uop dst=3 src=0 wgt=0 first"
 
 
 def test_clamp_immediate_round_trip_all_pairs():

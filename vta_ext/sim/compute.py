@@ -43,6 +43,34 @@ def _loop_indices(m: Machine, insn, what: str):
     return dst.reshape(-1), src.reshape(-1), wgt.reshape(-1)
 
 
+def _first_flags(m: Machine, insn) -> np.ndarray:
+    """The ``first`` bit of every micro-op execution, in loop order."""
+    first = m.uop_first[insn.uop_bgn:insn.uop_end]
+    return np.broadcast_to(first, (insn.iter_out, insn.iter_in, first.size)).reshape(-1)
+
+
+def _initialize_first(m: Machine, dst: np.ndarray, first: np.ndarray, dual: bool) -> None:
+    """Zero the accumulators that ``first`` micro-op executions write, so adding every
+    product afterwards gives acc[dst] = product for them. Exact only if no earlier
+    execution of the same instruction touched that accumulator: anything else traps."""
+    if not first.any():
+        return
+    offsets = (0, 1) if dual else (0,)
+    touched = np.stack([dst + off for off in offsets], axis=1)  # [executions, pair]
+    _, earliest = np.unique(touched.reshape(-1), return_index=True)
+    lead = np.zeros(touched.size, dtype=bool)
+    lead[earliest] = True
+    late = first & ~lead.reshape(touched.shape).all(axis=1)
+    if late.any():
+        i = int(np.flatnonzero(late)[0])
+        raise Trap(f"GEMM micro-op execution {i} has first set but acc[{int(dst[i])}] was "
+                   f"already updated by an earlier execution of the same instruction")
+    targets = dst[first]
+    for off in offsets:
+        m.mark_written(MemType.ACC, targets + off, "GEMM first")
+        m.acc[targets + off] = 0
+
+
 def _check_int32(m: Machine, idx: np.ndarray, what: str) -> None:
     vals = m.acc[idx]
     bad = (vals < INT32_MIN) | (vals > INT32_MAX)
@@ -58,6 +86,9 @@ def gemm(m: Machine, insn, stats: InsnStats) -> None:
     dst, src, wgt = _loop_indices(m, insn, what)
     m.require_in_range(MemType.ACC, dst + 1 if insn.dual else dst, "GEMM dst (acc)")
     stats.uop_execs = dst.size
+    first = _first_flags(m, insn)
+    if insn.reset and first.any():
+        raise Trap("GEMM reset takes micro-ops without the first bit")
     if insn.reset:
         m.mark_written(MemType.ACC, dst, what)
         m.acc[dst] = 0
@@ -67,6 +98,7 @@ def gemm(m: Machine, insn, stats: InsnStats) -> None:
         return
     m.require_in_range(MemType.INP, src, "GEMM src (inp)")
     m.require_in_range(MemType.WGT, wgt, "GEMM wgt")
+    _initialize_first(m, dst, first, insn.dual)
     for mem, idx, name in ((MemType.ACC, dst, "GEMM dst"), (MemType.INP, src, "GEMM src"),
                            (MemType.WGT, wgt, "GEMM wgt")):
         m.require_written(mem, idx, name)
@@ -183,6 +215,8 @@ def alu(m: Machine, insn, stats: InsnStats) -> None:
         raise Trap(f"ALU SHR needs use_imm = 1 and 0 <= imm <= 31, got use_imm={int(insn.use_imm)} "
                    f"imm={insn.imm}")
     dst, src, par = _loop_indices(m, insn, what)
+    if m.uop_first[insn.uop_bgn:insn.uop_end].any():
+        raise Trap(f"{what}: micro-op first bit is a GEMM bit and must be 0 for ALU")
     reads_src = epilogue or not insn.use_imm
     m.require_in_range(MemType.ACC, dst, f"{what} dst (acc)")
     if reads_src:

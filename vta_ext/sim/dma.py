@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import layout
-from ..isa import MemType, decode_uops
+from ..isa import MemType, decode_uop_first, decode_uops
 from tvm_ternary.errors import IsaError
 
 from .state import InsnStats, Machine, Trap, elem_bytes
@@ -41,7 +41,7 @@ def _decode(m: Machine, mem: MemType, raw: np.ndarray, what: str):
     try:
         if mem == MemType.UOP:
             words = np.ascontiguousarray(raw).view("<u8").reshape(-1)
-            return np.stack(decode_uops(words), axis=-1)
+            return np.stack(decode_uops(words) + (decode_uop_first(words),), axis=-1)
         if mem == MemType.INP:
             return layout.unpack_inp(raw, cfg)
         if mem == MemType.WGT:
@@ -91,6 +91,9 @@ def load(m: Machine, insn, stats: InsnStats) -> None:
     m.mark_written(mem, np.arange(insn.sram_base, end), what)
     if padded:
         buf[insn.sram_base:end] = pad
+    if mem == MemType.UOP:  # decoded as (dst, src, wgt, first)
+        m.uop_first[dest] = values[:, 3].astype(bool)
+        values = values[:, :3]
     buf[dest] = values
     stats.dram_read_bytes = elems.size * eb
     stats.sram_write_elems = rows * cols

@@ -38,8 +38,9 @@ class Machine:
         self.cfg = cfg
         self.dram = dram
         b, bi, bo = cfg.batch, cfg.block_in, cfg.block_out
-        # micro-ops are kept decoded: LOAD UOP checks them once
+        # micro-ops are kept decoded (dst, src, wgt) and first: LOAD UOP checks them once
         self.uop = np.zeros((cfg.uop_depth, 3), dtype=np.int64)
+        self.uop_first = np.zeros(cfg.uop_depth, dtype=bool)
         self.inp = np.zeros((cfg.inp_depth, b, bi), dtype=np.int8)
         self.wgt = np.zeros((cfg.wgt_depth, bo, bi), dtype=np.int8)
         self.acc = np.zeros((cfg.acc_depth, b, bo), dtype=np.int64)
