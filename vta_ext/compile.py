@@ -18,6 +18,7 @@ from tvm_ternary.pipeline import CompiledModel
 from .config import HwConfig
 from .compiler.partition import Partitioned, partition_for_vta
 from .runtime import Session
+from .stats import model_stats, run_stats
 
 
 class VtaCompiledModel(CompiledModel):
@@ -29,16 +30,20 @@ class VtaCompiledModel(CompiledModel):
         super().__init__(executable, target, input_shapes, relax_mod, frozen)
         self.session = session
         self.partitioned = partitioned
+        self.runs = 0  # successful calls (stats["runs"])
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         self.session.take_error()
         try:
-            return super().__call__(*inputs)
+            y = super().__call__(*inputs)
         except Exception:
             err = self.session.take_error()
             if err is None:
                 raise
             raise err from None  # the region's typed error, not the VM's RuntimeError
+        self.runs += 1
+        self.stats.update(run_stats(self.session), runs=self.runs)
+        return y
 
     def export(self, path):
         raise UnsupportedTargetError(
@@ -79,8 +84,6 @@ def compile_vta(model, example_inputs, hw="default", backend="fsim", host="cpu")
     cm = VtaCompiledModel(executable, tgt, [list(x.shape) for x in example_inputs], legalized,
                           frozen, session, parts)
     cm.imported = mod
-    from .stats import model_stats
-
     cm.stats.update(model_stats(parts, session, hw, state))
     # layers the user kept in float (keep_float / skip_first_last): host float ops
     cm.stats["float_layers"] = list(frozen.host_layers) if frozen is not None else []

@@ -18,6 +18,7 @@ A :class:`Session` belongs to one compiled model: each offloaded layer becomes a
 from __future__ import annotations
 
 import itertools
+import time
 import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -111,19 +112,23 @@ def get_backend(backend) -> Backend:
 
 
 class Region:
-    """One offloaded layer: its compiled form and backend; counts its calls."""
+    """One offloaded layer: its compiled form and backend; accumulates its calls and the
+    host time its backend spent (simulation time for fsim, not accelerator time)."""
 
     def __init__(self, spec: LayerSpec, hw: HwConfig, backend: Backend):
         self.spec, self.hw, self.backend = spec, hw, backend
         self.compiled = backend.prepare(spec, hw)
         self.cost = backend.cost(self.compiled, hw)
         self.calls = 0
+        self.backend_seconds = 0.0
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if tuple(x.shape) != tuple(self.spec.input_shape):
             raise ShapeMismatchError(f"layer {self.spec.name}: input shape {tuple(x.shape)}, "
                                      f"compiled for {tuple(self.spec.input_shape)}")
+        start = time.perf_counter()
         y = self.backend.run(self.compiled, x)
+        self.backend_seconds += time.perf_counter() - start
         self.calls += 1
         return y
 

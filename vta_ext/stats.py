@@ -77,3 +77,10 @@ def model_stats(parts: Partitioned, session: Session, hw: HwConfig, state) -> di
            "host_kernels": list(state.kernels), "host_generic": list(state.generic)}
     out.update(_totals(parts, session, hw))
     return out
+
+
+def run_stats(session: Session) -> dict:
+    """What the calls so far did: per offloaded layer, its calls and the host seconds its
+    backend spent (for fsim: simulation time, not accelerator time)."""
+    return {"backend_calls": {r.spec.name: r.calls for r in session.regions},
+            "backend_seconds": {r.spec.name: r.backend_seconds for r in session.regions}}

@@ -54,6 +54,9 @@ def test_digits_models_are_bit_exact_on_fsim(kind, method, act, seed):
     x2 = _x((6, 1, 8, 8), seed + 100)  # a second call: the programs' images are reused intact
     assert torch.equal(cm(x2), tt.quant.run_reference(frozen, x2))
     assert _regions_ran(cm, 2)
+    assert cm.stats["runs"] == 2
+    assert cm.stats["backend_calls"] == {name: 2 for name in cm.stats["accelerator_layers"]}
+    assert all(t > 0 for t in cm.stats["backend_seconds"].values())
     layers = frozen.frozen_layers()
     assert cm.stats["accelerator_layers"] == [l.layer_name for l in layers if l.output_kind != "float"]
     assert set(cm.stats["host_layers"]) == {l.layer_name for l in layers if l.output_kind == "float"}
