@@ -1,9 +1,10 @@
 """Emit the instruction stream of a scheduled layer: the loop-nest emitter.
 
-For each output tile (``tiling.tiles``): reset its accumulators, then per reduction step
-load the input rectangle and the step's nonzero weight blocks into their buffer slots
+For each output tile (``tiling.tiles``): per reduction step load the input rectangle and the step's nonzero weight blocks into their buffer slots
 (skipped when already resident) and issue one GEMM over all (output block, input block,
-tap) micro-ops with the tile's rows and columns as the hardware loops; then one ALU
+tap) micro-ops with the tile's rows and columns as the hardware loops (the first micro-op
+of each output block carries the ``first`` bit, so it initializes the accumulators; a
+reset GEMM remains only for output blocks without any nonzero weight block); then one ALU
 REQUANT/THRESH with per-channel parameters, and the STOREs of the tile. Slots rotate when
 double buffered; ``tokens.Tokens`` turns the reads and writes of slots into dependency
 tokens. Weight blocks that are all zero get no micro-op and are neither stored nor loaded.
@@ -19,7 +20,7 @@ from .. import isa
 from ..config import HwConfig
 from ..isa import Alu, AluOp, Finish, Gemm, Load, MemType, Store
 from .geometry import ConvProblem
-from .schedule import X_SIZE_MAX, Y_SIZE_MAX, Footprint, Schedule, footprint
+from .schedule import X_SIZE_MAX, X_STRIDE_MAX, Y_SIZE_MAX, Footprint, Schedule, footprint
 from .tiling import Span, Tile, tile_inputs, tiles
 from .tokens import Tokens
 from .uops import UopCache
@@ -149,18 +150,38 @@ class LayerEmitter:
         if not self.par_resident:
             self.emit(Load(mem=MemType.PAR, dram_base=self.regions.par + t.group * p.out_blocks
                            + t.out_blocks.start, x_size=nob, x_stride=nob))
-        bgn, end = self.uops.place(isa.encode_uops(acc_of, 0, 0), self.emit)
-        reset = self.emit(Gemm(uop_bgn=bgn, uop_end=end, reset=True, dual=p.dual, **loops))
-        self.tokens.free("s2c", self.acc.reader[slot], reset)
+        # The first micro-op of each output block writes its accumulators (uop first bit);
+        # only blocks without any nonzero weight block in the tile need a reset pass.
+        self._acc_reader = self.acc.reader[slot]  # the STORE the first writer waits for
+        empty = self._blocks_without_weights(t)
+        if empty:
+            bgn, end = self.uops.place(isa.encode_uops([acc_of[o] for o in empty], 0, 0),
+                                       self.emit)
+            self._first_writer(self.emit(Gemm(uop_bgn=bgn, uop_end=end, reset=True,
+                                              dual=p.dual, **loops)))
+        initialized: set = set()
         for step in t.in_steps:
-            self._step(t, step, acc_of, loops)
+            self._step(t, step, acc_of, loops, initialized)
         alu = self._epilogue(t, acc_of, out_base)
         first, last = self._stores(t, out_base)
         self.tokens.ready("c2s", alu, first)
         self.acc.reader[slot] = last
         return last
 
-    def _step(self, t: Tile, step: Span, acc_of: list, loops: dict) -> None:
+    def _blocks_without_weights(self, t: Tile) -> list[int]:
+        """Output blocks (tile-relative) that no step of the tile has a weight block for."""
+        covered = {obl for step in t.in_steps
+                   for obl, _, _, _ in self.weights.where[t.weight_key(step)][1]}
+        return [obl for obl in range(t.out_blocks.size) if obl not in covered]
+
+    def _first_writer(self, index: int) -> None:
+        """The tile's first instruction writing its accumulator slot waits for the STORE
+        that last read the slot."""
+        if self._acc_reader is not None:
+            self.tokens.free("s2c", self._acc_reader, index)
+            self._acc_reader = None
+
+    def _step(self, t: Tile, step: Span, acc_of: list, loops: dict, initialized: set) -> None:
         p = self.p
         wfirst, entries = self.weights.where[t.weight_key(step)]
         if not entries:
@@ -186,10 +207,16 @@ class LayerEmitter:
         dst = [acc_of[obl] for obl, _, _, _ in entries]
         src = [ibase + cbl * plane + i * dh * cols.extent + j * dw for _, cbl, i, j in entries]
         wgt = [wbase + q for q in range(len(entries))]
-        bgn, end = self.uops.place(isa.encode_uops(dst, src, wgt), self.emit)
+        first = []
+        for obl, _, _, _ in entries:
+            first.append(obl not in initialized)
+            initialized.add(obl)
+        bgn, end = self.uops.place(isa.encode_uops(dst, src, wgt, first), self.emit)
         gemm = self.emit(Gemm(uop_bgn=bgn, uop_end=end, dual=p.dual,
                               src_factor_out=p.loaded_row_stride * cols.extent, src_factor_in=p.stride[1],
                               **loops))
+        if any(first):
+            self._first_writer(gemm)
         self.gemm_uops += len(entries)
         if group:
             known = [r for r in readers if r is not None]
@@ -209,6 +236,9 @@ class LayerEmitter:
             return [self.emit(Load(mem=MemType.INP, sram_base=base,
                                    dram_base=self.regions.inp + first_block, y_size=step.size,
                                    x_size=plane, x_stride=plane))]
+        merged = self._merged_input_load(step, base, first_block, rows, cols)
+        if merged is not None:
+            return [self.emit(merged)]
         out = []
         for cbl in range(step.size):
             out.append(self.emit(Load(
@@ -218,6 +248,28 @@ class LayerEmitter:
                 y_pad_1=rows.pad_1, x_pad_0=cols.pad_0, x_pad_1=cols.pad_1,
                 pad_value=self.pad_value)))
         return out
+
+    def _merged_input_load(self, step: Span, base: int, first_block: int, rows, cols):
+        """All channel blocks of a step in one LOAD, when their rows are equally spaced
+        across planes: a single row per block (pitch = plane), or rows covering the whole
+        (row-stepped) plane. Saves the DMA latency of one LOAD per channel block. None if
+        the rectangle is padded or the fields cannot hold it."""
+        p = self.p
+        plane, row_pitch = p.h * p.w, p.w * p.row_step
+        if rows.pad_0 or rows.pad_1 or cols.pad_0 or cols.pad_1 or step.size == 1:
+            return None
+        if rows.size == 1:
+            pitch = plane
+        elif rows.size * p.row_step == p.h:
+            pitch = row_pitch
+        else:
+            return None
+        y_size = step.size * rows.size
+        if y_size > Y_SIZE_MAX or pitch > X_STRIDE_MAX:
+            return None
+        return Load(mem=MemType.INP, sram_base=base,
+                    dram_base=self.regions.inp + first_block + rows.start * row_pitch + cols.start,
+                    y_size=y_size, x_size=cols.size, x_stride=pitch, pad_value=self.pad_value)
 
     def _epilogue(self, t: Tile, acc_of: list, out_base: int) -> int:
         p = self.p

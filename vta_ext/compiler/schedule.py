@@ -26,7 +26,7 @@ _ITER_MAX = isa_field_max(Opcode.GEMM, "iter_out")
 _FACTOR_MAX = isa_field_max(Opcode.GEMM, "src_factor_out")
 Y_SIZE_MAX = isa_field_max(Opcode.LOAD, "y_size")
 X_SIZE_MAX = isa_field_max(Opcode.LOAD, "x_size")
-_X_STRIDE_MAX = isa_field_max(Opcode.LOAD, "x_stride")
+X_STRIDE_MAX = isa_field_max(Opcode.LOAD, "x_stride")
 _STEP_OVERHEAD_BYTES = 64  # an instruction plus its setup, in DRAM-byte equivalents
 
 
@@ -100,8 +100,8 @@ def misfit(p: ConvProblem, s: Schedule, hw: HwConfig) -> str | None:
             or s.tile_cols * s.tile_out_blocks * p.pairs > _FACTOR_MAX:
         return (f"tile_cols x tile_out_blocks = {s.tile_cols} x {s.tile_out_blocks} needs a "
                 f"GEMM/ALU loop factor above {_FACTOR_MAX}")
-    if p.in_rows(s.tile_rows) > Y_SIZE_MAX or p.w * p.row_step > _X_STRIDE_MAX \
-            or p.ow * p.out_blocks > _X_STRIDE_MAX:
+    if p.in_rows(s.tile_rows) > Y_SIZE_MAX or p.w * p.row_step > X_STRIDE_MAX \
+            or p.ow * p.out_blocks > X_STRIDE_MAX:
         return "a tile's input or output rectangle exceeds the LOAD/STORE size fields"
     f = footprint(p, s)
     for buf, need, depth in (("inp", f.inp * s.slots, hw.inp_depth),
