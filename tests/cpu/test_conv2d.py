@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from tvm_ternary.cpu.conv2d import conv_plan
 from tvm_ternary.cpu.gemm_kernel import X_BIAS
+from tvm_ternary.errors import ShapeMismatchError
 from tvm_ternary.quant import reference as ref
 
 from .gemm_helpers import host_isas, run_kernel
@@ -80,3 +81,9 @@ def test_resnet_sized_layer(isa):
     mult, bias = rng.integers(2**14, 2**15, 72), rng.integers(-2**30, 2**30, 72)
     args = ((2, 2), (1, 1), (1, 1), 1, -1)
     assert np.array_equal(run_conv(x, w, mult, bias, *args, isa), expected(x, w, mult, bias, *args))
+
+
+def test_channels_that_do_not_match_the_groups_are_named():
+    w = np.zeros((6, 4, 3, 3), np.int8)
+    with pytest.raises(ShapeMismatchError, match=r"tconv2d: input channels 6 / weight \(6, 4, 3, 3\) / groups 2"):
+        conv_plan((1, 6, 8, 8), w, np.ones(6), (1, 1), (0, 0), (1, 1), 2, "avx2", 1)

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from tvm_ternary.cpu.gemm_kernel import AVX2_CHUNK, X_BIAS, GemmSpec
 from tvm_ternary.cpu.gemm_linear import linear_plan
-from tvm_ternary.errors import KernelConfigError
+from tvm_ternary.errors import KernelConfigError, OverflowRiskError
 from tvm_ternary.quant import reference as ref
 
 from .gemm_helpers import host_isas, run_kernel
@@ -75,3 +75,10 @@ def test_bad_config_is_named(field, value, match):
     fields[field] = value
     with pytest.raises(KernelConfigError, match=match):
         GemmSpec(**fields)
+
+
+def test_reduction_too_long_for_int32_is_refused():
+    k = 2**31 // 255 // 16 * 16 + 16
+    with pytest.raises(OverflowRiskError, match="GemmSpec.k_padded"):
+        GemmSpec(isa="avx2", groups=1, rows=1, pixels=1, k_padded=k, x_shape=(1, 16),
+                 x_group_stride=0, out_shape=(1, 1), out_channel_stride=1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import te, tirx
 
+from tvm_ternary.errors import ShapeMismatchError
 from tvm_ternary.quant.reference import conv_out_size
 from tvm_ternary.strategy.registry import Impl, register
 from tvm_ternary.target import cpu_features
@@ -36,7 +37,8 @@ def conv_geometry(x_shape, w_shape, stride, padding, dilation, groups):
     batch, chans, height, width = x_shape
     out_ch, cin_g, kh, kw = w_shape
     if chans != cin_g * groups or out_ch % groups:
-        raise ValueError(f"tconv2d: input channels {chans} / weight {tuple(w_shape)} / groups {groups} disagree")
+        raise ShapeMismatchError(f"tconv2d: input channels {chans} / weight {tuple(w_shape)} / "
+                                 f"groups {groups} disagree")
     oh = conv_out_size(height, kh, stride[0], padding[0], dilation[0])
     ow = conv_out_size(width, kw, stride[1], padding[1], dilation[1])
     return oh, ow, cin_g, out_ch // groups

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from tvm.script import tirx as T
 
-from tvm_ternary.errors import KernelConfigError
+from tvm_ternary.errors import KernelConfigError, OverflowRiskError
 
 from .gemm_layout import BLOCK_K, STEP_K
 
@@ -76,6 +76,9 @@ class GemmSpec:
             raise KernelConfigError(f"GemmSpec.k_padded: {self.k_padded} is not a multiple of {BLOCK_K}")
         if self.x_group_stride % STEP_K:
             raise KernelConfigError(f"GemmSpec.x_group_stride: {self.x_group_stride} is not a multiple of {STEP_K}")
+        if self.k_padded * (2 * X_BIAS - 1) >= INDEX_LIMIT:
+            raise OverflowRiskError(f"GemmSpec.k_padded: {self.k_padded} x 255 (biased activations) "
+                                    "could overflow the int32 accumulator")
         for field in ("x_shape", "out_shape"):
             if _prod(getattr(self, field)) >= INDEX_LIMIT:
                 raise KernelConfigError(f"GemmSpec.{field}: {getattr(self, field)} has 2**31 elements "

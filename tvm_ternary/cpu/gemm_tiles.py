@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from tvm_ternary.target import cpu_features
 
-# isa -> (tile_rows R, tile_pixels B): R * B accumulators must fit the register file with
-# room for the broadcast activations (16 ymm for AVX2, 32 registers with AVX-512)
-# and stay under TVM's 1024-byte stack allocation limit (16 zmm)
-TILES = {"avx2": (2, 6), "vnni256": (2, 12), "vnni512": (2, 8)}
+# isa -> (tile_rows R, tile_pixels B): R * B accumulators in the register file (16 ymm for
+# AVX2: the weight vectors then come from memory operands; 32 registers with AVX-512), at
+# most 16 zmm (TVM's 1024-byte stack allocation limit). Measured (2 threads, min of 5,
+# noisy shared host), 4096 x 4096 x 32 GEMM / 56 x 56 x 64 3x3 conv kernel:
+# avx2 4x3 11.2 / 3.0 ms vs 2x6 17.7 / 3.2; vnni512 4x4 5.4 / 1.0 ms vs 2x8 6.3 / 2.0.
+TILES = {"avx2": (4, 3), "vnni256": (4, 6), "vnni512": (4, 4)}
 
 
 def choose_isa(target: dict, rows_per_group: int) -> str:
