@@ -80,6 +80,13 @@ def conv_by_name(name: str) -> Conv:
                          f"{[c.name for c in RESNET18_CONVS]}")
 
 
+def gemm_alu_bound(conv: Conv, hw: HwConfig) -> float:
+    """Utilization if the compute module did only the GEMM iterations (padded reduction
+    blocks x taps per output block) and the one REQUANT ALU iteration per output block."""
+    k = -(-conv.cin // hw.block_in) * conv.kernel ** 2
+    return (conv.macs / (hw.macs_per_cycle * conv.out_size ** 2 * -(-conv.cout // hw.block_out))) / (k + 1)
+
+
 def ternary_weights(conv: Conv, rng, p_zero: float = 0.4) -> np.ndarray:
     """Random trits [O, C, k, k]; at this density no 16 x 16 block is all zero by chance."""
     p = (1 - p_zero) / 2

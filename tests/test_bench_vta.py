@@ -151,6 +151,10 @@ def test_zero_block_ratios_recomputed_from_recorded_cycles(quick):
         assert z["cycle_ratio"] == pytest.approx(sp["cycles"] / z["dense"]["cycles"])
         assert z["weight_dma_ratio"] == pytest.approx(sp["dram_read_bytes"]["wgt"]
                                                       / z["dense"]["dram_read_bytes"]["wgt"])
+        same = z["sparse_with_dense_schedule"]
+        assert z["weight_dma_ratio_same_schedule"] == pytest.approx(same["dram_read_bytes"]["wgt"]
+                                                                    / z["dense"]["dram_read_bytes"]["wgt"])
+        assert same["knobs"] == z["dense"]["knobs"]
         assert sp["fsim"]["exact"] is True
         goal = next(g for g in report["targets"] if g["target"].startswith(name + " "))
         assert goal["measured"] == z["cycle_ratio"] and goal["met"] == (z["cycle_ratio"] <= 0.2)
@@ -186,3 +190,14 @@ def test_resnet_style_model_is_timed_and_exact(tmp_path):
     goal = next(g for g in report["targets"] if "32x32" in g["target"])
     assert goal["met"] == (rn["run_seconds_median"] < 30)
     assert "ResNet-18-style 32x32" in md
+
+
+def test_gemm_alu_bound_is_above_the_measured_utilization(quick):
+    """The bound counts only GEMM and REQUANT iterations of the compute module (hand-worked
+    for C4: 4 input blocks per output block, then 1 ALU iteration -> 4/5)."""
+    report, _, _ = quick
+    rows = {r["layer"]: r for r in report["layers"]}
+    assert rows["C4"]["gemm_alu_bound"] == pytest.approx(4 / 5)
+    assert rows["C11"]["gemm_alu_bound"] == pytest.approx(32 * 9 / (32 * 9 + 1))
+    for r in report["layers"]:
+        assert r["configs"]["default"]["gemm_utilization"] <= r["gemm_alu_bound"]
