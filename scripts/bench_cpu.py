@@ -99,10 +99,12 @@ def bench(w: Workload, repeats: int, threads: int, roof: dict, evictor, quick: b
     counts = count(module, x)
     cm, run, absent = _runners(w, module, x, counts, threads)
     times = timed_rounds(run, repeats, evictor)
-    speedup = {mode: {p: times[p][mode]["median_ms"] / times["ours"][mode]["median_ms"]
-                      for p in PEERS if p in times and mode in times[p]} for mode in times["ours"]}
+    speedup, speedup_of_mins = ({mode: {p: times[p][mode][stat] / times["ours"][mode][stat]
+                                        for p in PEERS if p in times and mode in times[p]}
+                                 for mode in times["ours"]} for stat in ("median_ms", "min_ms"))
     row = {"workload": w.name, "kind": w.kind, "shape": list(w.shape), **counts,
            "kernels": cm.stats.get("kernels", []), "times": times, "speedup": speedup,
+           "speedup_of_mins": speedup_of_mins,
            "absent": absent, "roofline": _roofline(counts, times, roof, threads, quick)}
     if w.kind in ("model", "ffn"):
         row["layers"] = layer_profile.profile(cm, [x], repeats)
@@ -123,9 +125,18 @@ def targets(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _cell(row: dict, peer: str, mode: str):
+def _cell(row: dict, peer: str, mode: str) -> str:
+    """ "median (min)" in ms, or why the peer is absent."""
     t = row["times"].get(peer, {}).get(mode)
-    return t["median_ms"] if t else ("n/a" if peer in row["absent"] else "")
+    if t:
+        return f"{t['median_ms']:.4g} ({t['min_ms']:.4g})"
+    return "n/a" if peer in row["absent"] else ""
+
+
+def _ratio(row: dict, peer: str, mode: str) -> str:
+    if peer not in row["speedup"][mode]:
+        return "n/a"
+    return f"{row['speedup'][mode][peer]:.3g} ({row['speedup_of_mins'][mode][peer]:.3g})"
 
 
 def timing_table(rows: list[dict], mode: str) -> str:
@@ -136,7 +147,7 @@ def timing_table(rows: list[dict], mode: str) -> str:
         roof = r["roofline"][mode]
         flat.append({"workload": r["workload"], "ours_ms": _cell(r, "ours", mode),
                      **{f"{p}_ms": _cell(r, p, mode) for p in PEERS},
-                     **{f"x_{p}": r["speedup"][mode].get(p, "n/a") for p in PEERS},
+                     **{f"x_{p}": _ratio(r, p, mode) for p in PEERS},
                      "bound": roof["bound"], "roofline_ms": roof["roofline_ms"],
                      "pct_roofline": roof["pct_of_roofline"]})
     return markdown_table(flat, list(flat[0])) if flat else "(none)"
@@ -214,6 +225,9 @@ def markdown(rows, roof, goals, args, repeats, load_before, load_after, evictor)
             "% of roofline = max(bytes / read bandwidth, MACs / best int8 peak) / our median; bytes = "
             "2-bit weights + float32 input and output. Hot: bandwidth of a buffer of the kernel's "
             "footprint read hot (weights cache-resident); cold: DRAM read bandwidth.\n\n"
+            "Times: median (min) in ms. Speedups x_peer = peer time / our time: ratio of medians "
+            "(ratio of mins); the min is the best estimate of each runner's uncontended speed when "
+            "other processes load the machine.\n\n"
             f"## Hot cache\n\n{timing_table(rows, 'hot')}\n\n## Cold cache\n\n{timing_table(rows, 'cold')}\n\n"
             f"## Targets (hot medians)\n\n{met}\n\n## Kernels chosen by tt.compile\n\n{kernels_section(rows)}\n\n"
             f"## Per-kernel breakdown\n\n{layers_section(rows)}\n\n![speedup](speedup.png)\n")

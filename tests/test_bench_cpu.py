@@ -43,6 +43,8 @@ def test_ratios_are_the_recorded_medians(quick_report):
             assert set(ratios) == set(row["times"]) - {"ours"}
             for peer, x in ratios.items():
                 assert x == pytest.approx(row["times"][peer][mode]["median_ms"] / ours, rel=1e-12)
+                best = row["times"][peer][mode]["min_ms"] / row["times"]["ours"][mode]["min_ms"]
+                assert row["speedup_of_mins"][mode][peer] == pytest.approx(best, rel=1e-12)
 
 
 def test_absent_peers_say_why(quick_report):
