@@ -121,6 +121,8 @@ _ALU = _COMMON + (
     Field("src_factor_out", 84, 12),
     Field("src_factor_in", 96, 12),
     Field("imm", 108, 16, signed=True),
+    # REQUANT/THRESH only: run on the epilogue unit while the compute module goes on
+    Field("overlap", 124, 1),
 )
 _FINISH = _COMMON
 UOP_FIELDS = (
@@ -217,6 +219,7 @@ class Alu(_Deps):
     use_imm: bool = False
     imm: int = 0
     dual: bool = False
+    overlap: bool = False  # REQUANT/THRESH on the epilogue unit (docs/isa.md)
     opcode = Opcode.ALU
 
 
@@ -444,6 +447,7 @@ def disasm(insn) -> str:
         elif insn.use_imm:
             text += f" imm={insn.imm}"
         text += " dual" if insn.dual else ""
+        text += " overlap" if insn.overlap else ""
     else:
         text = "FINISH"
     return text + _tokens(insn)

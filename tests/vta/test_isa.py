@@ -36,7 +36,7 @@ any_insn = st.one_of(
     st.builds(Gemm, wgt_factor_out=_u(12), wgt_factor_in=_u(12), reset=st.booleans(),
               dual=st.booleans(), **loop),
     st.builds(Alu, op=st.sampled_from(list(AluOp)), use_imm=st.booleans(), imm=_s(16),
-              dual=st.booleans(), **loop),
+              dual=st.booleans(), overlap=st.booleans(), **loop),
     st.builds(Finish, **deps),
 )
 
@@ -64,6 +64,10 @@ def test_hand_worked_words():
     assert isa.encode(Alu(op=AluOp.ADD, uop_bgn=0, uop_end=0, iter_out=0, iter_in=0,
                           use_imm=True, imm=-2)) == 4 | 2 << 7 | 1 << 11 | 0xFFFE << 108
     assert isa.encode_stream([Finish()]) == (3).to_bytes(16, "little")
+    # ALU overlap is bit 124 (v1.3)
+    assert isa.encode(Alu(op=AluOp.REQUANT, uop_bgn=0, uop_end=0, iter_out=0, iter_in=0,
+                          overlap=True)) == 4 | 6 << 7 | 1 << 124
+    assert "overlap" in isa.disasm(Alu(op=AluOp.REQUANT, overlap=True, use_imm=True))
 
 
 @pytest.mark.parametrize("insn, field", [

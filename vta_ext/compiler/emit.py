@@ -5,7 +5,8 @@ For each output tile (``tiling.tiles``): per reduction step load the input recta
 tap) micro-ops with the tile's rows and columns as the hardware loops (the first micro-op
 of each output block carries the ``first`` bit, so it initializes the accumulators; a
 reset GEMM remains only for output blocks without any nonzero weight block); then one ALU
-REQUANT/THRESH with per-channel parameters, and the STOREs of the tile. Slots rotate when
+REQUANT/THRESH with per-channel parameters (overlapped with the next tile's GEMMs when the
+parameters are resident), and the STOREs of the tile. Slots rotate when
 double buffered; ``tokens.Tokens`` turns the reads and writes of slots into dependency
 tokens. Weight blocks that are all zero get no micro-op and are neither stored nor loaded.
 """
@@ -101,6 +102,7 @@ class LayerEmitter:
         self.acc = _Slots(n, self.fp.acc)
         self.par_resident = p.groups * p.out_blocks <= hw.par_depth
         self.gemm_uops = 0
+        self._overlapped = None  # (index, uop_bgn, uop_end) of the ALU on the epilogue unit
 
     # ------------------------------------------------------------------ planning
 
@@ -118,8 +120,20 @@ class LayerEmitter:
     # ------------------------------------------------------------------ emission
 
     def emit(self, insn) -> int:
+        if isinstance(insn, Load) and insn.mem == MemType.UOP:
+            self._keep_alu_uops(insn.sram_base, insn.sram_base + insn.x_size)
         self.insns.append(insn)
         return len(self.insns) - 1
+
+    def _keep_alu_uops(self, lo: int, hi: int) -> None:
+        """A LOAD UOP must not overwrite the micro-ops of an ALU still running on the
+        epilogue unit: that ALU then runs without overlap instead."""
+        if self._overlapped is None:
+            return
+        index, bgn, end = self._overlapped
+        if lo < end and bgn < hi:
+            self.insns[index] = isa.replace(self.insns[index], overlap=False)
+            self._overlapped = None
 
     def run(self, regions: Regions, weights: WeightPlan) -> list:
         self.regions, self.weights = regions, weights
@@ -279,12 +293,18 @@ class LayerEmitter:
         par = [par0 + obl for obl in range(nob)]
         bgn, end = self.uops.place(isa.encode_uops(dst, acc_of, par), self.emit)
         requant = self.epilogue == "requantize"
-        return self.emit(Alu(op=AluOp.REQUANT if requant else AluOp.THRESH, uop_bgn=bgn,
-                             uop_end=end, iter_out=t.rows.size, iter_in=t.cols.size,
-                             dst_factor_out=t.cols.size * nob, dst_factor_in=nob,
-                             src_factor_out=t.cols.size * nob * p.pairs,
-                             src_factor_in=nob * p.pairs, use_imm=requant,
-                             imm=isa.alu_clamp_imm(*self.clamp) if requant else 0, dual=p.dual))
+        # Overlapped with the next tiles' GEMMs (docs/isa.md): they write other accumulator
+        # slots, or wait for this tile's STORE; resident parameters are never reloaded.
+        overlap = self.par_resident
+        index = self.emit(Alu(op=AluOp.REQUANT if requant else AluOp.THRESH, uop_bgn=bgn,
+                              uop_end=end, iter_out=t.rows.size, iter_in=t.cols.size,
+                              dst_factor_out=t.cols.size * nob, dst_factor_in=nob,
+                              src_factor_out=t.cols.size * nob * p.pairs,
+                              src_factor_in=nob * p.pairs, use_imm=requant,
+                              imm=isa.alu_clamp_imm(*self.clamp) if requant else 0, dual=p.dual,
+                              overlap=overlap))
+        self._overlapped = (index, bgn, end) if overlap else None
+        return index
 
     def _stores(self, t: Tile, out_base: int) -> tuple[int, int]:
         """One STORE per tile where DRAM allows: output blocks ``[.., OH, OW, nob]``."""

@@ -203,6 +203,8 @@ def alu(m: Machine, insn, stats: InsnStats) -> None:
     epilogue = op in (AluOp.REQUANT, AluOp.THRESH)
     if insn.dual and not epilogue:
         raise Trap(f"{what}: dual applies to REQUANT and THRESH only")
+    if insn.overlap and not epilogue:
+        raise Trap(f"{what}: overlap applies to REQUANT and THRESH only")
     if insn.dual and not cfg.dual_scale:
         raise Trap(f"{what} dual needs a HwConfig with dual_scale (config {cfg.name!r} has none)")
     if op == AluOp.THRESH and not cfg.ternary_act:

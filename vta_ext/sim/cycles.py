@@ -11,6 +11,9 @@ pop of a queue takes the k-th push (a queue is a counter). Durations (docs/cycle
 * GEMM: ``GEMM_PIPELINE_CYCLES`` + one cycle per micro-op iteration (one
   ``batch x block_in x block_out`` block; a dual GEMM updates both accumulators at once);
 * ALU: ``ALU_PIPELINE_CYCLES`` + one cycle per micro-op iteration (one accumulator block);
+  an ALU with the ``overlap`` bit runs on the compute module's ALU unit while the module
+  issues its next instructions after ``OVERLAP_ISSUE_CYCLES``; the next ALU and FINISH
+  wait for the unit;
 * FINISH: ``FINISH_CYCLES``.
 
 Each module has its own DMA engine at ``dram_bus_bytes`` per cycle; concurrent transfers
@@ -31,7 +34,7 @@ from ..config import HwConfig
 from ..isa import Opcode, disasm
 # The token protocol's single source is the functional simulator (private names there;
 # asked to be made public).
-from .fsim import MODULES, _check_structure, _pops, _pushes
+from .fsim import MODULES, _check_structure, _pops, _pushes, overlapped
 from .work import InsnWork, instructions_of, insn_work
 
 # Cycles from a DMA request to its first beat (AXI read latency of a Zynq HP port at the
@@ -45,6 +48,9 @@ GEMM_PIPELINE_CYCLES = 5
 # multiply-and-shift included), accumulator write.
 ALU_PIPELINE_CYCLES = 5
 FINISH_CYCLES = 1
+# Cycles the compute module spends handing an overlapped ALU to the epilogue unit before
+# it issues its next instruction.
+OVERLAP_ISSUE_CYCLES = 1
 
 QUEUES = ("l2c", "c2l", "c2s", "s2c")
 
@@ -68,7 +74,7 @@ def insn_cycles(w: InsnWork, cfg: HwConfig) -> int:
 @dataclass
 class CycleReport:
     total_cycles: int
-    busy_cycles: dict[str, int]  # per module
+    busy_cycles: dict[str, int]  # per module, and "epilogue" (overlapped ALUs)
     useful_macs: int
     gemm_utilization: float  # useful MACs / (batch * block_in * block_out * total cycles)
     dram_read_bytes: dict[str, int]  # per memory type (lower-case name)
@@ -92,6 +98,7 @@ def _schedule(insns: list, work: list[InsnWork], durations: list[int]):
     order = {m: [w.index for w in work if w.module == m] for m in MODULES}
     head = {m: 0 for m in MODULES}
     free = {m: 0 for m in MODULES}
+    alu_free = 0  # the compute module's ALU unit (busy past free["compute"] when overlapped)
     pushed = {q: [] for q in QUEUES}  # finish cycle of each push, in push order
     popped = {q: 0 for q in QUEUES}
     start, finish = [0] * len(insns), [0] * len(insns)
@@ -105,12 +112,18 @@ def _schedule(insns: list, work: list[InsnWork], durations: list[int]):
                 if any(popped[q] >= len(pushed[q]) for q in pops):
                     break  # waits for a push another module has not made yet
                 ready = [pushed[q][popped[q]] for q in pops]
-                start[i] = max([free[m]] + ready)
+                waits_alu = insns[i].opcode in (Opcode.ALU, Opcode.FINISH)
+                start[i] = max([free[m], alu_free if waits_alu else 0] + ready)
                 finish[i] = free[m] = start[i] + durations[i]
+                if insns[i].opcode == Opcode.ALU:
+                    alu_free = finish[i]
+                    if overlapped(insns[i]):
+                        free[m] = start[i] + min(OVERLAP_ISSUE_CYCLES, durations[i])
                 for q in pops:
                     popped[q] += 1
                 for q in _pushes(insns[i], m):
-                    pushed[q].append(finish[i])
+                    # a queue counts pushes in order: one cannot overtake an earlier one
+                    pushed[q].append(max(finish[i], pushed[q][-1] if pushed[q] else 0))
                 head[m] += 1
                 remaining -= 1
                 progressed = True
@@ -119,6 +132,19 @@ def _schedule(insns: list, work: list[InsnWork], durations: list[int]):
                                  min(order[m][head[m]] for m in MODULES if head[m] < len(order[m])))
     leftover = {q: len(pushed[q]) - popped[q] for q in QUEUES if len(pushed[q]) > popped[q]}
     return start, finish, leftover
+
+
+def _busy(insns, work, durations) -> dict[str, int]:
+    """Cycles each module is occupied; an overlapped ALU occupies the compute module for
+    its issue cycle and the epilogue unit ("epilogue") for its whole duration."""
+    busy = {m: 0 for m in MODULES} | {"epilogue": 0}
+    for insn, w, d in zip(insns, work, durations):
+        if overlapped(insn):
+            busy["compute"] += min(OVERLAP_ISSUE_CYCLES, d)
+            busy["epilogue"] += d
+        else:
+            busy[w.module] += d
+    return busy
 
 
 def _deadlock_message(insns, order, head, pushed, popped) -> str:
@@ -168,7 +194,7 @@ def cycle_report(program, cfg: HwConfig, useful_macs: int | None = None,
     durations = [insn_cycles(w, cfg) for w in work]
     start, finish, leftover = _schedule(insns, work, durations)
     total = max(finish, default=0)
-    busy = {m: sum(d for w, d in zip(work, durations) if w.module == m) for m in MODULES}
+    busy = _busy(insns, work, durations)
     slots = sum(w.mac_slots for w in work)
     macs = slots if useful_macs is None else _checked_useful_macs(useful_macs, slots)
     util = macs / (cfg.macs_per_cycle * total) if total else 0.0

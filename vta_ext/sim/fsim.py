@@ -61,6 +61,11 @@ def module_of(insn) -> str:
     return "compute"
 
 
+def overlapped(insn) -> bool:
+    """An ALU that runs on the compute module's epilogue unit (docs/isa.md, ALU overlap)."""
+    return insn.opcode == Opcode.ALU and bool(insn.overlap)
+
+
 def decode_program(insns) -> list:
     """Instructions as the hardware would see them: each object is encoded and decoded
     again (so only encodable instructions run); raw bytes are a stream."""
@@ -128,7 +133,9 @@ def simulate(program: Program, cfg: HwConfig) -> SimResult:
                                  min(q[0] for q in queues.values() if q))
         idx, insn, mod = runnable, insns[runnable], modules[runnable]
         queues[mod].popleft()
-        machine.order.begin(mod, idx)
+        if insn.opcode in (Opcode.ALU, Opcode.FINISH):  # both wait for the ALU unit
+            machine.order.join_epilogue()
+        machine.order.begin("epilogue" if overlapped(insn) else mod, idx)
         for q in _pops(insn, mod):
             tokens[q] -= 1
             machine.order.pop(q)

@@ -20,7 +20,11 @@ import numpy as np
 
 from .trap import Trap
 
-MODULE_INDEX = {"load": 0, "compute": 1, "store": 2}
+# "epilogue": the compute module's ALU unit while it runs an ALU with the overlap bit
+# (docs/isa.md): ordered after the compute instructions before it, but not the other way
+# round until the next ALU instruction or FINISH (which wait for the unit) or a token chain.
+MODULE_INDEX = {"load": 0, "compute": 1, "store": 2, "epilogue": 3}
+_N = len(MODULE_INDEX)
 
 
 class _Entries:
@@ -30,13 +34,13 @@ class _Entries:
         self.w_mod = np.full(depth, -1, dtype=np.int64)
         self.w_seq = np.zeros(depth, dtype=np.int64)
         self.w_idx = np.zeros(depth, dtype=np.int64)
-        self.r_seq = np.zeros((depth, 3), dtype=np.int64)  # 0 = never read
-        self.r_idx = np.zeros((depth, 3), dtype=np.int64)
+        self.r_seq = np.zeros((depth, _N), dtype=np.int64)  # 0 = never read
+        self.r_idx = np.zeros((depth, _N), dtype=np.int64)
 
 
 class Ordering:
     def __init__(self, depths: dict, dram_size: int):
-        self.clock = {m: np.zeros(3, dtype=np.int64) for m in MODULE_INDEX}
+        self.clock = {m: np.zeros(_N, dtype=np.int64) for m in MODULE_INDEX}
         self.fifo = {q: deque() for q in ("l2c", "c2l", "c2s", "s2c")}
         self.entries = {mem: _Entries(d) for mem, d in depths.items()}
         self.dram_size = dram_size
@@ -49,10 +53,19 @@ class Ordering:
 
     def begin(self, module: str, index: int) -> None:
         self.module, self.index = module, index
+        if module == "epilogue":  # starts after every compute instruction before it
+            np.maximum(self.clock["epilogue"], self.clock["compute"], out=self.clock["epilogue"])
         self.clock[module][MODULE_INDEX[module]] += 1
 
+    def join_epilogue(self) -> None:
+        """The compute module waits for the ALU unit (an ALU instruction, FINISH)."""
+        np.maximum(self.clock["compute"], self.clock["epilogue"], out=self.clock["compute"])
+
     def pop(self, queue: str) -> None:
-        np.maximum(self.clock[self.module], self.fifo[queue].popleft(), out=self.clock[self.module])
+        token = self.fifo[queue].popleft()
+        np.maximum(self.clock[self.module], token, out=self.clock[self.module])
+        if self.module == "epilogue":  # the compute module stalled at the pop as well
+            np.maximum(self.clock["compute"], token, out=self.clock["compute"])
 
     def push(self, queue: str) -> None:
         self.fifo[queue].append(self.clock[self.module].copy())
@@ -77,7 +90,7 @@ class Ordering:
         idx = np.asarray(idx).reshape(-1)
         self._after_writes(e, idx, me, f"{name} overwrites", mem)
         clock = self.clock[self.module]
-        for other in range(3):
+        for other in range(_N):
             if other == me:
                 continue
             race = e.r_seq[idx, other] > clock[other]

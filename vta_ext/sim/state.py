@@ -47,8 +47,10 @@ class Machine:
         self.par = np.zeros((cfg.par_depth, bo), dtype=PAR_DTYPE)
         self.written = {m: np.zeros(self.depth(m), dtype=bool)
                         for m in (MemType.UOP, MemType.INP, MemType.WGT, MemType.ACC, MemType.PAR)}
-        # only these buffers are shared between modules (uop and par belong to compute)
-        self.order = Ordering({m: self.depth(m) for m in (MemType.INP, MemType.WGT, MemType.ACC)},
+        # buffers shared between modules (uop and par between the compute module and an
+        # overlapped ALU on its epilogue unit)
+        self.order = Ordering({m: self.depth(m) for m in (MemType.INP, MemType.WGT, MemType.ACC,
+                                                          MemType.UOP, MemType.PAR)},
                               dram.size)
 
     def depth(self, mem: MemType) -> int:

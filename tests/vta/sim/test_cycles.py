@@ -61,7 +61,7 @@ def test_load_gemm_store_chain():
     assert r.finish == [L + 1, L + 256, gemm_end, store_end, store_end + F]
     assert r.total_cycles == 2 * L + 256 + G + 128 + 2 + F
     assert r.busy_cycles == {"load": L + 256, "compute": (L + 1) + (G + 128) + F,
-                             "store": L + 2}
+                             "store": L + 2, "epilogue": 0}
     assert r.dram_read_bytes == {"uop": 8, "inp": 2048}
     assert r.dram_write_bytes == {"out": 16}
     assert r.dram_bound_cycles == 257  # 2056 bytes read at 8 B/cycle (16 written: 2)
