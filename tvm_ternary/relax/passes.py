@@ -14,6 +14,7 @@ import tvm
 
 from .flatten_linear import flatten_linear_batch
 from .fold_batchnorm import fold_batchnorm
+from .fold_scale import fold_scale
 from .fuse_epilogue import fuse_epilogue
 from .legalize import legalize_by_strategy
 from .schedule_host import schedule_host_ops  # noqa: F401  (re-exported for tests)
@@ -31,6 +32,7 @@ class CompileState:
 
 PIPELINE = (
     fold_batchnorm,          # host batch norm after a dequantize -> its scale and bias
+    fold_scale,              # constant * / + after a dequantize -> its scale and bias
     fuse_epilogue,           # body + requantize / threshold / dequantize -> one op
     flatten_linear_batch,    # [..., K] linears -> [rows, K] (what the kernels take)
     legalize_by_strategy,    # every op -> TIR; ternary ops through the strategy registry
