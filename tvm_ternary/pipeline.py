@@ -39,13 +39,29 @@ class CompiledModel:
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         import tvm
 
-        shapes = [list(x.shape) for x in inputs]
-        if shapes != self.input_shapes:
-            raise ShapeMismatchError(f"compiled for input shapes {self.input_shapes}, got {shapes}")
+        self._check_shapes(inputs)
         # DLPack shares memory both ways: a numpy round trip cost ~0.1 ms per call on a
         # 4096-wide GEMV, a third of the kernel's time.
         args = [tvm.runtime.from_dlpack(_aligned(x)) for x in inputs]
         return torch.from_dlpack(self._vm["main"](*args))
+
+    def profile(self, *inputs: torch.Tensor, repeat: int = 5) -> dict:
+        """Time each VM call (fused layer or host op) on ``inputs``; the result is also
+        kept in ``stats["times_ms"]``. The hook adds a little per call: compare entries
+        with each other, and use ``time_evaluator`` for the end-to-end figure."""
+        import tvm
+
+        from tvm_ternary.profile import profile
+
+        self._check_shapes(inputs)
+        times = profile(self._vm, [tvm.runtime.from_dlpack(_aligned(x)) for x in inputs], repeat)
+        self.stats["times_ms"] = times
+        return times
+
+    def _check_shapes(self, inputs) -> None:
+        shapes = [list(x.shape) for x in inputs]
+        if shapes != self.input_shapes:
+            raise ShapeMismatchError(f"compiled for input shapes {self.input_shapes}, got {shapes}")
 
     def export(self, path) -> Path:
         """Write ``path`` (a .tar): ``model.so`` + ``meta.json`` (target, input shapes)."""
