@@ -103,6 +103,10 @@ class LayerEmitter:
         self.par_resident = p.groups * p.out_blocks <= hw.par_depth
         self.gemm_uops = 0
         self._overlapped = None  # (index, uop_bgn, uop_end) of the ALU on the epilogue unit
+        self._par_loaded: set = set()  # (group, out-block span) chunks resident in par
+        self._last_alu = None  # the instruction that last read par (non-resident refills)
+        self._tile_par_load = None  # this tile's LOAD PAR, if it has one
+        self._tile_waited_loads = False  # a GEMM of this tile popped l2c
 
     # ------------------------------------------------------------------ planning
 
@@ -137,9 +141,6 @@ class LayerEmitter:
 
     def run(self, regions: Regions, weights: WeightPlan) -> list:
         self.regions, self.weights = regions, weights
-        if self.par_resident:
-            n = self.p.groups * self.p.out_blocks
-            self.emit(Load(mem=MemType.PAR, dram_base=regions.par, x_size=n, x_stride=n))
         last_store = None
         for t in tiles(self.p, self.s):
             last_store = self._tile(t)
@@ -161,9 +162,8 @@ class LayerEmitter:
         acc_of = [acc_base + obl * p.pairs for obl in range(nob)]
         loops = dict(iter_out=t.rows.size, iter_in=t.cols.size,
                      dst_factor_out=t.cols.size * nob * p.pairs, dst_factor_in=nob * p.pairs)
-        if not self.par_resident:
-            self.emit(Load(mem=MemType.PAR, dram_base=self.regions.par + t.group * p.out_blocks
-                           + t.out_blocks.start, x_size=nob, x_stride=nob))
+        self._tile_par_load = self._load_params(t)
+        self._tile_waited_loads = False
         # The first micro-op of each output block writes its accumulators (uop first bit);
         # only blocks without any nonzero weight block in the tile need a reset pass.
         self._acc_reader = self.acc.reader[slot]  # the STORE the first writer waits for
@@ -181,6 +181,26 @@ class LayerEmitter:
         self.tokens.ready("c2s", alu, first)
         self.acc.reader[slot] = last
         return last
+
+    def _load_params(self, t: Tile) -> int | None:
+        """LOAD PAR (load module) of the tile's output blocks: once per chunk into its own
+        entries when all parameters fit, else into entry 0.. after the last ALU read them.
+        It precedes the tile's input/weight loads, so the l2c token a GEMM of the tile pops
+        orders it before the ALU too (``_epilogue`` adds one if no GEMM pops)."""
+        p = self.p
+        first = t.group * p.out_blocks + t.out_blocks.start
+        if self.par_resident:
+            key = (t.group, t.out_blocks)
+            if key in self._par_loaded:
+                return None
+            self._par_loaded.add(key)
+            return self.emit(Load(mem=MemType.PAR, sram_base=first,
+                                  dram_base=self.regions.par + first, x_size=t.out_blocks.size,
+                                  x_stride=t.out_blocks.size))
+        index = self.emit(Load(mem=MemType.PAR, dram_base=self.regions.par + first,
+                               x_size=t.out_blocks.size, x_stride=t.out_blocks.size))
+        self.tokens.free("c2l", self._last_alu, index)
+        return index
 
     def _blocks_without_weights(self, t: Tile) -> list[int]:
         """Output blocks (tile-relative) that no step of the tile has a weight block for."""
@@ -236,6 +256,7 @@ class LayerEmitter:
             known = [r for r in readers if r is not None]
             self.tokens.free("c2l", max(known) if known else None, group[0])
             self.tokens.ready("l2c", group[-1], gemm)
+            self._tile_waited_loads = True
         self.inp.reader[islot] = gemm
         self.wgt.reader[wslot] = gemm
 
@@ -304,6 +325,9 @@ class LayerEmitter:
                               imm=isa.alu_clamp_imm(*self.clamp) if requant else 0, dual=p.dual,
                               overlap=overlap))
         self._overlapped = (index, bgn, end) if overlap else None
+        if self._tile_par_load is not None and not self._tile_waited_loads:
+            self.tokens.ready("l2c", self._tile_par_load, index)
+        self._last_alu = index
         return index
 
     def _stores(self, t: Tile, out_base: int) -> tuple[int, int]:

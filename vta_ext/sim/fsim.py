@@ -55,7 +55,8 @@ class SimResult:
 def module_of(insn) -> str:
     """Which module executes ``insn`` (docs/isa.md, "Token protocol")."""
     if insn.opcode == Opcode.LOAD:
-        return "load" if insn.mem in (MemType.INP, MemType.WGT) else "compute"
+        # PAR moved to the load module in ISA v1.4 (its DMA is idle most of a sparse layer)
+        return "load" if insn.mem in (MemType.INP, MemType.WGT, MemType.PAR) else "compute"
     if insn.opcode == Opcode.STORE:
         return "store"
     return "compute"

@@ -106,7 +106,8 @@ def dense_program(cfg, x, w, *, epilogue="acc", params=None, lo=-127, hi=127, du
     tiles = [(n0, min(n0 + tile_blocks, nn)) for n0 in range(0, nn, tile_blocks)]
     slots_of = [[(nb, kb) for nb in range(n0, n1) for kb in range(nk) if not zero[nb, kb]]
                 for n0, n1 in tiles]
-    loaded = [t == 0 or bool(slots_of[t]) for t in range(len(tiles))]
+    # PAR runs in the load module (ISA v1.4): a tile with an epilogue always loads something
+    loaded = [t == 0 or bool(slots_of[t]) or epilogue != "acc" for t in range(len(tiles))]
     uop_words = []
     for t, (n0, n1) in enumerate(tiles):
         tn = n1 - n0
@@ -127,6 +128,9 @@ def dense_program(cfg, x, w, *, epilogue="acc", params=None, lo=-127, hi=127, du
         else:
             load_ids.append(bld.emit(Load(mem=MemType.WGT, sram_base=0, dram_base=wgt_e + n0 * nk,
                                           y_size=tn, x_size=nk, x_stride=nk)))
+        if epilogue != "acc":  # its c2l pop waits for the previous tile's ALU (below)
+            load_ids.append(bld.emit(Load(mem=MemType.PAR, sram_base=0, dram_base=par_e + n0,
+                                          y_size=1, x_size=tn, x_stride=tn)))
         if loaded[t]:
             if any(loaded[:t]):
                 bld.set_tokens(load_ids[0], pop_next=True)
@@ -154,17 +158,16 @@ def dense_program(cfg, x, w, *, epilogue="acc", params=None, lo=-127, hi=127, du
                                  dst_factor_out=tn * pairs, src_factor_out=nk, dual=dual, **inner))
         if loaded[t]:
             bld.set_tokens(last if slots else first, pop_prev=True)
-            if any(loaded[t + 1:]):
+            if any(loaded[t + 1:]) and epilogue == "acc":
                 bld.set_tokens(last, push_prev=True)
         if epilogue != "acc":
-            bld.emit(Load(mem=MemType.PAR, sram_base=0, dram_base=par_e + n0, y_size=1, x_size=tn,
-                          x_stride=tn))
             op = AluOp.REQUANT if epilogue == "requant" else AluOp.THRESH
             last = bld.emit(Alu(op=op, uop_bgn=g_end, uop_end=words.size, iter_out=mb,
                                 dst_factor_out=tn if dual else tn * pairs,
                                 src_factor_out=tn * pairs, dual=dual,
                                 use_imm=op == AluOp.REQUANT,
-                                imm=isa.alu_clamp_imm(lo, hi) if op == AluOp.REQUANT else 0))
+                                imm=isa.alu_clamp_imm(lo, hi) if op == AluOp.REQUANT else 0,
+                                push_prev=t + 1 < len(tiles)))
         bld.set_tokens(last, push_next=True)
         # ---- store module
         if epilogue == "acc":

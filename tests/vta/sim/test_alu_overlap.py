@@ -43,9 +43,9 @@ def _two_tiles(rng, overlap=True, second_dst=2, reload_uops_at=None, reload_par=
     uop = bld.region("uop", words.view(np.uint8), MemType.UOP)
     requant = dict(op=AluOp.REQUANT, use_imm=True, imm=isa.alu_clamp_imm(-128, 127))
     bld.emit(Load(mem=MemType.INP, dram_base=inp, x_size=2, x_stride=2))
+    bld.emit(Load(mem=MemType.PAR, dram_base=par, x_size=1, x_stride=1))  # load module
     bld.emit(Load(mem=MemType.WGT, dram_base=wgt, x_size=2, x_stride=2, push_next=True))
     bld.emit(Load(mem=MemType.UOP, dram_base=uop, x_size=4, x_stride=4))
-    bld.emit(Load(mem=MemType.PAR, dram_base=par, x_size=1, x_stride=1))
     bld.emit(Gemm(uop_bgn=0, uop_end=1, pop_prev=True))
     bld.emit(Alu(uop_bgn=1, uop_end=2, overlap=overlap, push_next=True, **requant))
     if reload_uops_at is not None:  # rewrites the running ALU's micro-op (same word)

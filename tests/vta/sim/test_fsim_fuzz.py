@@ -62,10 +62,11 @@ def _prologue(cfg, dram):
     par = min(cfg.par_depth, 8)
     return [
         Load(mem=MemType.INP, dram_base=at["inp"] // cfg.inp_block_bytes, x_size=64, x_stride=64),
+        # PAR is a load-module LOAD (v1.4): before the push the first GEMM pops
+        Load(mem=MemType.PAR, dram_base=at["par"] // cfg.par_block_bytes, x_size=par, x_stride=par),
         Load(mem=MemType.WGT, dram_base=at["wgt"] // cfg.wgt_block_bytes, x_size=64, x_stride=64,
              push_next=True),
         Load(mem=MemType.UOP, dram_base=at["uop"] // 8, x_size=64, x_stride=64),
-        Load(mem=MemType.PAR, dram_base=at["par"] // cfg.par_block_bytes, x_size=par, x_stride=par),
         Gemm(uop_bgn=0, uop_end=1, iter_out=64, dst_factor_out=1, reset=True, pop_prev=True),
     ]
 

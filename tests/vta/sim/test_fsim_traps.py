@@ -246,8 +246,8 @@ def _alu_program(cfg, alu, uops, acc_entries=4, par=None):
     if par is not None:
         par = {k: np.broadcast_to(v, cfg.block_out) for k, v in par.items()}
         ep = bld.region("par", layout.pack_par(cfg, **par), MemType.PAR)
-        bld.emit(Load(mem=MemType.PAR, dram_base=ep))
-    i = bld.emit(isa.replace(alu, uop_end=len(uops)))
+        bld.emit(Load(mem=MemType.PAR, dram_base=ep, push_next=True))  # load module (v1.4)
+    i = bld.emit(isa.replace(alu, uop_end=len(uops), pop_prev=par is not None))
     bld.emit(Finish())
     return bld.prog, i
 
