@@ -70,6 +70,8 @@ def model_stats(parts: Partitioned, session: Session, hw: HwConfig, state) -> di
     out = {"backend": session.backend.name, "hw": hw.name, "hw_hash": hw.hash,
            "layers": layer_rows(parts, session),
            "accelerator_layers": [p.name for p in parts.placements if p.on_accelerator],
+           # the VM's function names (as cm.profile lists them) -> layers
+           "packed_functions": {p.packed_func: p.name for p in parts.placements if p.on_accelerator},
            "host_layers": {p.name: p.reason for p in parts.host_layers},
            # the share of the model's ternary MACs the accelerator runs
            "accelerator_mac_fraction": _mac_fraction(parts),

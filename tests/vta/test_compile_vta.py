@@ -55,6 +55,10 @@ def test_digits_models_are_bit_exact_on_fsim(kind, method, act, seed):
     assert torch.equal(cm(x2), tt.quant.run_reference(frozen, x2))
     assert _regions_ran(cm, 2)
     assert cm.stats["runs"] == 2
+    assert sorted(cm.stats["packed_functions"].values()) == sorted(cm.stats["accelerator_layers"])
+    assert set(cm.stats["packed_functions"]) == set(cm.session.func_names)
+    assert all(f"R.call_dps_packed(\"{f}\"" in str(cm.partitioned.mod["main"])
+               for f in cm.stats["packed_functions"])
     assert cm.stats["backend_calls"] == {name: 2 for name in cm.stats["accelerator_layers"]}
     assert all(t > 0 for t in cm.stats["backend_seconds"].values())
     layers = frozen.frozen_layers()
