@@ -23,6 +23,7 @@ from __future__ import annotations
 from tvm.script import tirx as T
 
 from .layout import check_layer_dims, group_trits
+from .parallel import row_loop
 
 ROWS = 8
 CHUNK = 16
@@ -46,6 +47,7 @@ def make_gemv(batch: int, n: int, k: int):
     z [B, N] int64)``: the whole symmetric ternary linear layer (``mult[0]`` is M), with
     ``w = interleaved_2bit(w_t, ROWS, LANES)``."""
     check_layer_dims("gemv_avx2", batch, n, k)
+    rows_loop = row_loop(n, k)  # serial for small layers (see cpu/parallel.py)
     group = group_trits(LANES)
     groups = (k + group - 1) // group
     chunks = (groups + CHUNK - 1) // CHUNK
@@ -69,7 +71,7 @@ def make_gemv(batch: int, n: int, k: int):
             sx[b] = 0
             for kk in range(K):
                 sx[b] = sx[b] + T.Cast("int32", x[b, kk])
-        for nb in T.parallel(NB):
+        for nb in rows_loop(NB):
             for b in range(B):
                 for r in T.unroll(R):
                     acc[nb, T.ramp(r * 8, 1, 8)] = T.broadcast(0, 8)

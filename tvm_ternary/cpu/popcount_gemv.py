@@ -26,6 +26,7 @@ from tvm_ternary.errors import KernelConfigError
 from tvm_ternary.quant.packing import pack
 
 from .layout import check_layer_dims
+from .parallel import row_loop
 
 WORDS = 4  # uint64 words per vector: one ymm register (AVX2)
 WORDS_VPOPCNTDQ = 8  # one zmm register, where vpopcntq counts it in one instruction
@@ -75,6 +76,7 @@ def make_popcount_gemv(batch: int, n: int, k: int, dual: bool, words: int = WORD
     bias [N] int64, z [B, N] int64)`` with ``w = weight_planes(w_t, dual, words)``;
     ``words`` uint64 per vector (``WORDS``, or ``WORDS_VPOPCNTDQ`` on such CPUs)."""
     check_layer_dims("popcount_gemv", batch, n, k)
+    rows_loop = row_loop(n, k)  # serial for small layers (see cpu/parallel.py)
     B, N, K, WP, V = batch, n, k, padded_words(k, words), words
     KP = WP * 64
 
@@ -94,7 +96,7 @@ def make_popcount_gemv(batch: int, n: int, k: int, dual: bool, words: int = WORD
                 nzx[b, j] = _word(_nonzero(xp[b, T.ramp(j * 64, 1, 32)]),
                                   _nonzero(xp[b, T.ramp(j * 64 + 32, 1, 32)]))
         cnt = T.alloc_buffer((N, 2 * V), "uint64")
-        for o in T.parallel(N):
+        for o in rows_loop(N):
             for b in range(B):
                 cnt[o, T.ramp(0, 1, V)] = T.broadcast(T.uint64(0), V)
                 cnt[o, T.ramp(V, 1, V)] = T.broadcast(T.uint64(0), V)
@@ -123,7 +125,7 @@ def make_popcount_gemv(batch: int, n: int, k: int, dual: bool, words: int = WORD
                 nzx[b, j] = _word(_nonzero(xp[b, T.ramp(j * 64, 1, 32)]),
                                   _nonzero(xp[b, T.ramp(j * 64 + 32, 1, 32)]))
         cnt = T.alloc_buffer((N, 4 * V), "uint64")
-        for o in T.parallel(N):
+        for o in rows_loop(N):
             for b in range(B):
                 for q in T.unroll(4):
                     cnt[o, T.ramp(q * V, 1, V)] = T.broadcast(T.uint64(0), V)

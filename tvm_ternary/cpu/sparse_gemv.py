@@ -24,6 +24,7 @@ from tvm.script import tirx as T
 from tvm_ternary.quant.packing import zero_block_bitmap
 
 from .layout import check_layer_dims, blocked_2bit, group_trits
+from .parallel import row_loop
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ def make_sparse_gemv(batch: int, n: int, k: int, nnz: int, isa: Isa):
     """``gemv(x [B, K] int8, ptr, col, blocks, mult [2, N] int32, bias [N] int64,
     z [B, N] int64)`` for ``csr_blocks(w_t, isa.rows, isa.lanes)`` with ``nnz`` blocks."""
     check_layer_dims("sparse_gemv", batch, n, k)
+    rows_loop = row_loop(n, k)  # serial for small layers (see cpu/parallel.py)
     L, A, R = isa.lanes, isa.acc_lanes, isa.rows
     group = group_trits(L)
     G = (k + group - 1) // group
@@ -142,7 +144,7 @@ def make_sparse_gemv(batch: int, n: int, k: int, nnz: int, isa: Isa):
                 sxg[b, g] = 0
                 for i in range(group):
                     sxg[b, g] = sxg[b, g] + T.Cast("int32", xp[b, g * group + i])
-        for rb in T.parallel(NB):
+        for rb in rows_loop(NB):
             for b in range(B):
                 seen[rb] = 0
                 for r in T.unroll(R):
