@@ -93,6 +93,9 @@ _MEM = _COMMON + (
     Field("x_pad_0", 110, 4),
     Field("x_pad_1", 114, 4),
     Field("pad_value", 118, 8, signed=True),
+    # elements skipped between the elements of a row (v1.5): stride-2 1x1 convolutions
+    # load only the columns they read
+    Field("x_skip", 126, 2),
 )
 _GEMM = _COMMON + (
     Field("reset", 7, 1),
@@ -163,6 +166,7 @@ class Load(_Deps):
     x_pad_0: int = 0
     x_pad_1: int = 0
     pad_value: int = 0
+    x_skip: int = 0  # DRAM element (y, x) = dram_base + y * x_stride + x * (x_skip + 1)
     opcode = Opcode.LOAD
 
 
@@ -181,6 +185,7 @@ class Store(_Deps):
     x_pad_0: int = 0
     x_pad_1: int = 0
     pad_value: int = 0
+    x_skip: int = 0  # must be 0 for STORE
     opcode = Opcode.STORE
 
 
@@ -430,6 +435,8 @@ def disasm(insn) -> str:
         pads = (insn.y_pad_0, insn.y_pad_1, insn.x_pad_0, insn.x_pad_1)
         if any(pads) or insn.pad_value:
             text += f" pad=({','.join(map(str, pads))}) pad_value={insn.pad_value}"
+        if insn.x_skip:
+            text += f" skip={insn.x_skip}"
     elif op == Opcode.GEMM:
         text = (f"GEMM   uop=[{insn.uop_bgn},{insn.uop_end}) iter={insn.iter_out}x{insn.iter_in} "
                 f"dst=({insn.dst_factor_out},{insn.dst_factor_in}) "

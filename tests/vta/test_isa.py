@@ -26,7 +26,7 @@ deps = dict(pop_prev=st.booleans(), pop_next=st.booleans(), push_prev=st.boolean
             push_next=st.booleans())
 mem_fields = dict(sram_base=_u(16), dram_base=_u(32), y_size=_u(12), x_size=_u(16),
                   x_stride=_u(16), y_pad_0=_u(4), y_pad_1=_u(4), x_pad_0=_u(4), x_pad_1=_u(4),
-                  pad_value=_s(8), **deps)
+                  pad_value=_s(8), x_skip=_u(2), **deps)
 loop = dict(uop_bgn=_u(13), uop_end=_u(14), iter_out=_u(10), iter_in=_u(10),
             dst_factor_out=_u(12), dst_factor_in=_u(12), src_factor_out=_u(12),
             src_factor_in=_u(12), **deps)
@@ -64,6 +64,10 @@ def test_hand_worked_words():
     assert isa.encode(Alu(op=AluOp.ADD, uop_bgn=0, uop_end=0, iter_out=0, iter_in=0,
                           use_imm=True, imm=-2)) == 4 | 2 << 7 | 1 << 11 | 0xFFFE << 108
     assert isa.encode_stream([Finish()]) == (3).to_bytes(16, "little")
+    # LOAD x_skip is bits 127:126 (v1.5)
+    assert isa.encode(Load(mem=MemType.INP, y_size=0, x_size=0, x_stride=0, x_skip=3)) == \
+        1 << 7 | 3 << 126
+    assert "skip=1" in isa.disasm(Load(x_skip=1))
     # ALU overlap is bit 124 (v1.3)
     assert isa.encode(Alu(op=AluOp.REQUANT, uop_bgn=0, uop_end=0, iter_out=0, iter_in=0,
                           overlap=True)) == 4 | 6 << 7 | 1 << 124
@@ -104,7 +108,8 @@ def test_reserved_bits_are_rejected(opcode):
     cls = isa.FORMATS[opcode][0]
     base = isa.encode(cls())
     bits = _reserved_bits(opcode)
-    assert bits or opcode == Opcode.GEMM  # GEMM uses all 128 bits
+    # GEMM uses all 128 bits; LOAD/STORE too since x_skip (v1.5)
+    assert bits or opcode in (Opcode.GEMM, Opcode.LOAD, Opcode.STORE)
     for b in bits:
         with pytest.raises(IsaError, match="reserved bits"):
             isa.decode(base | 1 << b)

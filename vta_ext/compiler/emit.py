@@ -154,10 +154,11 @@ class LayerEmitter:
         acc_base = slot * self.acc.size
         # Accumulators are pixel-major, [row][col][out block] (pairs with dual), so the
         # tile's results are contiguous per pixel row and in DRAM's [OH][OW][blocks] order.
-        # dual: REQUANT/THRESH write the results of the pairs contiguously after them, so
-        # STORE reads them; single accumulators are overwritten in place.
-        out_base = acc_base + (self.s.tile_out_blocks * self.s.tile_rows * self.s.tile_cols
-                               * p.pairs if p.dual else 0)
+        # REQUANT/THRESH write the results after the accumulators (out of place), where
+        # STORE reads them: the next use of the slot's accumulators then waits only for
+        # the ALU (an ALU issued in between, or program order), not for the STORE.
+        out_base = acc_base + self.s.tile_out_blocks * self.s.tile_rows * self.s.tile_cols \
+            * p.pairs
         nob = t.out_blocks.size
         acc_of = [acc_base + obl * p.pairs for obl in range(nob)]
         loops = dict(iter_out=t.rows.size, iter_in=t.cols.size,
@@ -166,17 +167,16 @@ class LayerEmitter:
         self._tile_waited_loads = False
         # The first micro-op of each output block writes its accumulators (uop first bit);
         # only blocks without any nonzero weight block in the tile need a reset pass.
-        self._acc_reader = self.acc.reader[slot]  # the STORE the first writer waits for
         empty = self._blocks_without_weights(t)
         if empty:
             bgn, end = self.uops.place(isa.encode_uops([acc_of[o] for o in empty], 0, 0),
                                        self.emit)
-            self._first_writer(self.emit(Gemm(uop_bgn=bgn, uop_end=end, reset=True,
-                                              dual=p.dual, **loops)))
+            self.emit(Gemm(uop_bgn=bgn, uop_end=end, reset=True, dual=p.dual, **loops))
         initialized: set = set()
         for step in t.in_steps:
             self._step(t, step, acc_of, loops, initialized)
         alu = self._epilogue(t, acc_of, out_base)
+        self.tokens.free("s2c", self.acc.reader[slot], alu)  # the ALU overwrites its results
         first, last = self._stores(t, out_base)
         self.tokens.ready("c2s", alu, first)
         self.acc.reader[slot] = last
@@ -207,13 +207,6 @@ class LayerEmitter:
         covered = {obl for step in t.in_steps
                    for obl, _, _, _ in self.weights.where[t.weight_key(step)][1]}
         return [obl for obl in range(t.out_blocks.size) if obl not in covered]
-
-    def _first_writer(self, index: int) -> None:
-        """The tile's first instruction writing its accumulator slot waits for the STORE
-        that last read the slot."""
-        if self._acc_reader is not None:
-            self.tokens.free("s2c", self._acc_reader, index)
-            self._acc_reader = None
 
     def _step(self, t: Tile, step: Span, acc_of: list, loops: dict, initialized: set) -> None:
         p = self.p
@@ -247,10 +240,9 @@ class LayerEmitter:
             initialized.add(obl)
         bgn, end = self.uops.place(isa.encode_uops(dst, src, wgt, first), self.emit)
         gemm = self.emit(Gemm(uop_bgn=bgn, uop_end=end, dual=p.dual,
-                              src_factor_out=p.loaded_row_stride * cols.extent, src_factor_in=p.stride[1],
+                              src_factor_out=p.loaded_row_stride * cols.extent,
+                              src_factor_in=p.loaded_col_stride,
                               **loops))
-        if any(first):
-            self._first_writer(gemm)
         self.gemm_uops += len(entries)
         if group:
             known = [r for r in readers if r is not None]
@@ -266,7 +258,7 @@ class LayerEmitter:
         row_pitch = p.w * p.row_step  # DRAM blocks between loaded rows
         first_block = ((t.image_group * p.groups + t.group) * p.in_blocks + step.start) * plane
         whole = (rows.size == p.h and cols.size == p.w and plane <= X_SIZE_MAX and not
-                 (rows.pad_0 or rows.pad_1 or cols.pad_0 or cols.pad_1))
+                 (rows.pad_0 or rows.pad_1 or cols.pad_0 or cols.pad_1) and p.col_step == 1)
         if whole:  # channel blocks are consecutive whole planes: one LOAD
             return [self.emit(Load(mem=MemType.INP, sram_base=base,
                                    dram_base=self.regions.inp + first_block, y_size=step.size,
@@ -279,9 +271,9 @@ class LayerEmitter:
             out.append(self.emit(Load(
                 mem=MemType.INP, sram_base=base + cbl * rows.extent * cols.extent,
                 dram_base=self.regions.inp + first_block + cbl * plane + rows.start * row_pitch
-                + cols.start, y_size=rows.size, x_size=cols.size, x_stride=row_pitch, y_pad_0=rows.pad_0,
-                y_pad_1=rows.pad_1, x_pad_0=cols.pad_0, x_pad_1=cols.pad_1,
-                pad_value=self.pad_value)))
+                + cols.start * p.col_step, y_size=rows.size, x_size=cols.size, x_stride=row_pitch,
+                y_pad_0=rows.pad_0, y_pad_1=rows.pad_1, x_pad_0=cols.pad_0, x_pad_1=cols.pad_1,
+                pad_value=self.pad_value, x_skip=p.col_step - 1)))
         return out
 
     def _merged_input_load(self, step: Span, base: int, first_block: int, rows, cols):
@@ -303,8 +295,9 @@ class LayerEmitter:
         if y_size > Y_SIZE_MAX or pitch > X_STRIDE_MAX:
             return None
         return Load(mem=MemType.INP, sram_base=base,
-                    dram_base=self.regions.inp + first_block + rows.start * row_pitch + cols.start,
-                    y_size=y_size, x_size=cols.size, x_stride=pitch, pad_value=self.pad_value)
+                    dram_base=self.regions.inp + first_block + rows.start * row_pitch
+                    + cols.start * p.col_step, y_size=y_size, x_size=cols.size, x_stride=pitch,
+                    pad_value=self.pad_value, x_skip=p.col_step - 1)
 
     def _epilogue(self, t: Tile, acc_of: list, out_base: int) -> int:
         p = self.p
@@ -314,9 +307,10 @@ class LayerEmitter:
         par = [par0 + obl for obl in range(nob)]
         bgn, end = self.uops.place(isa.encode_uops(dst, acc_of, par), self.emit)
         requant = self.epilogue == "requantize"
-        # Overlapped with the next tiles' GEMMs (docs/isa.md): they write other accumulator
-        # slots, or wait for this tile's STORE; resident parameters are never reloaded.
-        overlap = self.par_resident
+        # Overlapped with the next tile's GEMMs (docs/isa.md) when they use the other
+        # accumulator slot (the tile after reuses this one only after the next ALU, which
+        # waits for this one) and resident parameters are never reloaded.
+        overlap = self.par_resident and self.s.slots == 2
         index = self.emit(Alu(op=AluOp.REQUANT if requant else AluOp.THRESH, uop_bgn=bgn,
                               uop_end=end, iter_out=t.rows.size, iter_in=t.cols.size,
                               dst_factor_out=t.cols.size * nob, dst_factor_in=nob,

@@ -32,6 +32,7 @@ def isa_field_max(opcode: isa.Opcode, field: str) -> int:
 
 
 _PAD_LIMIT = isa_field_max(isa.Opcode.LOAD, "y_pad_0")
+_SKIP_LIMIT = isa_field_max(isa.Opcode.LOAD, "x_skip")
 INT8_ABS_MAX = 128
 SHIFT_RANGE = (1, 46)
 MULT_RANGE = (0, 2**16 - 1)
@@ -93,6 +94,17 @@ class ConvProblem:
         return self.stride[0] if self.kh == 1 else 1
 
     @property
+    def col_step(self) -> int:
+        """Input columns between two loaded columns: a one-column kernel reads only every
+        stride-th column, which a LOAD skips (x_skip) when the field can hold the gap."""
+        return self.stride[1] if self.kw == 1 and self.stride[1] <= _SKIP_LIMIT + 1 else 1
+
+    @property
+    def loaded_col_stride(self) -> int:
+        """Loaded columns between the input columns of consecutive output columns."""
+        return self.stride[1] // self.col_step
+
+    @property
     def loaded_row_stride(self) -> int:
         """Loaded rows between the input rows of consecutive output rows."""
         return self.stride[0] // self.row_step
@@ -102,7 +114,8 @@ class ConvProblem:
         return (out_rows - 1) * self.loaded_row_stride + (self.kh - 1) * self.dilation[0] + 1
 
     def in_cols(self, out_cols: int) -> int:
-        return (out_cols - 1) * self.stride[1] + (self.kw - 1) * self.dilation[1] + 1
+        """Loaded input columns that ``out_cols`` consecutive output columns read."""
+        return (out_cols - 1) * self.loaded_col_stride + (self.kw - 1) * self.dilation[1] + 1
 
     @property
     def useful_macs(self) -> int:

@@ -81,7 +81,7 @@ def footprint(p: ConvProblem, s: Schedule) -> Footprint:
     to, tc, th, tw = s.tile_out_blocks, s.tile_in_blocks, s.tile_rows, s.tile_cols
     outputs = to * th * tw
     return Footprint(inp=tc * p.in_rows(th) * p.in_cols(tw), wgt=to * tc * p.kernel_taps,
-                     acc=outputs * p.pairs + (outputs if p.dual else 0),
+                     acc=outputs * p.pairs + outputs,  # accumulators, then the results
                      uop=max(to * tc * p.kernel_taps, to))
 
 

@@ -86,10 +86,14 @@ def input_rect(out: Span, stride: int, kernel: int, dilation: int, pad: int,
 
 def tile_inputs(p: ConvProblem, t: Tile) -> tuple[InputRect, InputRect]:
     """Row and column rectangles of a tile's input; rows count loaded rows (every
-    ``p.row_step``-th input row, starting at ``start * row_step``)."""
+    ``p.row_step``-th input row, starting at ``start * row_step``), columns loaded columns
+    (every ``p.col_step``-th, starting at ``start * col_step``)."""
     if p.row_step > 1:  # one-row kernel, no row padding: the output rows' own input rows
         rows = InputRect(t.rows.start, t.rows.size, 0, 0)
     else:
         rows = input_rect(t.rows, p.stride[0], p.kh, p.dilation[0], p.padding[0], p.h)
-    return (rows,
-            input_rect(t.cols, p.stride[1], p.kw, p.dilation[1], p.padding[1], p.w))
+    if p.col_step > 1:  # one-column kernel: the output columns' own (skipped-to) columns
+        cols = InputRect(t.cols.start, t.cols.size, 0, 0)
+    else:
+        cols = input_rect(t.cols, p.stride[1], p.kw, p.dilation[1], p.padding[1], p.w)
+    return rows, cols

@@ -76,7 +76,7 @@ def scheduled_gemm(p: ConvProblem, s: Schedule):
     if p.batch != 1:
         raise NotImplementedError("the TIR route covers batch = 1 configurations")
     nob, ncb, oh, ow = _padded(p, s)
-    rs, (sw, dh, dw) = p.loaded_row_stride, (p.stride[1], *p.dilation)
+    rs, (sw, dh, dw) = p.loaded_row_stride, (p.loaded_col_stride, *p.dilation)
     rows, cols = (oh - 1) * rs + (p.kh - 1) * dh + 1, (ow - 1) * sw + (p.kw - 1) * dw + 1
     bo, bi = p.block_out, p.block_in
     A = te.placeholder((ncb, rows, cols, bi), "int8", name="A")
@@ -166,7 +166,7 @@ def gemm_records(p: ConvProblem, s: Schedule) -> np.ndarray:
     bo, bi = p.block_out, p.block_in
     rs = p.loaded_row_stride
     rows_a = (oh - 1) * rs + (p.kh - 1) * p.dilation[0] + 1
-    cols_a = (ow - 1) * p.stride[1] + (p.kw - 1) * p.dilation[1] + 1
+    cols_a = (ow - 1) * p.loaded_col_stride + (p.kw - 1) * p.dilation[1] + 1
     out = []
     for loops, call in calls:
         grids = np.meshgrid(*[np.arange(lo, lo + n) for _, lo, n in loops], indexing="ij")
@@ -183,7 +183,7 @@ def gemm_records(p: ConvProblem, s: Schedule) -> np.ndarray:
         w_ob = w_off // (bo * bi * ncb * p.kh * p.kw)
         assert (w_ob == ob).all() and (a_cb == cb).all()
         assert (a_r == y * rs + i * p.dilation[0]).all()
-        assert (a_c == x * p.stride[1] + j * p.dilation[1]).all()
+        assert (a_c == x * p.loaded_col_stride + j * p.dilation[1]).all()
         out.append(np.stack([ob, cb, i, j, y, x], axis=1))
     rec = np.concatenate(out) if out else np.zeros((0, 6), np.int64)
     keep = (rec[:, 0] < p.out_blocks) & (rec[:, 1] < p.in_blocks) & (rec[:, 4] < p.oh) \

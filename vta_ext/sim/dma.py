@@ -15,7 +15,7 @@ def _dram_elements(insn) -> np.ndarray:
     """DRAM element index of each (y, x) of the unpadded rectangle, row-major."""
     y = np.arange(insn.y_size, dtype=np.int64)[:, None]
     x = np.arange(insn.x_size, dtype=np.int64)[None, :]
-    return (insn.dram_base + y * insn.x_stride + x).reshape(-1)
+    return (insn.dram_base + y * insn.x_stride + x * (insn.x_skip + 1)).reshape(-1)
 
 
 def _byte_index(m: Machine, elems: np.ndarray, eb: int, what: str) -> np.ndarray:
@@ -107,6 +107,8 @@ def store(m: Machine, insn, stats: InsnStats) -> None:
         raise Trap(f"STORE writes ACC or OUT elements, not {mem.name}")
     _check_size(insn, what)
     _check_pads(insn, what)
+    if insn.x_skip:
+        raise Trap(f"{what} must have x_skip = 0 (strided element reads are a LOAD feature)")
     if insn.y_size > 1 and insn.x_stride < insn.x_size:
         raise Trap(f"{what} rows overlap in DRAM (x_stride {insn.x_stride} < x_size {insn.x_size})")
     end = insn.sram_base + insn.y_size * insn.x_size
