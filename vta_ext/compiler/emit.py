@@ -105,8 +105,6 @@ class LayerEmitter:
         self._overlapped = None  # (index, uop_bgn, uop_end) of the ALU on the epilogue unit
         self._par_loaded: set = set()  # (group, out-block span) chunks resident in par
         self._last_alu = None  # the instruction that last read par (non-resident refills)
-        self._tile_par_load = None  # this tile's LOAD PAR, if it has one
-        self._tile_waited_loads = False  # a GEMM of this tile popped l2c
 
     # ------------------------------------------------------------------ planning
 
@@ -163,8 +161,6 @@ class LayerEmitter:
         acc_of = [acc_base + obl * p.pairs for obl in range(nob)]
         loops = dict(iter_out=t.rows.size, iter_in=t.cols.size,
                      dst_factor_out=t.cols.size * nob * p.pairs, dst_factor_in=nob * p.pairs)
-        self._tile_par_load = self._load_params(t)
-        self._tile_waited_loads = False
         # The first micro-op of each output block writes its accumulators (uop first bit);
         # only blocks without any nonzero weight block in the tile need a reset pass.
         empty = self._blocks_without_weights(t)
@@ -175,7 +171,12 @@ class LayerEmitter:
         initialized: set = set()
         for step in t.in_steps:
             self._step(t, step, acc_of, loops, initialized)
+        # after the tile's input/weight loads, so its first GEMM need not wait for it; its
+        # own l2c token (the last push of the tile) goes to the ALU, the last pop
+        par_load = self._load_params(t)
         alu = self._epilogue(t, acc_of, out_base)
+        if par_load is not None:
+            self.tokens.ready("l2c", par_load, alu)
         self.tokens.free("s2c", self.acc.reader[slot], alu)  # the ALU overwrites its results
         first, last = self._stores(t, out_base)
         self.tokens.ready("c2s", alu, first)
@@ -184,9 +185,7 @@ class LayerEmitter:
 
     def _load_params(self, t: Tile) -> int | None:
         """LOAD PAR (load module) of the tile's output blocks: once per chunk into its own
-        entries when all parameters fit, else into entry 0.. after the last ALU read them.
-        It precedes the tile's input/weight loads, so the l2c token a GEMM of the tile pops
-        orders it before the ALU too (``_epilogue`` adds one if no GEMM pops)."""
+        entries when all parameters fit, else into entry 0.. after the last ALU read them."""
         p = self.p
         first = t.group * p.out_blocks + t.out_blocks.start
         if self.par_resident:
@@ -248,7 +247,6 @@ class LayerEmitter:
             known = [r for r in readers if r is not None]
             self.tokens.free("c2l", max(known) if known else None, group[0])
             self.tokens.ready("l2c", group[-1], gemm)
-            self._tile_waited_loads = True
         self.inp.reader[islot] = gemm
         self.wgt.reader[wslot] = gemm
 
@@ -319,8 +317,6 @@ class LayerEmitter:
                               imm=isa.alu_clamp_imm(*self.clamp) if requant else 0, dual=p.dual,
                               overlap=overlap))
         self._overlapped = (index, bgn, end) if overlap else None
-        if self._tile_par_load is not None and not self._tile_waited_loads:
-            self.tokens.ready("l2c", self._tile_par_load, index)
         self._last_alu = index
         return index
 
