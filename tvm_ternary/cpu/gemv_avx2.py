@@ -24,6 +24,7 @@ from tvm.script import tirx as T
 
 from .layout import check_layer_dims, group_trits
 from .parallel import row_loop
+from .vector import lane_sum
 
 ROWS = 8
 CHUNK = 16
@@ -96,10 +97,9 @@ def make_gemv(batch: int, n: int, k: int):
                             T.broadcast(T.int16(1), 16))
                 for r in T.unroll(R):
                     if nb * R + r < N:
-                        z[b, nb * R + r] = T.Cast("int64", mult[0, nb * R + r]) * T.Cast("int64", (
-                            acc[nb, r * 8] + acc[nb, r * 8 + 1] + acc[nb, r * 8 + 2] + acc[nb, r * 8 + 3]
-                            + acc[nb, r * 8 + 4] + acc[nb, r * 8 + 5] + acc[nb, r * 8 + 6] + acc[nb, r * 8 + 7]
-                            - sx[b])) + bias[nb * R + r]
+                        z[b, nb * R + r] = T.Cast("int64", mult[0, nb * R + r]) * T.Cast(
+                            "int64", lane_sum(acc[nb, T.ramp(r * 8, 1, 8)], "int32") - sx[b]
+                        ) + bias[nb * R + r]
 
     # One symbol per shape: identical layers share one function, different ones never clash.
     return gemv.with_attr("global_symbol", f"ternary_gemv_avx2_b{B}_n{N}_k{K}")

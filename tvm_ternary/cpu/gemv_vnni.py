@@ -15,6 +15,7 @@ from tvm.script import tirx as T
 
 from .layout import check_layer_dims, group_trits
 from .parallel import row_loop
+from .vector import lane_sum
 
 ROWS = 16  # measured faster than 8 or 4 on GEMV 4096 (more rows per activation load)
 LANES = 64  # bytes per weight vector (one zmm register)
@@ -73,11 +74,8 @@ def make_gemv(batch: int, n: int, k: int):
                             _codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 3), xp[b, T.ramp(g * 256 + 192, 1, 64)])
                 for r in T.unroll(R):
                     if nb * R + r < N:
-                        z[b, nb * R + r] = T.Cast("int64", mult[0, nb * R + r]) * T.Cast("int64", (
-                            acc[nb, r * 16] + acc[nb, r * 16 + 1] + acc[nb, r * 16 + 2] + acc[nb, r * 16 + 3]
-                            + acc[nb, r * 16 + 4] + acc[nb, r * 16 + 5] + acc[nb, r * 16 + 6] + acc[nb, r * 16 + 7]
-                            + acc[nb, r * 16 + 8] + acc[nb, r * 16 + 9] + acc[nb, r * 16 + 10] + acc[nb, r * 16 + 11]
-                            + acc[nb, r * 16 + 12] + acc[nb, r * 16 + 13] + acc[nb, r * 16 + 14] + acc[nb, r * 16 + 15]
-                            - sx[b])) + bias[nb * R + r]
+                        z[b, nb * R + r] = T.Cast("int64", mult[0, nb * R + r]) * T.Cast(
+                            "int64", lane_sum(acc[nb, T.ramp(r * 16, 1, 16)], "int32") - sx[b]
+                        ) + bias[nb * R + r]
 
     return gemv.with_attr("global_symbol", f"ternary_gemv_vnni_b{B}_n{N}_k{K}")

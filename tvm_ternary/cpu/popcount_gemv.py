@@ -27,6 +27,7 @@ from tvm_ternary.quant.packing import pack
 
 from .layout import check_layer_dims
 from .parallel import row_loop
+from .vector import lane_sum
 
 WORDS = 4  # uint64 words per vector: one ymm register (AVX2)
 WORDS_VPOPCNTDQ = 8  # one zmm register, where vpopcntq counts it in one instruction
@@ -65,10 +66,7 @@ def _nonzero(v):
 
 
 def _hsum(buf, row, base, lanes: int):
-    total = buf[row, base]
-    for i in range(1, lanes):
-        total = total + buf[row, base + i]
-    return T.Cast("int64", total)
+    return T.Cast("int64", lane_sum(buf[row, T.ramp(base, 1, lanes)], "uint64"))
 
 
 def make_popcount_gemv(batch: int, n: int, k: int, dual: bool, words: int = WORDS):

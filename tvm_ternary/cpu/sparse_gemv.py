@@ -25,6 +25,7 @@ from tvm_ternary.quant.packing import zero_block_bitmap
 
 from .layout import check_layer_dims, blocked_2bit, group_trits
 from .parallel import row_loop
+from .vector import lane_sum
 
 
 @dataclass(frozen=True)
@@ -108,13 +109,6 @@ def _x_vectors(xp, b, base, lanes: int):
     return [xp[b, T.ramp(base + j * lanes, 1, lanes)] for j in range(4)]
 
 
-def _lane_sum(buf, row, base, lanes: int):
-    total = buf[row, base]
-    for i in range(1, lanes):
-        total = total + buf[row, base + i]
-    return total
-
-
 def make_sparse_gemv(batch: int, n: int, k: int, nnz: int, isa: Isa):
     """``gemv(x [B, K] int8, ptr, col, blocks, mult [2, N] int32, bias [N] int64,
     z [B, N] int64)`` for ``csr_blocks(w_t, isa.rows, isa.lanes)`` with ``nnz`` blocks."""
@@ -158,6 +152,6 @@ def make_sparse_gemv(batch: int, n: int, k: int, nnz: int, isa: Isa):
                 for r in T.unroll(R):
                     if rb * R + r < N:
                         z[b, rb * R + r] = T.Cast("int64", mult[0, rb * R + r]) * T.Cast(
-                            "int64", _lane_sum(acc, rb, r * A, A) - seen[rb]) + bias[rb * R + r]
+                            "int64", lane_sum(acc[rb, T.ramp(r * A, 1, A)], "int32") - seen[rb]) + bias[rb * R + r]
 
     return gemv.with_attr("global_symbol", f"ternary_sparse_gemv_{isa.name}_b{B}_n{N}_k{K}_e{nnz}")
