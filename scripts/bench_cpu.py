@@ -121,7 +121,8 @@ def targets(rows: list[dict]) -> list[dict]:
             if applies and peer in r["speedup"]["hot"]:
                 got = r["speedup"]["hot"][peer]
                 out.append({"workload": r["workload"], "vs": peer, "target_x": minimum,
-                            "measured_x": got, "met": got >= minimum})
+                            "measured_x": got, "met": got >= minimum,
+                            "measured_x_of_mins": r["speedup_of_mins"]["hot"][peer]})
     return out
 
 
@@ -149,7 +150,8 @@ def timing_table(rows: list[dict], mode: str) -> str:
                      **{f"{p}_ms": _cell(r, p, mode) for p in PEERS},
                      **{f"x_{p}": _ratio(r, p, mode) for p in PEERS},
                      "bound": roof["bound"], "roofline_ms": roof["roofline_ms"],
-                     "pct_roofline": roof["pct_of_roofline"]})
+                     "pct_roofline": f"{roof['pct_of_roofline']:.3g} "
+                                     f"({roofline.pct(roof['roofline_ms'], r['times']['ours'][mode]['min_ms']):.3g})"})
     return markdown_table(flat, list(flat[0])) if flat else "(none)"
 
 
@@ -211,26 +213,42 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def markdown(rows, roof, goals, args, repeats, load_before, load_after, evictor) -> str:
-    cold = f"cold = {evictor.bytes >> 20} MiB read between calls" if evictor else "no cold runs"
-    pools = "spin-waiting (defaults)" if args.spin else f"sleeping when idle ({IDLE_POLICY})"
-    met = "\n".join(f"- {g['workload']} vs {g['vs']}: x{g['measured_x']:.2f} (target x{g['target_x']}): "
-                    f"{'met' if g['met'] else 'NOT met'}" for g in goals)
-    return (f"# CPU benchmark\n\nMedians of {repeats} runs (min in report.json), {args.threads} threads, "
-            f"{cold}. Thread pools {pools}. Load average before / after: {load_before} / {load_after} "
-            "(shared machine).\n"
-            f"Target: {tt.target.host_target()}. ggml-python: "
-            f"{'installed' if ggml_peer.available() else 'not installed'}.\n\n"
+def markdown(report: dict) -> str:
+    """report.md from the data of report.json (``--render`` redoes it from a saved file)."""
+    rows, roof = report["rows"], report["roofline"]
+    cold = f"cold = {report['evict_bytes'] >> 20} MiB read before each call" if report["evict_bytes"] else "no cold runs"
+    pools = "spin-waiting (defaults)" if report["thread_pools"] == "spin" else f"sleeping when idle ({report['thread_pools']})"
+    met = "\n".join(f"- {g['workload']} vs {g['vs']}: x{g['measured_x']:.2f} (ratio of mins "
+                    f"x{g['measured_x_of_mins']:.2f}; target x{g['target_x']}): {'met' if g['met'] else 'NOT met'}"
+                    for g in report["targets"])
+    failed = "".join(f"\n- {f['workload']}: {f['error'][:300]}" for f in report["failed"])
+    return (f"# CPU benchmark\n\nMedian and min of {report['repeats']} runs, {report['threads']} threads, "
+            f"{cold}. Thread pools {pools}. Load average before / after: {report['load_before']} / "
+            f"{report['load_after']} (shared 2-core machine).\n"
+            f"Target: {report['target']}. ggml-python: {'installed' if report['ggml_installed'] else 'not installed'}.\n\n"
             f"## Roofline (measured in this run)\n\n{roofline_table(roof)}\n\n"
-            "% of roofline = max(bytes / read bandwidth, MACs / best int8 peak) / our median; bytes = "
-            "2-bit weights + float32 input and output. Hot: bandwidth of a buffer of the kernel's "
-            "footprint read hot (weights cache-resident); cold: DRAM read bandwidth.\n\n"
+            "% of roofline = max(bytes / read bandwidth, MACs / best int8 peak) / our time (median, "
+            "and min in parentheses); bytes = 2-bit weights + float32 input and output. Hot: bandwidth "
+            "of a buffer of the kernel's footprint read hot (weights cache-resident); cold: DRAM "
+            "read bandwidth.\n\n"
             "Times: median (min) in ms. Speedups x_peer = peer time / our time: ratio of medians "
             "(ratio of mins); the min is the best estimate of each runner's uncontended speed when "
             "other processes load the machine.\n\n"
             f"## Hot cache\n\n{timing_table(rows, 'hot')}\n\n## Cold cache\n\n{timing_table(rows, 'cold')}\n\n"
             f"## Targets (hot medians)\n\n{met}\n\n## Kernels chosen by tt.compile\n\n{kernels_section(rows)}\n\n"
-            f"## Per-kernel breakdown\n\n{layers_section(rows)}\n\n![speedup](speedup.png)\n")
+            f"## Per-kernel breakdown\n\n{layers_section(rows)}\n\n![speedup](speedup.png)\n"
+            + (f"\n## Failed workloads\n{failed}\n" if failed else ""))
+
+
+def render(report_json: Path, out: Path) -> None:
+    """Rewrite report.md and speedup.png of ``out`` from a saved report.json."""
+    import json
+
+    report = json.loads(report_json.read_text())
+    report["targets"] = targets(report["rows"])  # as the run computed them, from its rows
+    out.mkdir(parents=True, exist_ok=True)
+    plot(report["rows"], out / "speedup.png")
+    (out / "report.md").write_text(markdown(report))
 
 
 def main(argv=None) -> int:
@@ -243,7 +261,11 @@ def main(argv=None) -> int:
     p.add_argument("--spin", action="store_true",
                    help="keep the runtimes' spin-waiting thread pools (fast when the machine is idle)")
     p.add_argument("--only", nargs="*", help="workload names to run (default: all)")
+    p.add_argument("--render", metavar="REPORT_JSON", help="only redo report.md and the plot from a saved report.json")
     args = p.parse_args(argv)
+    if args.render:
+        render(Path(args.render), Path(args.out))
+        return 0
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
     workloads, repeats = (QUICK, 5) if args.quick else (FULL, args.repeats)
@@ -259,18 +281,16 @@ def main(argv=None) -> int:
         except Exception as err:  # noqa: BLE001  (one workload failing must not lose the others)
             print(f"{w.name}: FAILED: {type(err).__name__}: {err}", flush=True)
             failed.append({"workload": w.name, "error": f"{type(err).__name__}: {err}"[:2000]})
-    goals = targets(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot(rows, out / "speedup.png")
-    md = markdown(rows, roof, goals, args, repeats, load_before, _load(), evictor)
-    if failed:
-        md += "\n## Failed workloads\n\n" + "\n".join(f"- {f['workload']}: {f['error'][:300]}" for f in failed) + "\n"
-    write_report(out, {"rows": rows, "failed": failed, "roofline": roof, "targets": goals, "threads": args.threads,
-                       "repeats": repeats, "evict_bytes": evictor.bytes if evictor else 0,
-                       "load_before": load_before, "load_after": _load(),
-                       "thread_pools": "spin" if args.spin else IDLE_POLICY, "ggml_installed": ggml_peer.available(),
-                       "target": tt.target.host_target()}, md)
+    report = {"rows": rows, "failed": failed, "roofline": roof, "targets": targets(rows),
+              "threads": args.threads, "repeats": repeats, "evict_bytes": evictor.bytes if evictor else 0,
+              "load_before": load_before, "load_after": _load(),
+              "thread_pools": "spin" if args.spin else IDLE_POLICY,
+              "ggml_installed": ggml_peer.available(), "target": tt.target.host_target()}
+    md = markdown(report)
+    write_report(out, report, md)
     print(md)
     print(f"report: {out / 'report.md'}")
     return 1 if failed else 0

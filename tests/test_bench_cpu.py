@@ -99,3 +99,14 @@ def test_targets_are_checked_against_hot_medians(quick_report):
         row = next(r for r in report["rows"] if r["workload"] == goal["workload"])
         assert goal["measured_x"] == row["speedup"]["hot"][goal["vs"]]
         assert goal["met"] == (goal["measured_x"] >= goal["target_x"])
+        assert goal["measured_x_of_mins"] == row["speedup_of_mins"]["hot"][goal["vs"]]
+
+
+def test_render_redoes_the_same_markdown_from_report_json(quick_report, tmp_path):
+    _, md, out_dir = quick_report
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_cpu.py"), "--render",
+                          str(out_dir / "report.json"), "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "report.md").read_text() == md
+    assert (tmp_path / "speedup.png").stat().st_size > 0
