@@ -99,6 +99,8 @@ def _schedule(insns: list, work: list[InsnWork], durations: list[int]):
     head = {m: 0 for m in MODULES}
     free = {m: 0 for m in MODULES}
     alu_free = 0  # the compute module's ALU unit (busy past free["compute"] when overlapped)
+    # per queue: when the last overlapped ALU popping it started (later pops wait for it)
+    pop_floor = {q: 0 for q in QUEUES}
     pushed = {q: [] for q in QUEUES}  # finish cycle of each push, in push order
     popped = {q: 0 for q in QUEUES}
     start, finish = [0] * len(insns), [0] * len(insns)
@@ -111,14 +113,20 @@ def _schedule(insns: list, work: list[InsnWork], durations: list[int]):
                 pops = _pops(insns[i], m)
                 if any(popped[q] >= len(pushed[q]) for q in pops):
                     break  # waits for a push another module has not made yet
-                ready = [pushed[q][popped[q]] for q in pops]
+                ready = [pushed[q][popped[q]] for q in pops] + [pop_floor[q] for q in pops]
                 waits_alu = insns[i].opcode in (Opcode.ALU, Opcode.FINISH)
-                start[i] = max([free[m], alu_free if waits_alu else 0] + ready)
-                finish[i] = free[m] = start[i] + durations[i]
-                if insns[i].opcode == Opcode.ALU:
-                    alu_free = finish[i]
-                    if overlapped(insns[i]):
-                        free[m] = start[i] + min(OVERLAP_ISSUE_CYCLES, durations[i])
+                issue = max(free[m], alu_free if waits_alu else 0)
+                if overlapped(insns[i]):  # the ALU unit waits for its tokens, not the module
+                    start[i] = max([issue] + ready)
+                    finish[i] = alu_free = start[i] + durations[i]
+                    free[m] = issue + min(OVERLAP_ISSUE_CYCLES, durations[i])
+                    for q in pops:
+                        pop_floor[q] = start[i]
+                else:
+                    start[i] = max([issue] + ready)
+                    finish[i] = free[m] = start[i] + durations[i]
+                    if insns[i].opcode == Opcode.ALU:
+                        alu_free = finish[i]
                 for q in pops:
                     popped[q] += 1
                 for q in _pushes(insns[i], m):

@@ -62,10 +62,8 @@ class Ordering:
         np.maximum(self.clock["compute"], self.clock["epilogue"], out=self.clock["compute"])
 
     def pop(self, queue: str) -> None:
-        token = self.fifo[queue].popleft()
-        np.maximum(self.clock[self.module], token, out=self.clock[self.module])
-        if self.module == "epilogue":  # the compute module stalled at the pop as well
-            np.maximum(self.clock["compute"], token, out=self.clock["compute"])
+        # an overlapped ALU's pops are taken by the ALU unit: the compute module goes on
+        np.maximum(self.clock[self.module], self.fifo[queue].popleft(), out=self.clock[self.module])
 
     def push(self, queue: str) -> None:
         self.fifo[queue].append(self.clock[self.module].copy())
