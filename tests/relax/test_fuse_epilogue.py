@@ -4,7 +4,6 @@ fused kernel, else the body's kernel + the epilogue compute; results stay exact.
 import numpy as np
 import pytest
 import torch
-import tvm
 from tvm import relax
 
 import tvm_ternary as tt

@@ -90,3 +90,20 @@ def test_strategy_kernels_are_left_alone():
     b = tvm.runtime.tensor(np.zeros((64, 32), "float32"))
     f(tvm.runtime.tensor(a), tvm.runtime.tensor(w), b)
     np.testing.assert_allclose(b.numpy(), a.astype(np.float64) @ w, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride,groups,size", [(1, 1, 16), (2, 2, 15), (1, 3, 9)])
+def test_float_convolutions_are_scheduled_and_match_torch(stride, groups, size):
+    torch.manual_seed(stride * 10 + groups)
+    model = nn.Sequential(nn.Conv2d(6, 12, 3, stride=stride, padding=1, groups=groups), nn.ReLU(),
+                          nn.MaxPool2d(2)).eval()
+    x = torch.randn(2, 6, size, size)
+    funcs = _host_funcs(model, x)
+    convs = {n: f for n, f in funcs.items() if "conv2d" in n}
+    assert convs
+    out_width = (size + 2 - 3) // stride + 1
+    if out_width % 4 == 0:  # the rule vectorizes output columns in groups of 4, 8 or 16
+        assert all(already_scheduled(f) for f in convs.values()), list(convs)
+    cm = tt.compile(model, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(cm(x), model(x), rtol=1e-5, atol=1e-5)
