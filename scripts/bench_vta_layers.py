@@ -80,13 +80,6 @@ def conv_by_name(name: str) -> Conv:
                          f"{[c.name for c in RESNET18_CONVS]}")
 
 
-def gemm_alu_bound(conv: Conv, hw: HwConfig) -> float:
-    """Utilization if the compute module did only the GEMM iterations (padded reduction
-    blocks x taps per output block) and the one REQUANT ALU iteration per output block."""
-    k = -(-conv.cin // hw.block_in) * conv.kernel ** 2
-    return (conv.macs / (hw.macs_per_cycle * conv.out_size ** 2 * -(-conv.cout // hw.block_out))) / (k + 1)
-
-
 def ternary_weights(conv: Conv, rng, p_zero: float = 0.4) -> np.ndarray:
     """Random trits [O, C, k, k]; at this density no 16 x 16 block is all zero by chance."""
     p = (1 - p_zero) / 2
@@ -134,6 +127,7 @@ def measure(spec: LayerSpec, hw: HwConfig, schedule: Schedule | None) -> dict:
     useful = min(cl.stats.useful_macs, slots)
     cyc = cycle_report(cl.program, hw, useful_macs=useful, work=work)
     energy = energy_report(work, hw)
+    gemms = [i for i, w in enumerate(work) if w.mac_slots]
     return {
         "schedule": dataclasses.asdict(cl.schedule), "knobs": knobs(cl.schedule),
         "cycles": cyc.total_cycles, "busy_cycles": dict(cyc.busy_cycles),
@@ -141,6 +135,9 @@ def measure(spec: LayerSpec, hw: HwConfig, schedule: Schedule | None) -> dict:
         "gemm_utilization": cyc.gemm_utilization,
         "dram_read_bytes": dict(cyc.dram_read_bytes), "dram_write_bytes": dict(cyc.dram_write_bytes),
         "dram_bytes": cyc.dram_bytes, "dram_bound_cycles": cyc.dram_bound_cycles,
+        # cycles before the first MAC and after the last: the start and end nothing overlaps
+        "lead_in_cycles": cyc.start[gemms[0]] if gemms else cyc.total_cycles,
+        "tail_cycles": cyc.total_cycles - cyc.finish[gemms[-1]] if gemms else 0,
         "energy_pj": energy["total_pj"], "energy_breakdown_pj": {k: energy[k] for k in ENERGY_PARTS},
         "sram_pj_by_buffer": dict(energy["sram_pj_by_buffer"]),
         "instructions": cl.stats.instructions, "weight_blocks": cl.stats.weight_blocks,
