@@ -1,18 +1,23 @@
 """ScheduleHostOps: real CPU schedules for the PrimFuncs no strategy scheduled.
 
-TVM's default legalization leaves float host ops (float linears kept on the host, layer
-norm, softmax, ...) as unscheduled loop nests. After fusion, this pass applies our
-``SpatialVectorReduction`` rule (float linears, convolutions and pools: vectorized over
-the innermost output axis, parallel over the rest) and DLight's CPU rules
-(``tvm.s_tir.dlight.cpu``: ``GEMV`` for matrix-vector products, ``Reduction`` for softmax
-and norms). Purely elementwise functions are left to LLVM's auto-vectorizer: a
-parallel + vectorize rule with full inlining measured slower than that on the FFN's
-GELU epilogue (2.05 vs 1.31 ms), so it is not applied. Functions a strategy already
-scheduled (any parallel, vectorized, unrolled or tensorized loop) are left alone.
+TVM's default legalization leaves float host ops as unscheduled loop nests; for the
+reductions that dominate (float linears kept on the host, float convolutions, pools) that
+is 4-40x slower than needed. After fusion, this pass applies, through DLight's
+``ApplyDefaultSchedule`` driver, our ``SpatialVectorReduction`` rule: vectorize the
+innermost output axis under the reduction loops, parallel over the rest.
 
-Measured on 2 loaded cores (min of repeats): float LayerNorm-Linear-GELU-Linear-Softmax
-(64 x 256 -> 1024): 85.7 ms unscheduled, 4.9 ms with these rules, torch 3.0 ms; float
-conv 3->64 + grouped conv + pools at 32 x 32: 12.6 ms -> 2.9 ms, torch 2.1 ms.
+DLight's own CPU rules (``tvm.s_tir.dlight.cpu.GEMV`` / ``Reduction``) were measured and
+are not applied: ``Reduction`` made layer norm + softmax slower (64 x 256: 0.134 vs
+0.081 ms; 512 x 1024: 6.0 vs 4.9 ms) and turned a 4096 -> 1001 GEMV into a strided
+column walk (46 ms); ``GEMV`` did not fire on the host linears tried. Elementwise
+functions are left to LLVM's auto-vectorizer: a parallel + vectorize rule with full
+inlining measured slower on the FFN's GELU epilogue (2.05 vs 1.31 ms).
+
+Measured on 2 loaded cores (min of repeats), unscheduled -> this pass (torch fp32):
+float LayerNorm-Linear-GELU-Linear-Softmax (64 x 256 -> 1024) 85.7 -> 4.9 ms (3.0 ms);
+float conv 3->64 + grouped conv + pools at 32 x 32: 12.6 -> 2.9 ms (2.1 ms); float
+linear 4096 -> 1001 at batch 1: 34.7 -> 0.85 ms. Functions a strategy already scheduled
+(any parallel, vectorized, unrolled or tensorized loop) are left alone.
 """
 
 from __future__ import annotations
@@ -57,19 +62,26 @@ class SpatialVectorReduction(CPUScheduleRule):
             return None
         kind = reductions[0].dom_kind()
         n_spatial = len(kind) - len(kind.lstrip("S"))
-        if n_spatial < 2 or kind[n_spatial:] != "R" * (len(kind) - n_spatial):
+        if n_spatial < 1 or kind[n_spatial:] != "R" * (len(kind) - n_spatial):
             return None
         block = reductions[0].block_rv
         loops = sch.get_loops(block)
         spatial, reduce = loops[:n_spatial], loops[n_spatial:]
         extents = [_extent(loop, sch) for loop in spatial]
-        lanes = next((v for v in (2 * _VECTOR, _VECTOR, _VECTOR // 2)
-                      if extents[-1] is not None and extents[-1] % v == 0), None)
-        if lanes is None or any(e is None for e in extents):
+        if any(e is None for e in extents):
             return None
+        lanes = next((v for v in (2 * _VECTOR, _VECTOR, _VECTOR // 2) if extents[-1] % v == 0), None)
+        if lanes is None:
+            # No vector width divides the axis: keep it whole and innermost, so each
+            # reduction step is a contiguous loop LLVM vectorizes with a remainder.
+            sch.reorder(*reduce, spatial[-1])
+            if len(spatial) > 2 and _total(extents) >= _MIN_PARALLEL:
+                sch.parallel(sch.fuse(*spatial[:-1]))
+            sch.decompose_reduction(block, reduce[0])
+            return sch
         v_outer, v_inner = sch.split(spatial[-1], [None, lanes])
         sch.reorder(*spatial[:-1], v_outer, *reduce, v_inner)
-        tile = sch.fuse(*spatial[:-1], v_outer)
+        tile = sch.fuse(*spatial[:-1], v_outer) if len(spatial) > 1 else v_outer
         if _total(extents) >= _MIN_PARALLEL:
             sch.parallel(tile)
         sch.vectorize(v_inner)
@@ -105,7 +117,7 @@ def _mark_scheduled(mod: tvm.IRModule) -> tvm.IRModule:
 
 
 def schedule_host_ops(target: tvm.target.Target) -> tvm.transform.Pass:
-    rules = dlight.ApplyDefaultSchedule(SpatialVectorReduction(), dlight.cpu.GEMV(), dlight.cpu.Reduction())
+    rules = dlight.ApplyDefaultSchedule(SpatialVectorReduction())
 
     @tvm.transform.module_pass(opt_level=0, name="ScheduleHostOps")
     def _pass(mod, _ctx):
