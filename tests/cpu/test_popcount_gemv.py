@@ -10,10 +10,8 @@ from hypothesis import strategies as st
 
 import tvm_ternary as tt
 from tvm_ternary.cpu.popcount_gemv import WORDS, WORDS_VPOPCNTDQ, make_popcount_gemv, weight_planes
-from tvm_ternary.cpu.ternary_inputs import annotate_ternary_inputs
 from tvm_ternary.quant import reference as ref
 from tvm_ternary.quant.popcount import dot_sign_magnitude
-from tvm_ternary.relax import passes
 from tvm_ternary.target import cpu_info
 
 from ..quant.helpers import frozen_pair, random_digits_model
@@ -78,19 +76,9 @@ def test_extremes_and_agreement_with_the_bitplane_reference(mcpu, dual):
     assert np.array_equal(out, _expected(x, w, mult, bias))
 
 
-@pytest.fixture
-def pipeline_with_annotation(monkeypatch):
-    """tt.compile's pipeline with the input annotation right before legalization (where
-    relax/passes.py is to list it; added here only if it is not there yet)."""
-    steps = list(passes.PIPELINE)
-    if annotate_ternary_inputs not in steps:
-        steps.insert(len(steps) - 1, annotate_ternary_inputs)
-        monkeypatch.setattr(passes, "PIPELINE", tuple(steps))
-
-
 @pytest.mark.parametrize("kind,method,act", [("mlp", "twn", "ternary"), ("mlp", "ttq", "ternary"),
                                              ("cnn", "twn", "ternary_half")])
-def test_ternary_activation_model_uses_popcount_and_is_exact(pipeline_with_annotation, kind, method, act):
+def test_ternary_activation_model_uses_popcount_and_is_exact(kind, method, act):
     x = torch.rand(16, 1, 8, 8)
     _, frozen = frozen_pair(random_digits_model(kind, 11), method, x, act=act)
     # batch 1 (the GEMV regime; batched GEMM kernels may take larger batches)
@@ -104,7 +92,7 @@ def test_ternary_activation_model_uses_popcount_and_is_exact(pipeline_with_annot
         assert torch.equal(y, frozen(x[i:i + 1])) and torch.equal(y, tt.quant.run_reference(frozen, x[i:i + 1]))
 
 
-def test_int8_activation_model_does_not_use_popcount(pipeline_with_annotation):
+def test_int8_activation_model_does_not_use_popcount():
     x = torch.rand(16, 1, 8, 8)
     _, frozen = frozen_pair(random_digits_model("mlp", 12), "twn", x, act="int8")
     cm = tt.compile(frozen, (x[:1],), target="cpu")

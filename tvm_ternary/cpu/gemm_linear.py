@@ -68,7 +68,7 @@ def biased_rows(x: te.Tensor, k_padded: int) -> te.Tensor:
 
 
 def _applies(call, target) -> bool:
-    from .ternary_inputs import has_ternary_input
+    from tvm_ternary.relax.ternary_inputs import has_ternary_input
 
     x, w, _, mult = call.args[:4]
     if not _has_avx2(target) or len(x.ty.shape) != 2 or int(x.ty.shape[0]) < GEMM_MIN_BATCH:

@@ -1,7 +1,7 @@
 """Ternary x ternary dense kernel on bit planes (``T.popcount``): TIR for AVX2 and up.
 
 For activations in {-1, 0, 1} (a ``tquantize_ternary`` / ``tthreshold`` producer: see
-``ternary_inputs``) both operands become sign-magnitude bit planes, 64 trits per uint64
+``relax.ternary_inputs``) both operands become sign-magnitude bit planes, 64 trits per uint64
 word (``quant.packing``'s ``bitplane`` format: nonzero mask, sign mask).
 
 * symmetric layers (``Mp == Mn``), the 2-popcount product of ``quant.popcount``:

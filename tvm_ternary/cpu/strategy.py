@@ -2,7 +2,7 @@
 
 ``tlinear`` (symmetric, constant weights, 2-D input) runs as one fused whole-layer GEMV
 PrimFunc: AVX-512 VNNI where the target's CPU has it, else AVX2 (the floor); other CPUs
-keep the portable path. A linear whose input ``ternary_inputs`` marked ternary runs the
+keep the portable path. A linear whose input ``relax.ternary_inputs`` marked ternary runs the
 bit-plane popcount kernel instead (symmetric or dual-scale); one whose weights have at
 least ``SPARSE_MIN_ZERO_BLOCKS`` all-zero blocks runs the block-sparse GEMV. Each is registered for the
 bare ``tlinear`` and for the fused ``tlinear_<epilogue>`` ops (body kernel, then the
@@ -23,7 +23,7 @@ from . import gemv_avx2, gemv_vnni
 from .layout import interleaved_2bit
 from .popcount_gemv import WORDS, WORDS_VPOPCNTDQ, make_popcount_gemv, weight_planes
 from .sparse_gemv import AVX2, VNNI512, block_zero_fraction, csr_blocks, make_sparse_gemv
-from .ternary_inputs import has_ternary_input
+from tvm_ternary.relax.ternary_inputs import has_ternary_input
 
 
 def has_avx2(target: dict) -> bool:

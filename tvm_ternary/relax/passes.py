@@ -17,6 +17,7 @@ from .fold_batchnorm import fold_batchnorm
 from .fold_scale import fold_scale
 from .fuse_epilogue import fuse_epilogue
 from .legalize import legalize_by_strategy
+from .ternary_inputs import annotate_ternary_inputs
 from .schedule_host import schedule_host_ops  # noqa: F401  (re-exported for tests)
 
 
@@ -35,6 +36,7 @@ PIPELINE = (
     fold_scale,              # constant * / + after a dequantize -> its scale and bias
     fuse_epilogue,           # body + requantize / threshold / dequantize -> one op
     flatten_linear_batch,    # [..., K] linears -> [rows, K] (what the kernels take)
+    annotate_ternary_inputs, # mark linears fed only trits (last: passes that rebuild calls drop it)
     legalize_by_strategy,    # every op -> TIR; ternary ops through the strategy registry
 )
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from tvm import relax
 
-from tvm_ternary.cpu.ternary_inputs import annotate_ternary_inputs, has_ternary_input
+from tvm_ternary.relax.ternary_inputs import annotate_ternary_inputs, has_ternary_input
 from tvm_ternary.relax import ops as rops
 
 
