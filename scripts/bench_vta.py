@@ -24,18 +24,13 @@ import sys
 import time
 from pathlib import Path
 
-# The venv's editable install registered vta_ext as a namespace package (its finder predates
-# vta_ext/__init__.py), so outside the repository root `from vta_ext import HwConfig` fails:
-# import it from this checkout.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+from tqdm import tqdm
 
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-import bench_vta_layers as L  # noqa: E402
-from tvm_ternary.errors import BenchmarkError  # noqa: E402
-from tvm_ternary.report import markdown_table, provenance  # noqa: E402
-from vta_ext import HwConfig  # noqa: E402
+import bench_vta_layers as L
+from tvm_ternary.errors import BenchmarkError
+from tvm_ternary.report import markdown_table, provenance
+from vta_ext import HwConfig
 
 CONFIGS = ("default", "int8")  # ternary, and the int8 comparison config
 TARGET_MEAN_UTILIZATION = 0.80
@@ -358,7 +353,7 @@ def run(args) -> int:
         args.top, args.sample, args.repeats = 1, 1, 1
         args.resnet_width = min(args.resnet_width, 0.125)
     start = time.perf_counter()
-    convs = [L.conv_by_name(n) for n in args.only] if args.only else list(L.RESNET18_CONVS)
+    convs = [L.conv_by_name(n) for n in args.only] if args.only else list(L.RESNET18_IMAGENET_CONVS)
     hws = {name: HwConfig.load(name) for name in CONFIGS}
     rng = np.random.default_rng(args.seed)
     rows = bench_layers(convs, hws, args, rng)

@@ -1,21 +1,19 @@
 """ResNet-18's ImageNet convolutions as accelerator layers, measured by the cycle and energy
 models with the best schedule a seeded search finds (the measuring half of bench_vta.py).
 
-The layer table is the old VTA benchmark's: apache/tvm
-``vta/tests/python/integration/test_benchmark_topi_conv2d.py`` (``resnet_wkls``, e.g. commit
-3acde3efd902125ebaa2b9fb37aced668106686e): C1 (commented out there, 3 input channels) to
-C11, batch 1. The multiplicity of each shape in ResNet-18 weights the per-inference sums.
+The layer table is the old VTA benchmark's (``tvm_ternary.models.RESNET18_IMAGENET_CONVS``,
+which cites it): C1 to C11, batch 1. The multiplicity of each shape in ResNet-18 weights the per-inference sums.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from tvm_ternary.errors import BenchmarkError
+from tvm_ternary.models import RESNET18_IMAGENET_CONVS, ConvShape
 from vta_ext import HwConfig
 from vta_ext.compiler.geometry import ConvProblem, problem_of
 from vta_ext.compiler.layer import LayerSpec
@@ -30,57 +28,20 @@ ENERGY_PARTS = ("gemm_pj", "alu_pj", "sram_pj", "dram_pj")  # they sum to the to
 CYCLE_TOLERANCE = 0.01  # schedules this close to the fewest cycles compete on energy
 
 
-@dataclass(frozen=True)
-class Conv:
-    name: str
-    size: int       # input height = width
-    cin: int
-    cout: int
-    kernel: int
-    stride: int
-    pad: int
-    count: int      # how many convolutions of this shape ResNet-18 has
-
-    @property
-    def out_size(self) -> int:
-        return (self.size + 2 * self.pad - self.kernel) // self.stride + 1
-
-    @property
-    def macs(self) -> int:
-        return self.out_size ** 2 * self.cin * self.cout * self.kernel ** 2
-
-    def shape(self) -> str:
-        return (f"{self.size}x{self.size}x{self.cin}->{self.cout} {self.kernel}x{self.kernel}"
-                f"/{self.stride}")
-
-
-RESNET18_CONVS = (
-    Conv("C1", 224, 3, 64, 7, 2, 3, 1),
-    Conv("C2", 56, 64, 64, 3, 1, 1, 4),
-    Conv("C3", 56, 64, 128, 3, 2, 1, 1),
-    Conv("C4", 56, 64, 128, 1, 2, 0, 1),
-    Conv("C5", 28, 128, 128, 3, 1, 1, 3),
-    Conv("C6", 28, 128, 256, 3, 2, 1, 1),
-    Conv("C7", 28, 128, 256, 1, 2, 0, 1),
-    Conv("C8", 14, 256, 256, 3, 1, 1, 3),
-    Conv("C9", 14, 256, 512, 3, 2, 1, 1),
-    Conv("C10", 14, 256, 512, 1, 2, 0, 1),
-    Conv("C11", 7, 512, 512, 3, 1, 1, 3),
-)
 # DESIGN: C1 cannot fill the core (3 input channels); the old benchmark left it out of means.
 EXCLUDED_FROM_MEAN = ("C1",)
 ZERO_BLOCK_LAYERS = ("C8", "C11")  # compute-heavy: the skipped blocks save weight DMA too
 
 
-def conv_by_name(name: str) -> Conv:
-    for c in RESNET18_CONVS:
+def conv_by_name(name: str) -> ConvShape:
+    for c in RESNET18_IMAGENET_CONVS:
         if c.name == name:
             return c
     raise BenchmarkError(f"unknown ResNet-18 layer {name!r}; known: "
-                         f"{[c.name for c in RESNET18_CONVS]}")
+                         f"{[c.name for c in RESNET18_IMAGENET_CONVS]}")
 
 
-def ternary_weights(conv: Conv, rng, p_zero: float = 0.4) -> np.ndarray:
+def ternary_weights(conv: ConvShape, rng, p_zero: float = 0.4) -> np.ndarray:
     """Random trits [O, C, k, k]; at this density no 16 x 16 block is all zero by chance."""
     p = (1 - p_zero) / 2
     return rng.choice(np.array([-1, 0, 1], dtype=np.int8), p=[p, p_zero, p],
@@ -100,7 +61,7 @@ def zero_blocks(w: np.ndarray, block_out: int, block_in: int, fraction: float, r
     return out
 
 
-def layer_spec(conv: Conv, weight: np.ndarray, rng) -> LayerSpec:
+def layer_spec(conv: ConvShape, weight: np.ndarray, rng) -> LayerSpec:
     """A requantize + ReLU layer with symmetric per-channel scales (TWN-style): single
     accumulators, the form both the ternary and the int8 config run."""
     mult = rng.integers(2**14, 2**15, conv.cout)

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
@@ -109,3 +111,47 @@ def resnet18_cifar(num_classes: int = 10, width: float = 1.0) -> ResNetCifar:
 def transformer_ffn(d_model: int = 256, d_ff: int = 1024) -> nn.Sequential:
     return nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, d_ff), nn.GELU(),
                          nn.Linear(d_ff, d_model))
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """One convolution of a benchmark table: square input, batch 1."""
+    name: str
+    size: int       # input height = width
+    cin: int
+    cout: int
+    kernel: int
+    stride: int
+    pad: int
+    count: int      # how many convolutions of this shape the network has
+
+    @property
+    def out_size(self) -> int:
+        return (self.size + 2 * self.pad - self.kernel) // self.stride + 1
+
+    @property
+    def macs(self) -> int:
+        return self.out_size ** 2 * self.cin * self.cout * self.kernel ** 2
+
+    def shape(self) -> str:
+        return (f"{self.size}x{self.size}x{self.cin}->{self.cout} {self.kernel}x{self.kernel}"
+                f"/{self.stride}")
+
+
+# ResNet-18's ImageNet convolutions as the old VTA benchmark numbers them (apache/tvm
+# vta/tests/python/integration/test_benchmark_topi_conv2d.py, ``resnet_wkls``, commit
+# 3acde3efd902125ebaa2b9fb37aced668106686e): C1 (3 input channels, commented out there)
+# to C11. DESIGN's "C8 and C11" (the zero-block target) are the 3x3 layers at 14x14 and 7x7.
+RESNET18_IMAGENET_CONVS = (
+    ConvShape("C1", 224, 3, 64, 7, 2, 3, 1),
+    ConvShape("C2", 56, 64, 64, 3, 1, 1, 4),
+    ConvShape("C3", 56, 64, 128, 3, 2, 1, 1),
+    ConvShape("C4", 56, 64, 128, 1, 2, 0, 1),
+    ConvShape("C5", 28, 128, 128, 3, 1, 1, 3),
+    ConvShape("C6", 28, 128, 256, 3, 2, 1, 1),
+    ConvShape("C7", 28, 128, 256, 1, 2, 0, 1),
+    ConvShape("C8", 14, 256, 256, 3, 1, 1, 3),
+    ConvShape("C9", 14, 256, 512, 3, 2, 1, 1),
+    ConvShape("C10", 14, 256, 512, 1, 2, 0, 1),
+    ConvShape("C11", 7, 512, 512, 3, 1, 1, 3),
+)

@@ -73,7 +73,7 @@ def test_skipping_follows_the_hwconfig_by_default():
 
 
 def test_ninety_percent_zero_blocks_take_at_most_a_fifth_of_the_cycles():
-    """ResNet-18 C9 (14 x 14, 256 -> 256, 3 x 3) on `default`, by the cycle model: with 90%
+    """ResNet-18 C8 (14 x 14, 256 -> 256, 3 x 3) on `default`, by the cycle model: with 90%
     of its weight blocks zero it must take <= 0.2x the cycles of the dense layer."""
     rng = np.random.default_rng(0)
     w = trits(rng, (256, 256, 3, 3))
