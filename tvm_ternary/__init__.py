@@ -11,11 +11,11 @@ __version__ = "0.1.0"
 _LAZY = {"quant", "data", "models", "errors", "frontend", "target", "debug"}
 
 
-def compile(model, example_inputs, target="cpu"):  # noqa: A001
+def compile(model, example_inputs, target="cpu", hw="default", backend="fsim"):  # noqa: A001
     """Compile a ternary model with TVM; see ``tvm_ternary.pipeline.compile``."""
     from tvm_ternary.pipeline import compile as _compile
 
-    return _compile(model, example_inputs, target)
+    return _compile(model, example_inputs, target, hw=hw, backend=backend)
 
 
 def load(path):

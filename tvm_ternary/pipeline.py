@@ -122,8 +122,11 @@ def _frozen(model: nn.Module, example_inputs: tuple) -> nn.Module:
     return freeze(model)
 
 
-def compile(model, example_inputs, target="cpu") -> CompiledModel:  # noqa: A001
+def compile(model, example_inputs, target="cpu", hw="default", backend="fsim") -> CompiledModel:  # noqa: A001
     """Freeze (if needed), import into Relax, legalize and build for ``target``.
+
+    ``target="vta"`` (or a vta target dict, ``cm.target`` of such a model) runs the ternary
+    layers on the accelerator ``hw`` through ``backend`` (``vta_ext.compile.compile_vta``).
 
     ``model`` is a ternary ``nn.Module`` (frozen, calibrated, or neither: then it is
     calibrated on ``example_inputs`` with a warning) or a ``torch.export.ExportedProgram``
@@ -131,6 +134,10 @@ def compile(model, example_inputs, target="cpu") -> CompiledModel:  # noqa: A001
     """
     from tvm_ternary.frontend import from_exported, from_frozen
 
+    from vta_ext.compile import compile_vta, is_vta_target, options_from_target
+
+    if is_vta_target(target):
+        return compile_vta(model, example_inputs, **options_from_target(target, hw, backend))
     example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     tgt = targets.resolve(target)
     frozen = None
