@@ -261,3 +261,13 @@ def test_layers_kept_in_float_run_on_host_and_are_listed():
                                                   if l.output_kind != "float"}
     # float layers on the host: TVM's float conv / matmul, equal to the CPU build
     assert torch.equal(cm(x), tt.compile(frozen, (x,), target="cpu")(x))
+
+
+def test_tt_compile_dispatches_target_vta_and_debug_compare_works_on_it():
+    x = _x((2, 1, 8, 8), 131)
+    _, frozen = frozen_pair(random_digits_model("cnn", 131), "ttq", x, act="ternary")
+    cm = tt.compile(frozen, (x,), target="vta", hw="tiny", backend="fsim")
+    assert cm.target["kind"] == "vta" and cm.target["hw"]["name"] == "tiny"
+    assert cm.stats["accelerator_layers"] and cm.stats["backend"] == "fsim"
+    assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
+    assert tt.debug.compare(cm, frozen, x) is None
