@@ -57,6 +57,14 @@ def test_quantize_compile_run_chain(tmp_path):
     # the compiled model classifies the test split exactly as the integer model does
     assert ran["images"] == 450
     assert round(ran["accuracy"] * 450) == round(quantized["integer_acc"] * 450)
+    # the same frozen model on the simulated accelerator: exact, with its cost model figures
+    tternary("compile", str(tmp_path / "q" / "frozen.pt2"), "--target", "vta", "--hw", "tiny",
+             "--out", str(tmp_path / "v"))
+    report = json.loads((tmp_path / "v" / "report.json").read_text())
+    on_vta = report["results"][0]
+    assert on_vta["bit_exact_vs_exported"] is True
+    assert on_vta["cycles"] > 0 and 0 < on_vta["gemm_utilization"] <= 1
+    assert on_vta["host_layers"] == len(report["stats"]["host_layers"])
 
 
 def test_compile_missing_file_is_one_clear_line(tmp_path):

@@ -44,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
                                     "into TVM Relax, build it for the target, check it against "
                                     "the exported integer model, and write model.tar.")
     cp.add_argument("model_file", help="frozen model from 'tternary quantize' (frozen.pt2)")
-    cp.add_argument("--target", default="cpu", help="'cpu' (the detected host CPU; default)")
+    cp.add_argument("--target", default="cpu", choices=("cpu", "vta"),
+                    help="'cpu' (the detected host CPU; default) or 'vta' (the accelerator, "
+                         "simulated; reports cycles, utilization, DRAM bytes and energy)")
+    cp.add_argument("--hw", default="default",
+                    help="accelerator configuration for --target vta: a name in vta_ext/configs "
+                         "or a JSON path (default: %(default)s)")
     _common(cp, default_out="out/compile")
 
     rn = sub.add_parser("run", help="run a compiled model on the digits test split",

@@ -30,7 +30,7 @@ def run_compile(args) -> int:
     ep = _load_exported(Path(args.model_file))
     (example,), _ = ep.example_inputs
     start = time.time()
-    cm = tt.compile(ep, (example,), target=args.target)
+    cm = tt.compile(ep, (example,), target=args.target, hw=args.hw)
     seconds = time.time() - start
     # The compiled model must equal the exported integer model on fresh inputs.
     gen = torch.Generator().manual_seed(args.seed)
@@ -38,14 +38,38 @@ def run_compile(args) -> int:
     bit_exact = all(torch.equal(cm(x), ep.module()(x)) for x in checks)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = cm.export(out / "model.tar")
-    row = {"model_file": str(args.model_file), "target": cm.target, "compile_seconds": round(seconds, 2),
+    row = {"model_file": str(args.model_file), "target": args.target, "compile_seconds": round(seconds, 2),
            "bit_exact_vs_exported": bit_exact, "input_shape": list(example.shape)}
+    if args.target == "vta":
+        row.update(_accelerator_summary(cm.stats))
+        path = None  # accelerator regions live in this process's simulator session
+    else:
+        path = cm.export(out / "model.tar")
     md = "# tternary compile\n\n" + markdown_table([row], list(row))
-    write_report(out, {"results": [row]}, md)
+    write_report(out, {"results": [row], "target": cm.target, "stats": _jsonable(cm.stats)}, md)
     print(markdown_table([row], list(row)))
-    print(f"compiled model: {path}; report: {out / 'report.md'}")
+    where = f"compiled model: {path}; " if path else ""
+    print(f"{where}report: {out / 'report.md'}")
     return 0 if bit_exact else 1
+
+
+def _accelerator_summary(stats: dict) -> dict:
+    """The headline accelerator numbers of ``cm.stats`` (target="vta")."""
+    keys = ("cycles", "gemm_utilization", "dram_bytes", "energy_pj", "accelerator_mac_fraction")
+    summary = {k: stats.get(k) for k in keys}
+    summary["host_layers"] = len(stats.get("host_layers", {}))
+    return summary
+
+
+def _jsonable(value):
+    """``cm.stats`` with anything JSON cannot hold (numpy scalars, sets) made plain."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
 def run_run(args) -> int:
