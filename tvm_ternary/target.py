@@ -92,5 +92,5 @@ def resolve(target) -> dict:
         return dict(target)
     from tvm_ternary.errors import UnsupportedTargetError
     raise UnsupportedTargetError(
-        f"target {target!r} is not supported yet; use 'cpu' or an llvm Target dict "
-        "(the 'vta' accelerator target is not built yet)")
+        f"target {target!r} is not supported; use 'cpu', an llvm Target dict, or 'vta' "
+        "(tt.compile's accelerator target)")

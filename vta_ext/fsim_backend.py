@@ -12,19 +12,15 @@ from .config import HwConfig
 from .runtime import Backend, LayerCost
 from .sim.fsim import simulate
 from .sim.perf import estimate
-from .sim.work import program_work
 
 
 def program_cost(compiled: CompiledLayer, hw: HwConfig) -> LayerCost:
-    """Cycles, utilization (of the layer's unpadded MACs), DRAM bytes and energy.
+    """Cycles, utilization, DRAM bytes and energy of the layer's program.
 
-    The layer's MACs include those of all-zero weight blocks the program skips; when the
-    skipped work outweighs the padding, they exceed the MAC slots the program issues and
-    the cycle model refuses them. Then the issued slots are the useful work counted (the
-    skipped MACs cost nothing, so they are not reported as core utilization).
+    Utilization counts the unpadded MACs of the weight blocks the program issues
+    (``issued_useful_macs``): skipped all-zero blocks cost nothing and are not core work.
     """
-    slots = sum(w.mac_slots for w in program_work(compiled.program, hw))
-    useful = min(compiled.stats.useful_macs, slots)
+    useful = compiled.stats.issued_useful_macs
     report = estimate(compiled.program, hw, useful_macs=useful).stats()
     return LayerCost(cycles=report["cycles"], useful_macs=report["useful_macs"],
                      gemm_utilization=report["gemm_utilization"],
