@@ -122,6 +122,19 @@ def _frozen(model: nn.Module, example_inputs: tuple) -> nn.Module:
     return freeze(model)
 
 
+def import_model(model, example_inputs) -> tuple:
+    """``(Relax IRModule, frozen model or None, example inputs as a tuple)`` for what
+    ``tt.compile`` accepts: a ternary ``nn.Module`` (frozen if needed) or an
+    ``ExportedProgram`` of a frozen model."""
+    from tvm_ternary.frontend import from_exported, from_frozen
+
+    example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    if isinstance(model, torch.export.ExportedProgram):
+        return from_exported(model), None, example_inputs
+    frozen = _frozen(model, example_inputs)
+    return from_frozen(frozen, example_inputs), frozen, example_inputs
+
+
 def compile(model, example_inputs, target="cpu", hw="default", backend="fsim") -> CompiledModel:  # noqa: A001
     """Freeze (if needed), import into Relax, legalize and build for ``target``.
 
@@ -132,20 +145,12 @@ def compile(model, example_inputs, target="cpu", hw="default", backend="fsim") -
     calibrated on ``example_inputs`` with a warning) or a ``torch.export.ExportedProgram``
     of a frozen model (as ``tternary quantize`` saves it).
     """
-    from tvm_ternary.frontend import from_exported, from_frozen
-
     from vta_ext.compile import compile_vta, is_vta_target, options_from_target
 
     if is_vta_target(target):
         return compile_vta(model, example_inputs, **options_from_target(target, hw, backend))
-    example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     tgt = targets.resolve(target)
-    frozen = None
-    if isinstance(model, torch.export.ExportedProgram):
-        mod = from_exported(model)
-    else:
-        frozen = _frozen(model, example_inputs)
-        mod = from_frozen(frozen, example_inputs)
+    mod, frozen, example_inputs = import_model(model, example_inputs)
     import tvm_ternary.cpu.strategy  # noqa: F401  (registers the CPU kernels)
     from tvm_ternary.relax import passes
 

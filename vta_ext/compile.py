@@ -13,7 +13,7 @@ import torch
 
 from tvm_ternary import target as targets
 from tvm_ternary.errors import UnsupportedTargetError
-from tvm_ternary.pipeline import CompiledModel
+from tvm_ternary.pipeline import CompiledModel, import_model
 
 from .config import HwConfig
 from .compiler.partition import Partitioned, partition_for_vta
@@ -56,22 +56,14 @@ def compile_vta(model, example_inputs, hw="default", backend="fsim", host="cpu")
     frozen one) for the accelerator ``hw`` (a HwConfig, its name, JSON path or dict), running
     the accelerator regions on ``backend`` (``fsim``, ``rtl``, ``reference`` or a Backend)
     and the host regions on ``host`` (a CPU target, as ``tt.compile`` takes)."""
-    from tvm_ternary.frontend import from_exported, from_frozen
-    from tvm_ternary.pipeline import _frozen
     from tvm_ternary.relax import passes
     from tvm_ternary.relax.legalize import legalize_by_strategy
 
     import tvm_ternary.cpu.strategy  # noqa: F401  (registers the CPU kernels for host layers)
 
-    example_inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     hw = _hw_config(hw)
     host_target = targets.resolve(host)
-    frozen = None
-    if isinstance(model, torch.export.ExportedProgram):
-        mod = from_exported(model)
-    else:
-        frozen = _frozen(model, example_inputs)
-        mod = from_frozen(frozen, example_inputs)
+    mod, frozen, example_inputs = import_model(model, example_inputs)
     state = passes.CompileState(target=host_target)
     for step in passes.PIPELINE[:passes.PIPELINE.index(legalize_by_strategy)]:
         mod = step(mod, state)
