@@ -24,7 +24,7 @@ from tvm.script import tirx as T
 
 from .layout import check_layer_dims, group_trits
 from .parallel import row_loop
-from .vector import lane_sum
+from .vector import lane_sum, trit_codes
 
 ROWS = 8
 CHUNK = 16
@@ -34,13 +34,6 @@ LANES = 32  # bytes per weight vector (one ymm register)
 def _pmadd(codes, x_vec):
     return T.call_llvm_pure_intrin("int16x16", "llvm.x86.avx2.pmadd.ub.sw", codes, x_vec)
 
-
-def _codes(w_vec, j: int):
-    """The 2-bit codes of field ``j`` of every byte of a 32-byte weight vector."""
-    if j == 3:
-        return T.shift_right(w_vec, T.broadcast(T.uint8(6), 32))
-    shifted = w_vec if j == 0 else T.shift_right(w_vec, T.broadcast(T.uint8(2 * j), 32))
-    return T.bitwise_and(shifted, T.broadcast(T.uint8(3), 32))
 
 
 def make_gemv(batch: int, n: int, k: int):
@@ -83,13 +76,13 @@ def make_gemv(batch: int, n: int, k: int):
                         for r in T.unroll(R):
                             a16[nb, T.ramp(r * 16, 1, 16)] = (
                                 a16[nb, T.ramp(r * 16, 1, 16)]
-                                + _pmadd(_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 0),
+                                + _pmadd(trit_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 0, LANES),
                                          xp[b, T.ramp((c * CHUNK + gi) * 128, 1, 32)])
-                                + _pmadd(_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 1),
+                                + _pmadd(trit_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 1, LANES),
                                          xp[b, T.ramp((c * CHUNK + gi) * 128 + 32, 1, 32)])
-                                + _pmadd(_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 2),
+                                + _pmadd(trit_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 2, LANES),
                                          xp[b, T.ramp((c * CHUNK + gi) * 128 + 64, 1, 32)])
-                                + _pmadd(_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 3),
+                                + _pmadd(trit_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 3, LANES),
                                          xp[b, T.ramp((c * CHUNK + gi) * 128 + 96, 1, 32)]))
                     for r in T.unroll(R):
                         acc[nb, T.ramp(r * 8, 1, 8)] = acc[nb, T.ramp(r * 8, 1, 8)] + T.call_llvm_pure_intrin(

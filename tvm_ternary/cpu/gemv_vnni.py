@@ -15,7 +15,7 @@ from tvm.script import tirx as T
 
 from .layout import check_layer_dims, group_trits
 from .parallel import row_loop
-from .vector import lane_sum
+from .vector import lane_sum, trit_codes
 
 ROWS = 16  # measured faster than 8 or 4 on GEMV 4096 (more rows per activation load)
 LANES = 64  # bytes per weight vector (one zmm register)
@@ -24,13 +24,6 @@ LANES = 64  # bytes per weight vector (one zmm register)
 def _dpbusd(acc, codes, x_vec):
     return T.call_llvm_pure_intrin("int32x16", "llvm.x86.avx512.vpdpbusd.512", acc, codes, x_vec)
 
-
-def _codes(w_vec, j: int):
-    """The 2-bit codes of field ``j`` of every byte of a 64-byte weight vector."""
-    if j == 3:
-        return T.shift_right(w_vec, T.broadcast(T.uint8(6), 64))
-    shifted = w_vec if j == 0 else T.shift_right(w_vec, T.broadcast(T.uint8(2 * j), 64))
-    return T.bitwise_and(shifted, T.broadcast(T.uint8(3), 64))
 
 
 def make_gemv(batch: int, n: int, k: int):
@@ -68,10 +61,10 @@ def make_gemv(batch: int, n: int, k: int):
                     for r in T.unroll(R):
                         acc[nb, T.ramp(r * 16, 1, 16)] = _dpbusd(_dpbusd(_dpbusd(_dpbusd(
                             acc[nb, T.ramp(r * 16, 1, 16)],
-                            _codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 0), xp[b, T.ramp(g * 256, 1, 64)]),
-                            _codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 1), xp[b, T.ramp(g * 256 + 64, 1, 64)]),
-                            _codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 2), xp[b, T.ramp(g * 256 + 128, 1, 64)]),
-                            _codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 3), xp[b, T.ramp(g * 256 + 192, 1, 64)])
+                            trit_codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 0, LANES), xp[b, T.ramp(g * 256, 1, 64)]),
+                            trit_codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 1, LANES), xp[b, T.ramp(g * 256 + 64, 1, 64)]),
+                            trit_codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 2, LANES), xp[b, T.ramp(g * 256 + 128, 1, 64)]),
+                            trit_codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 3, LANES), xp[b, T.ramp(g * 256 + 192, 1, 64)])
                 for r in T.unroll(R):
                     if nb * R + r < N:
                         z[b, nb * R + r] = T.Cast("int64", mult[0, nb * R + r]) * T.Cast(

@@ -25,7 +25,7 @@ from tvm_ternary.quant.packing import zero_block_bitmap
 
 from .layout import check_layer_dims, blocked_2bit, group_trits
 from .parallel import row_loop
-from .vector import lane_sum
+from .vector import lane_sum, trit_codes
 
 
 @dataclass(frozen=True)
@@ -96,12 +96,10 @@ def _vnni_dot(acc, codes, x_vecs):
     return acc
 
 
+
 def _codes(w_vec, lanes: int):
-    """The four 2-bit code vectors of one weight vector (field j = bits 2j..2j+1)."""
-    return [T.bitwise_and(w_vec, T.broadcast(T.uint8(3), lanes)),
-            T.bitwise_and(T.shift_right(w_vec, T.broadcast(T.uint8(2), lanes)), T.broadcast(T.uint8(3), lanes)),
-            T.bitwise_and(T.shift_right(w_vec, T.broadcast(T.uint8(4), lanes)), T.broadcast(T.uint8(3), lanes)),
-            T.shift_right(w_vec, T.broadcast(T.uint8(6), lanes))]
+    """The four 2-bit code vectors of one weight vector (fields j = 0..3)."""
+    return [trit_codes(w_vec, j, lanes) for j in range(4)]
 
 
 def _x_vectors(xp, b, base, lanes: int):

@@ -10,3 +10,12 @@ def lane_sum(vec, dtype: str):
     tree). Summing an accumulator lane by lane from memory cost ~20 us per 4096 rows,
     13 % of the 4096 x 4096 GEMV."""
     return T.call_llvm_pure_intrin(dtype, "llvm.vector.reduce.add", vec)
+
+
+def trit_codes(w_vec, j: int, lanes: int):
+    """The 2-bit codes ``u = w + 1`` of field ``j`` (bits 2j..2j+1) of every byte of a
+    ``lanes``-byte weight vector: a shift and a mask, no table lookup."""
+    if j == 3:
+        return T.shift_right(w_vec, T.broadcast(T.uint8(6), lanes))
+    shifted = w_vec if j == 0 else T.shift_right(w_vec, T.broadcast(T.uint8(2 * j), lanes))
+    return T.bitwise_and(shifted, T.broadcast(T.uint8(3), lanes))
