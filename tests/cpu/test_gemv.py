@@ -12,6 +12,7 @@ import tvm_ternary as tt
 from tvm_ternary.cpu import gemv_avx2, gemv_vnni
 from tvm_ternary.cpu.layout import interleaved_2bit
 from tvm_ternary.quant import reference as ref
+from tvm_ternary.quant.frozen import FrozenTernaryLayer
 from tvm_ternary.target import cpu_info
 
 _FLAGS = cpu_info()["flags"]
@@ -23,9 +24,9 @@ KERNELS = [
 ]
 
 
-def _run(kernel, mcpu, x, w_t, mult, bias):
+def _run(kernel, mcpu, x, w_t, mult, bias, dual=False):
     n, k = w_t.shape
-    func = kernel.make_gemv(x.shape[0], n, k)
+    func = kernel.make_gemv(x.shape[0], n, k, dual=dual)
     lib = tvm.compile(func, target=tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": 2}))
     packed = interleaved_2bit(w_t, kernel.ROWS, kernel.LANES)
     out = tvm.runtime.tensor(np.zeros((x.shape[0], n), np.int64))
@@ -38,11 +39,14 @@ def _expected(x, w_t, mult, bias):
     return ref.scaled_acc(acc_p, acc_n, bias, mult[0], mult[1])
 
 
-def _random_layer(rng, batch, n, k):
+def _random_layer(rng, batch, n, k, dual=False):
     w = rng.integers(-1, 2, size=(n, k)).astype(np.int8)
     x = rng.integers(-128, 128, size=(batch, k)).astype(np.int8)
     m = rng.integers(2**14, 2**15, size=n)
-    return x, w, np.stack([m, m]).astype(np.int32), rng.integers(-2**40, 2**40, size=n).astype(np.int64)
+    # dual: Mp and Mn drawn independently over the full int32 multiplier range
+    mn = rng.integers(1, 2**31, size=n) if dual else m
+    mp = rng.integers(1, 2**31, size=n) if dual else m
+    return x, w, np.stack([mp, mn]).astype(np.int32), rng.integers(-2**40, 2**40, size=n).astype(np.int64)
 
 
 @pytest.mark.parametrize("kernel,mcpu", KERNELS)
@@ -54,10 +58,19 @@ def test_gemv_matches_reference_on_random_shapes(kernel, mcpu, batch, n, k, seed
 
 
 @pytest.mark.parametrize("kernel,mcpu", KERNELS)
+@settings(max_examples=12, deadline=None)
+@given(batch=st.integers(1, 3), n=st.integers(1, 40), k=st.integers(1, 1100), seed=st.integers(0, 2**31))
+def test_dual_scale_gemv_matches_reference_on_random_shapes(kernel, mcpu, batch, n, k, seed):
+    x, w, mult, bias = _random_layer(np.random.default_rng(seed), batch, n, k, dual=True)
+    assert np.array_equal(_run(kernel, mcpu, x, w, mult, bias, dual=True), _expected(x, w, mult, bias))
+
+
+@pytest.mark.parametrize("kernel,mcpu", KERNELS)
+@pytest.mark.parametrize("dual", [False, True])
 @pytest.mark.parametrize("n,k", [(4096, 4096), (37, 128 * 16 * 3 + 5)])
-def test_gemv_matches_reference_on_large_shapes(kernel, mcpu, n, k):
-    x, w, mult, bias = _random_layer(np.random.default_rng(n + k), 1, n, k)
-    assert np.array_equal(_run(kernel, mcpu, x, w, mult, bias), _expected(x, w, mult, bias))
+def test_gemv_matches_reference_on_large_shapes(kernel, mcpu, dual, n, k):
+    x, w, mult, bias = _random_layer(np.random.default_rng(n + k), 1, n, k, dual)
+    assert np.array_equal(_run(kernel, mcpu, x, w, mult, bias, dual), _expected(x, w, mult, bias))
 
 
 @pytest.mark.parametrize("kernel,mcpu", KERNELS)
@@ -72,6 +85,23 @@ def test_saturation_worst_case(kernel, mcpu, w_val, x_val):
     bias = np.zeros(n, np.int64)
     out = _run(kernel, mcpu, x, w, mult, bias)
     assert (out == (2**15 - 1) * w_val * x_val * k).all()  # hand-worked: every product is w x
+
+
+@pytest.mark.parametrize("kernel,mcpu", KERNELS)
+@pytest.mark.parametrize("w_val,x_val", [(1, 127), (1, -128), (-1, -128), (-1, 127)])
+def test_dual_scale_saturation_worst_case(kernel, mcpu, w_val, x_val):
+    # Both accumulators at their extremes: all weights +1 (acc_p = acc = x k) or all -1
+    # (acc_p = 0, acc_n = -x k), with the largest int32 multipliers, Mp != Mn.
+    n, k = 5, 128 * 16 * 2 + 77
+    w = np.full((n, k), w_val, np.int8)
+    x = np.full((2, k), x_val, np.int8)
+    mp, mn = 2**31 - 1, 2**31 - 7
+    mult = np.array([[mp] * n, [mn] * n], np.int32)
+    bias = np.full(n, -2**40, np.int64)
+    out = _run(kernel, mcpu, x, w, mult, bias, dual=True)
+    # hand-worked from z = Mp acc_p - Mn acc_n + bias, acc_p / acc_n = sum x[w = +1 / -1]
+    expected = (mp if w_val == 1 else -mn) * x_val * k - 2**40
+    assert (out == expected).all()
 
 
 def _one_layer(k, n, seed):
@@ -94,6 +124,26 @@ def test_compiled_layer_equals_frozen_and_reference(batch, k, n):
 
 
 @pytest.mark.skipif("avx2" not in _FLAGS, reason="no AVX2")
+@pytest.mark.parametrize("mcpu,kernel_name", [
+    ("znver3", "avx2_pmaddubsw_gemv"),
+    pytest.param("cascadelake", "avx512_vnni_gemv", marks=pytest.mark.skipif(
+        not {"avx512_vnni", "avx512bw"} <= _FLAGS, reason="no AVX-512 VNNI")),
+])
+def test_compiled_ttq_mlp_with_int8_activations_runs_the_dual_gemv(mcpu, kernel_name):
+    from tests.quant.helpers import frozen_pair, random_digits_model
+
+    x = torch.rand(3, 1, 8, 8)
+    _, frozen = frozen_pair(random_digits_model("mlp", 5), "ttq", x, act="int8")
+    layers = [m for m in frozen.modules() if isinstance(m, FrozenTernaryLayer) and m.kind == "linear"]
+    assert layers and all(not torch.equal(m.mult[0], m.mult[1]) for m in layers)  # really dual
+    cm = tt.compile(frozen, (x,), target={"kind": "llvm", "mcpu": mcpu, "num-cores": 2})
+    linears = [s for s in cm.stats["kernels"] if s.startswith("tlinear")]
+    assert linears and all(s.endswith(f": {kernel_name}") for s in linears), cm.stats["kernels"]
+    y = cm(x)
+    assert torch.equal(y, frozen(x)) and torch.equal(y, tt.quant.run_reference(frozen, x))
+
+
+@pytest.mark.skipif("avx2" not in _FLAGS, reason="no AVX2")
 def test_avx2_floor_is_chosen_for_an_avx2_only_cpu():
     x = torch.randn(1, 300)
     qm = tt.quant.ternarize(_one_layer(300, 20, 1), "twn")
@@ -105,10 +155,11 @@ def test_avx2_floor_is_chosen_for_an_avx2_only_cpu():
 
 
 @pytest.mark.parametrize("kernel", [gemv_avx2, gemv_vnni])
+@pytest.mark.parametrize("dual", [False, True])
 @pytest.mark.parametrize("batch,n,k,field", [(0, 4, 4, "batch"), (1, 0, 4, "out_features"),
                                              (1, 4, -3, "in_features")])
-def test_bad_layer_shapes_are_named(kernel, batch, n, k, field):
+def test_bad_layer_shapes_are_named(kernel, dual, batch, n, k, field):
     from tvm_ternary.errors import KernelConfigError
 
     with pytest.raises(KernelConfigError, match=f"gemv_.*: {field} must be a positive int"):
-        kernel.make_gemv(batch, n, k)
+        kernel.make_gemv(batch, n, k, dual=dual)

@@ -24,7 +24,7 @@ from tvm.script import tirx as T
 
 from .layout import check_layer_dims, group_trits
 from .parallel import row_loop
-from .vector import lane_sum, trit_codes
+from .vector import dual_scaled, lane_sum, plus_codes, trit_codes
 
 ROWS = 8
 CHUNK = 16
@@ -36,10 +36,13 @@ def _pmadd(codes, x_vec):
 
 
 
-def make_gemv(batch: int, n: int, k: int):
+def make_gemv(batch: int, n: int, k: int, dual: bool = False):
     """``gemv(x [B, K] int8, w [NB, G*ROWS*32] uint8, mult [2, N] int32, bias [N] int64,
-    z [B, N] int64)``: the whole symmetric ternary linear layer (``mult[0]`` is M), with
-    ``w = interleaved_2bit(w_t, ROWS, LANES)``."""
+    z [B, N] int64)``: the whole ternary linear layer, with
+    ``w = interleaved_2bit(w_t, ROWS, LANES)``. Symmetric (``mult[0]`` is M) unless
+    ``dual``: then a second ``pmaddubsw`` per field on the one-bit codes of the same weight
+    bytes also sums ``acc_p = sum x[w = +1]``, and ``z = Mp acc_p - Mn (acc_p - acc) + bias``
+    (the symmetric kernel is generated without it, so its speed is unchanged)."""
     check_layer_dims("gemv_avx2", batch, n, k)
     rows_loop = row_loop(n, k)  # serial for small layers (see cpu/parallel.py)
     group = group_trits(LANES)
@@ -59,6 +62,9 @@ def make_gemv(batch: int, n: int, k: int):
         # parallel body costs a workspace allocation per task.
         acc = T.alloc_buffer((NB, R * 8), "int32")
         a16 = T.alloc_buffer((NB, R * 16), "int16")
+        if dual:  # a Python bool: resolved when the script is parsed
+            accp = T.alloc_buffer((NB, R * 8), "int32")
+            a16p = T.alloc_buffer((NB, R * 16), "int16")
         for b in range(B):
             for kk in range(KP):
                 xp[b, kk] = T.if_then_else(kk < K, x[b, T.min(kk, K - 1)], T.int8(0))
@@ -69,9 +75,13 @@ def make_gemv(batch: int, n: int, k: int):
             for b in range(B):
                 for r in T.unroll(R):
                     acc[nb, T.ramp(r * 8, 1, 8)] = T.broadcast(0, 8)
+                    if dual:
+                        accp[nb, T.ramp(r * 8, 1, 8)] = T.broadcast(0, 8)
                 for c in range(chunks):
                     for r in T.unroll(R):
                         a16[nb, T.ramp(r * 16, 1, 16)] = T.broadcast(T.int16(0), 16)
+                        if dual:
+                            a16p[nb, T.ramp(r * 16, 1, 16)] = T.broadcast(T.int16(0), 16)
                     for gi in range(T.min(CHUNK, G - c * CHUNK)):
                         for r in T.unroll(R):
                             a16[nb, T.ramp(r * 16, 1, 16)] = (
@@ -84,15 +94,37 @@ def make_gemv(batch: int, n: int, k: int):
                                          xp[b, T.ramp((c * CHUNK + gi) * 128 + 64, 1, 32)])
                                 + _pmadd(trit_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 3, LANES),
                                          xp[b, T.ramp((c * CHUNK + gi) * 128 + 96, 1, 32)]))
+                            if dual:  # |pair sum| <= 256: 64 of them fit int16 like above
+                                a16p[nb, T.ramp(r * 16, 1, 16)] = (
+                                    a16p[nb, T.ramp(r * 16, 1, 16)]
+                                    + _pmadd(plus_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 0, LANES),
+                                             xp[b, T.ramp((c * CHUNK + gi) * 128, 1, 32)])
+                                    + _pmadd(plus_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 1, LANES),
+                                             xp[b, T.ramp((c * CHUNK + gi) * 128 + 32, 1, 32)])
+                                    + _pmadd(plus_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 2, LANES),
+                                             xp[b, T.ramp((c * CHUNK + gi) * 128 + 64, 1, 32)])
+                                    + _pmadd(plus_codes(w[nb, T.ramp(((c * CHUNK + gi) * R + r) * 32, 1, 32)], 3, LANES),
+                                             xp[b, T.ramp((c * CHUNK + gi) * 128 + 96, 1, 32)]))
                     for r in T.unroll(R):
                         acc[nb, T.ramp(r * 8, 1, 8)] = acc[nb, T.ramp(r * 8, 1, 8)] + T.call_llvm_pure_intrin(
                             "int32x8", "llvm.x86.avx2.pmadd.wd", a16[nb, T.ramp(r * 16, 1, 16)],
                             T.broadcast(T.int16(1), 16))
+                        if dual:
+                            accp[nb, T.ramp(r * 8, 1, 8)] = accp[nb, T.ramp(r * 8, 1, 8)] + T.call_llvm_pure_intrin(
+                                "int32x8", "llvm.x86.avx2.pmadd.wd", a16p[nb, T.ramp(r * 16, 1, 16)],
+                                T.broadcast(T.int16(1), 16))
                 for r in T.unroll(R):
                     if nb * R + r < N:
-                        z[b, nb * R + r] = T.Cast("int64", mult[0, nb * R + r]) * T.Cast(
-                            "int64", lane_sum(acc[nb, T.ramp(r * 8, 1, 8)], "int32") - sx[b]
-                        ) + bias[nb * R + r]
+                        if dual:
+                            z[b, nb * R + r] = dual_scaled(
+                                mult[0, nb * R + r], mult[1, nb * R + r],
+                                lane_sum(acc[nb, T.ramp(r * 8, 1, 8)], "int32") - sx[b],
+                                lane_sum(accp[nb, T.ramp(r * 8, 1, 8)], "int32"), bias[nb * R + r])
+                        else:
+                            z[b, nb * R + r] = T.Cast("int64", mult[0, nb * R + r]) * T.Cast(
+                                "int64", lane_sum(acc[nb, T.ramp(r * 8, 1, 8)], "int32") - sx[b]
+                            ) + bias[nb * R + r]
 
     # One symbol per shape: identical layers share one function, different ones never clash.
-    return gemv.with_attr("global_symbol", f"ternary_gemv_avx2_b{B}_n{N}_k{K}")
+    kind = "dual_" if dual else ""
+    return gemv.with_attr("global_symbol", f"ternary_{kind}gemv_avx2_b{B}_n{N}_k{K}")

@@ -15,7 +15,7 @@ from tvm.script import tirx as T
 
 from .layout import check_layer_dims, group_trits
 from .parallel import row_loop
-from .vector import lane_sum, trit_codes
+from .vector import dual_scaled, lane_sum, plus_codes, trit_codes
 
 ROWS = 16  # measured faster than 8 or 4 on GEMV 4096 (more rows per activation load)
 LANES = 64  # bytes per weight vector (one zmm register)
@@ -26,10 +26,13 @@ def _dpbusd(acc, codes, x_vec):
 
 
 
-def make_gemv(batch: int, n: int, k: int):
+def make_gemv(batch: int, n: int, k: int, dual: bool = False):
     """``gemv(x [B, K] int8, w [NB, G*ROWS*64] uint8, mult [2, N] int32, bias [N] int64,
-    z [B, N] int64)``: the whole symmetric ternary linear layer (``mult[0]`` is M), with
-    ``w = interleaved_2bit(w_t, ROWS, LANES)``."""
+    z [B, N] int64)``: the whole ternary linear layer, with
+    ``w = interleaved_2bit(w_t, ROWS, LANES)``. Symmetric (``mult[0]`` is M) unless
+    ``dual``: then a second ``vpdpbusd`` per field on the one-bit codes of the same weight
+    bytes also sums ``acc_p = sum x[w = +1]``, and ``z = Mp acc_p - Mn (acc_p - acc) + bias``
+    (the symmetric kernel is generated without it, so its speed is unchanged)."""
     check_layer_dims("gemv_vnni", batch, n, k)
     rows_loop = row_loop(n, k)  # serial for small layers (see cpu/parallel.py)
     group = group_trits(LANES)
@@ -47,6 +50,8 @@ def make_gemv(batch: int, n: int, k: int):
         # One accumulator slice per row block, allocated once: a buffer allocated inside the
         # parallel body costs a workspace allocation per task.
         acc = T.alloc_buffer((NB, R * 16), "int32")
+        if dual:  # a Python bool: resolved when the script is parsed
+            accp = T.alloc_buffer((NB, R * 16), "int32")
         for b in range(B):
             for kk in range(KP):
                 xp[b, kk] = T.if_then_else(kk < K, x[b, T.min(kk, K - 1)], T.int8(0))
@@ -57,6 +62,8 @@ def make_gemv(batch: int, n: int, k: int):
             for b in range(B):
                 for r in T.unroll(R):
                     acc[nb, T.ramp(r * 16, 1, 16)] = T.broadcast(0, 16)
+                    if dual:
+                        accp[nb, T.ramp(r * 16, 1, 16)] = T.broadcast(0, 16)
                 for g in range(G):
                     for r in T.unroll(R):
                         acc[nb, T.ramp(r * 16, 1, 16)] = _dpbusd(_dpbusd(_dpbusd(_dpbusd(
@@ -65,10 +72,24 @@ def make_gemv(batch: int, n: int, k: int):
                             trit_codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 1, LANES), xp[b, T.ramp(g * 256 + 64, 1, 64)]),
                             trit_codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 2, LANES), xp[b, T.ramp(g * 256 + 128, 1, 64)]),
                             trit_codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 3, LANES), xp[b, T.ramp(g * 256 + 192, 1, 64)])
+                        if dual:
+                            accp[nb, T.ramp(r * 16, 1, 16)] = _dpbusd(_dpbusd(_dpbusd(_dpbusd(
+                                accp[nb, T.ramp(r * 16, 1, 16)],
+                                plus_codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 0, LANES), xp[b, T.ramp(g * 256, 1, 64)]),
+                                plus_codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 1, LANES), xp[b, T.ramp(g * 256 + 64, 1, 64)]),
+                                plus_codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 2, LANES), xp[b, T.ramp(g * 256 + 128, 1, 64)]),
+                                plus_codes(w[nb, T.ramp((g * R + r) * 64, 1, 64)], 3, LANES), xp[b, T.ramp(g * 256 + 192, 1, 64)])
                 for r in T.unroll(R):
                     if nb * R + r < N:
-                        z[b, nb * R + r] = T.Cast("int64", mult[0, nb * R + r]) * T.Cast(
-                            "int64", lane_sum(acc[nb, T.ramp(r * 16, 1, 16)], "int32") - sx[b]
-                        ) + bias[nb * R + r]
+                        if dual:
+                            z[b, nb * R + r] = dual_scaled(
+                                mult[0, nb * R + r], mult[1, nb * R + r],
+                                lane_sum(acc[nb, T.ramp(r * 16, 1, 16)], "int32") - sx[b],
+                                lane_sum(accp[nb, T.ramp(r * 16, 1, 16)], "int32"), bias[nb * R + r])
+                        else:
+                            z[b, nb * R + r] = T.Cast("int64", mult[0, nb * R + r]) * T.Cast(
+                                "int64", lane_sum(acc[nb, T.ramp(r * 16, 1, 16)], "int32") - sx[b]
+                            ) + bias[nb * R + r]
 
-    return gemv.with_attr("global_symbol", f"ternary_gemv_vnni_b{B}_n{N}_k{K}")
+    kind = "dual_" if dual else ""
+    return gemv.with_attr("global_symbol", f"ternary_{kind}gemv_vnni_b{B}_n{N}_k{K}")

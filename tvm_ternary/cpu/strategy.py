@@ -1,11 +1,13 @@
 """CPU implementations registered with the strategy registry.
 
-``tlinear`` (symmetric, constant weights, 2-D input) runs as one fused whole-layer GEMV
-PrimFunc: AVX-512 VNNI where the target's CPU has it, else AVX2 (the floor); other CPUs
-keep the portable path. A linear whose input ``relax.ternary_inputs`` marked ternary runs the
-bit-plane popcount kernel instead (symmetric or dual-scale); one whose weights have at
-least ``SPARSE_MIN_ZERO_BLOCKS`` all-zero blocks runs the block-sparse GEMV. Each is registered for the
-bare ``tlinear`` and for the fused ``tlinear_<epilogue>`` ops (body kernel, then the
+``tlinear`` (constant weights, 2-D input) runs as one fused whole-layer GEMV PrimFunc:
+AVX-512 VNNI where the target's CPU has it, else AVX2 (the floor); other CPUs keep the
+portable path. Dual-scale layers (``Mp != Mn``) get the GEMV's ``dual`` variant (a second
+accumulator for ``acc_p``), symmetric ones the single-accumulator kernel. A linear whose
+input ``relax.ternary_inputs`` marked ternary runs the bit-plane popcount kernel instead
+(symmetric or dual-scale); a symmetric one whose weights have at least
+``SPARSE_MIN_ZERO_BLOCKS`` all-zero blocks runs the block-sparse GEMV. Each is registered
+for the bare ``tlinear`` and for the fused ``tlinear_<epilogue>`` ops (body kernel, then the
 epilogue's compute), so the input annotation on the fused call is seen.
 """
 
@@ -113,7 +115,7 @@ def _gemv_emitter(kernel_module):
         n, k = w_t.shape
         batch = int(x.ty.shape[0])
         packed = interleaved_2bit(w_t, kernel_module.ROWS, kernel_module.LANES)
-        kernel = kernel_module.make_gemv(batch, n, k)
+        kernel = kernel_module.make_gemv(batch, n, k, dual=not _symmetric(call))
         gv = bb.add_func(kernel, str(kernel.attrs["global_symbol"]))
         return relax.call_tir(gv, [x, relax.const(packed), mult, bias],
                               out_ty=relax.TensorType([batch, n], "int64"))
@@ -161,8 +163,8 @@ _register_linear("avx2_sparse_gemv",
                                        and _sparse_enough(call, AVX2)),
                  _sparse_emitter(AVX2))
 _register_linear("avx512_vnni_gemv",
-                 lambda call, target: has_vnni512(target) and _symmetric_constant_linear(call),
+                 lambda call, target: has_vnni512(target) and _constant_linear(call),
                  _gemv_emitter(gemv_vnni))
 _register_linear("avx2_pmaddubsw_gemv",
-                 lambda call, target: has_avx2(target) and _symmetric_constant_linear(call),
+                 lambda call, target: has_avx2(target) and _constant_linear(call),
                  _gemv_emitter(gemv_avx2))

@@ -19,3 +19,19 @@ def trit_codes(w_vec, j: int, lanes: int):
         return T.shift_right(w_vec, T.broadcast(T.uint8(6), lanes))
     shifted = w_vec if j == 0 else T.shift_right(w_vec, T.broadcast(T.uint8(2 * j), lanes))
     return T.bitwise_and(shifted, T.broadcast(T.uint8(3), lanes))
+
+
+def plus_codes(w_vec, j: int, lanes: int):
+    """The one-bit codes ``u >> 1`` of field ``j`` (1 where ``w = +1``): dual-scale layers
+    need ``acc_p = sum x[w = +1]`` next to the ternary dot product."""
+    if j == 3:
+        return T.shift_right(w_vec, T.broadcast(T.uint8(7), lanes))
+    shifted = T.shift_right(w_vec, T.broadcast(T.uint8(2 * j + 1), lanes))
+    return T.bitwise_and(shifted, T.broadcast(T.uint8(1), lanes))
+
+
+def dual_scaled(mult_p, mult_n, acc, acc_p, bias):
+    """``z = Mp acc_p - Mn acc_n + bias`` (int64, ``reference.scaled_acc``) from the ternary
+    dot product ``acc`` and ``acc_p = sum x[w = +1]``: ``acc_n = acc_p - acc``."""
+    return (T.Cast("int64", mult_p) * T.Cast("int64", acc_p)
+            - T.Cast("int64", mult_n) * (T.Cast("int64", acc_p) - T.Cast("int64", acc)) + bias)
