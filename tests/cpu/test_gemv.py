@@ -28,7 +28,7 @@ def _run(kernel, mcpu, x, w_t, mult, bias, dual=False):
     n, k = w_t.shape
     func = kernel.make_gemv(x.shape[0], n, k, dual=dual)
     lib = tvm.compile(func, target=tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": 2}))
-    packed = interleaved_2bit(w_t, kernel.ROWS, kernel.LANES)
+    packed = interleaved_2bit(w_t, kernel.rows(dual), kernel.LANES)
     out = tvm.runtime.tensor(np.zeros((x.shape[0], n), np.int64))
     lib(*[tvm.runtime.tensor(a) for a in (x, packed, mult, bias)], out)
     return out.numpy()

@@ -114,8 +114,9 @@ def _gemv_emitter(kernel_module):
         w_t = _constant(w)
         n, k = w_t.shape
         batch = int(x.ty.shape[0])
-        packed = interleaved_2bit(w_t, kernel_module.ROWS, kernel_module.LANES)
-        kernel = kernel_module.make_gemv(batch, n, k, dual=not _symmetric(call))
+        dual = not _symmetric(call)
+        packed = interleaved_2bit(w_t, kernel_module.rows(dual), kernel_module.LANES)
+        kernel = kernel_module.make_gemv(batch, n, k, dual=dual)
         gv = bb.add_func(kernel, str(kernel.attrs["global_symbol"]))
         return relax.call_tir(gv, [x, relax.const(packed), mult, bias],
                               out_ty=relax.TensorType([batch, n], "int64"))

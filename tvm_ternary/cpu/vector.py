@@ -23,11 +23,11 @@ def trit_codes(w_vec, j: int, lanes: int):
 
 def plus_codes(w_vec, j: int, lanes: int):
     """The one-bit codes ``u >> 1`` of field ``j`` (1 where ``w = +1``): dual-scale layers
-    need ``acc_p = sum x[w = +1]`` next to the ternary dot product."""
-    if j == 3:
-        return T.shift_right(w_vec, T.broadcast(T.uint8(7), lanes))
-    shifted = T.shift_right(w_vec, T.broadcast(T.uint8(2 * j + 1), lanes))
-    return T.bitwise_and(shifted, T.broadcast(T.uint8(1), lanes))
+    need ``acc_p = sum x[w = +1]`` next to the ternary dot product. Taken as the saturating
+    ``u - 1`` of the codes the dot product decodes anyway (one ``vpsubusb``, not a second
+    shift + mask)."""
+    return T.call_llvm_pure_intrin(f"uint8x{lanes}", "llvm.usub.sat", trit_codes(w_vec, j, lanes),
+                                   T.broadcast(T.uint8(1), lanes))
 
 
 def dual_scaled(mult_p, mult_n, acc, acc_p, bias):
