@@ -6,6 +6,7 @@ import numpy as np
 from tvm import relax
 
 from .gemm_kernel import CONST_OPERANDS, GemmSpec, make_gemm
+from .params import typed
 
 
 def constant(expr) -> np.ndarray | None:
@@ -25,5 +26,5 @@ def emit_gemm(bb, spec: GemmSpec, xu, consts: dict, bias) -> relax.Call:
     """``call_tir`` of the kernel of ``spec`` on the biased input ``xu``."""
     kernel = bb.add_func(make_gemm(spec), spec.symbol())
     # relax.const narrows int64 arrays whose values fit to int32: give the dtype
-    args = [xu] + [relax.const(consts[n], str(consts[n].dtype)) for n in CONST_OPERANDS] + [bias]
+    args = [xu] + [relax.const(consts[n], str(consts[n].dtype)) for n in CONST_OPERANDS] + [typed(bias, "int64")]
     return relax.call_tir(kernel, args, out_ty=relax.TensorType(list(spec.out_shape), "int64"))

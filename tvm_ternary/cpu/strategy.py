@@ -18,14 +18,15 @@ import tvm
 from tvm import relax
 
 from tvm_ternary.relax import fused_ops, ops
+from tvm_ternary.relax.ternary_inputs import has_ternary_input
 from tvm_ternary.strategy.registry import Impl, register
 from tvm_ternary.target import cpu_features
 
 from . import gemv_avx2, gemv_vnni
 from .layout import interleaved_2bit
+from .params import typed
 from .popcount_gemv import WORDS, WORDS_VPOPCNTDQ, make_popcount_gemv, weight_planes
 from .sparse_gemv import AVX2, VNNI512, block_zero_fraction, csr_blocks, make_sparse_gemv
-from tvm_ternary.relax.ternary_inputs import has_ternary_input
 
 
 def has_avx2(target: dict) -> bool:
@@ -91,9 +92,15 @@ def _with_epilogue(body_emit):
     return emit
 
 
+def _linear_args(call):
+    """``x, w, bias, mult`` of a ``tlinear`` call, bias as int64 and mult as int32."""
+    x, w, bias, mult = call.args
+    return x, w, typed(bias, "int64"), typed(mult, "int32")
+
+
 def _popcount_emitter(words: int):
     def emit(bb, call):
-        x, w, bias, mult = call.args
+        x, w, bias, mult = _linear_args(call)
         w_t = _constant(w)
         n, k = w_t.shape
         batch = int(x.ty.shape[0])
@@ -110,7 +117,7 @@ def _gemv_emitter(kernel_module):
     """Emit ``kernel_module``'s whole-layer GEMV for a ``tlinear`` call."""
 
     def emit(bb, call):
-        x, w, bias, mult = call.args
+        x, w, bias, mult = _linear_args(call)
         w_t = _constant(w)
         n, k = w_t.shape
         batch = int(x.ty.shape[0])
@@ -126,7 +133,7 @@ def _gemv_emitter(kernel_module):
 
 def _sparse_emitter(isa):
     def emit(bb, call):
-        x, w, bias, mult = call.args
+        x, w, bias, mult = _linear_args(call)
         w_t = _constant(w)
         n, k = w_t.shape
         batch = int(x.ty.shape[0])
