@@ -98,53 +98,49 @@ def _linear_args(call):
     return x, w, typed(bias, "int64"), typed(mult, "int32")
 
 
-def _popcount_emitter(words: int):
+def _kernel_emitter(build):
+    """Emit a whole-layer linear kernel for a ``tlinear`` call. ``build(w_t, batch, n, k,
+    dual)`` returns the kernel PrimFunc and the constant weight arrays it takes after ``x``
+    (before ``mult`` and ``bias``); every linear kernel returns ``z [batch, n]`` int64."""
+
     def emit(bb, call):
         x, w, bias, mult = _linear_args(call)
         w_t = _constant(w)
         n, k = w_t.shape
         batch = int(x.ty.shape[0])
-        dual = not _symmetric(call)
-        kernel = make_popcount_gemv(batch, n, k, dual, words)
+        kernel, weights = build(w_t, batch, n, k, not _symmetric(call))
         gv = bb.add_func(kernel, str(kernel.attrs["global_symbol"]))
-        return relax.call_tir(gv, [x, relax.const(weight_planes(w_t, dual, words)), mult, bias],
+        return relax.call_tir(gv, [x, *(relax.const(a) for a in weights), mult, bias],
                               out_ty=relax.TensorType([batch, n], "int64"))
 
     return emit
+
+
+def _popcount_emitter(words: int):
+    def build(w_t, batch, n, k, dual):
+        return (make_popcount_gemv(batch, n, k, dual, words), [weight_planes(w_t, dual, words)])
+
+    return _kernel_emitter(build)
 
 
 def _gemv_emitter(kernel_module):
-    """Emit ``kernel_module``'s whole-layer GEMV for a ``tlinear`` call."""
+    """``kernel_module``'s whole-layer GEMV (symmetric or dual-scale)."""
 
-    def emit(bb, call):
-        x, w, bias, mult = _linear_args(call)
-        w_t = _constant(w)
-        n, k = w_t.shape
-        batch = int(x.ty.shape[0])
-        dual = not _symmetric(call)
+    def build(w_t, batch, n, k, dual):
         packed = interleaved_2bit(w_t, kernel_module.rows(dual), kernel_module.LANES)
-        kernel = kernel_module.make_gemv(batch, n, k, dual=dual)
-        gv = bb.add_func(kernel, str(kernel.attrs["global_symbol"]))
-        return relax.call_tir(gv, [x, relax.const(packed), mult, bias],
-                              out_ty=relax.TensorType([batch, n], "int64"))
+        return kernel_module.make_gemv(batch, n, k, dual=dual), [packed]
 
-    return emit
+    return _kernel_emitter(build)
 
 
 def _sparse_emitter(isa):
-    def emit(bb, call):
-        x, w, bias, mult = _linear_args(call)
-        w_t = _constant(w)
-        n, k = w_t.shape
-        batch = int(x.ty.shape[0])
-        csr = csr_blocks(w_t, isa.rows, isa.lanes)
-        kernel = make_sparse_gemv(batch, n, k, csr.nnz, isa)
-        gv = bb.add_func(kernel, str(kernel.attrs["global_symbol"]))
-        return relax.call_tir(gv, [x, relax.const(csr.ptr), relax.const(csr.col),
-                                   relax.const(csr.blocks), mult, bias],
-                              out_ty=relax.TensorType([batch, n], "int64"))
+    """The block-sparse GEMV (symmetric layers only: its ``applies`` checks)."""
 
-    return emit
+    def build(w_t, batch, n, k, dual):
+        csr = csr_blocks(w_t, isa.rows, isa.lanes)
+        return make_sparse_gemv(batch, n, k, csr.nnz, isa), [csr.ptr, csr.col, csr.blocks]
+
+    return _kernel_emitter(build)
 
 
 def _register_linear(name: str, applies, body_emit) -> None:
