@@ -152,8 +152,8 @@ class _Deps:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Load(_Deps):
-    """2-D strided DMA from DRAM into an on-chip buffer, with padding."""
+class _Dma(_Deps):
+    """The 2-D strided DMA fields LOAD and STORE share (one encoding, ``_MEM``)."""
 
     mem: MemType = MemType.INP
     sram_base: int = 0
@@ -167,25 +167,20 @@ class Load(_Deps):
     x_pad_1: int = 0
     pad_value: int = 0
     x_skip: int = 0  # DRAM element (y, x) = dram_base + y * x_stride + x * (x_skip + 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Load(_Dma):
+    """2-D strided DMA from DRAM into an on-chip buffer, with padding."""
+
     opcode = Opcode.LOAD
 
 
 @dataclass(frozen=True, kw_only=True)
-class Store(_Deps):
-    """2-D strided DMA from the accumulator buffer to DRAM (no padding)."""
+class Store(_Dma):
+    """2-D strided DMA from the accumulator buffer to DRAM (pads and x_skip must be 0)."""
 
     mem: MemType = MemType.OUT
-    sram_base: int = 0
-    dram_base: int = 0
-    y_size: int = 1
-    x_size: int = 1
-    x_stride: int = 1
-    y_pad_0: int = 0
-    y_pad_1: int = 0
-    x_pad_0: int = 0
-    x_pad_1: int = 0
-    pad_value: int = 0
-    x_skip: int = 0  # must be 0 for STORE
     opcode = Opcode.STORE
 
 
