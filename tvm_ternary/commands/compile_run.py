@@ -46,7 +46,7 @@ def run_compile(args) -> int:
     else:
         path = cm.export(out / "model.tar")
     md = "# tternary compile\n\n" + markdown_table([row], list(row))
-    write_report(out, {"results": [row], "target": cm.target, "stats": _jsonable(cm.stats)}, md)
+    write_report(out, {"results": [row], "target": cm.target, "stats": cm.stats}, md)
     print(markdown_table([row], list(row)))
     where = f"compiled model: {path}; " if path else ""
     print(f"{where}report: {out / 'report.md'}")
@@ -59,17 +59,6 @@ def _accelerator_summary(stats: dict) -> dict:
     summary = {k: stats.get(k) for k in keys}
     summary["host_layers"] = len(stats.get("host_layers", {}))
     return summary
-
-
-def _jsonable(value):
-    """``cm.stats`` with anything JSON cannot hold (numpy scalars, sets) made plain."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
 def run_run(args) -> int:

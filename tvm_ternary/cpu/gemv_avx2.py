@@ -43,7 +43,6 @@ def _pmadd(codes, x_vec):
     return T.call_llvm_pure_intrin("int16x16", "llvm.x86.avx2.pmadd.ub.sw", codes, x_vec)
 
 
-
 def make_gemv(batch: int, n: int, k: int, dual: bool = False):
     """``gemv(x [B, K] int8, w [NB, G*rows(dual)*32] uint8, mult [2, N] int32, bias [N] int64,
     z [B, N] int64)``: the whole ternary linear layer, with

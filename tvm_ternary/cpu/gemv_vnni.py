@@ -33,7 +33,6 @@ def _dpbusd(acc, codes, x_vec):
     return T.call_llvm_pure_intrin("int32x16", "llvm.x86.avx512.vpdpbusd.512", acc, codes, x_vec)
 
 
-
 def make_gemv(batch: int, n: int, k: int, dual: bool = False):
     """``gemv(x [B, K] int8, w [NB, G*rows(dual)*64] uint8, mult [2, N] int32, bias [N] int64,
     z [B, N] int64)``: the whole ternary linear layer, with
