@@ -18,7 +18,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tvm_ternary.errors import OverflowRiskError
+from tvm_ternary.errors import OverflowRiskError, ShapeMismatchError
 from tvm_ternary.quant import reference as ref
 
 INT32_MAX = 2**31 - 1
@@ -816,3 +816,53 @@ def test_conv2d_acc_overflow_raises():
         ref.conv2d_acc(x, np.array([[[[1, 1], [0, 0]]]], np.int8))
     with pytest.raises(OverflowRiskError):
         ref.conv2d_acc(x, np.array([[[[0, -1], [0, -1]]]], np.int8))
+
+
+# ----------------------------------------------------------------------------- 7. fused residual
+
+def test_add_residual_requantize_hand_example():
+    # shift 15, Mr = 2**15 (the shortcut has the output's scale: one step per unit of r)
+    # and Mr = 2**14 (half the output's scale). z = 2**14 is half an output step.
+    z = np.array([[2**14, -(2**14), 3 * 2**15, 0]])
+    r = np.array([[1, -1, -3, 127]], np.int8)
+    total = ref.add_residual(z, r, np.array([2**15, 2**15, 2**14, 2**14]))
+    assert total.dtype == np.int64
+    assert total.tolist() == [[2**14 + 2**15, -(2**14) - 2**15, 3 * 2**15 - 3 * 2**14, 127 * 2**14]]
+    shift = np.full(4, 15)
+    # 1.5 -> 2, -1.5 -> -2, 3 - 1.5 = 1.5 -> 2, 63.5 -> 64
+    assert ref.requantize(total, shift).tolist() == [[2, -2, 2, 64]]
+    assert ref.requantize(total, shift, lo=0).tolist() == [[2, 0, 2, 64]]  # fused ReLU
+
+
+@MEDIUM
+@given(case=st.one_of(epilogue_cases("last"), epilogue_cases("nchw")), data=st.data(),
+       relu=st.booleans())
+def test_add_residual_requantize_matches_fraction(case, data, relu):
+    acc_p, acc_n, bias, mp, mn, shift, axis = case
+    c = bias.shape[0]
+    r = data.draw(int8_arrays(acc_p.shape))
+    mr = data.draw(hnp.arrays(np.int64, c, elements=st.integers(0, 2**20)))
+    lo = 0 if relu else -127
+    total = ref.add_residual(ref.scaled_acc(acc_p, acc_n, bias, mp, mn, axis=axis), r, mr, axis=axis)
+    out = ref.requantize(total, shift, lo=lo, axis=axis)
+    for idx in np.ndindex(acc_p.shape):
+        ch = idx[axis]
+        exact = (int(mp[ch]) * int(acc_p[idx]) - int(mn[ch]) * int(acc_n[idx]) + int(bias[ch])
+                 + int(mr[ch]) * int(r[idx]))
+        assert int(total[idx]) == exact
+        assert int(out[idx]) == clampi(rha(Fraction(exact, 2 ** int(shift[ch]))), lo, 127)
+
+
+def test_add_residual_wrong_shape_raises():
+    with pytest.raises(ShapeMismatchError, match="residual shape"):
+        ref.add_residual(np.zeros((1, 2, 3, 3)), np.zeros((1, 2, 3, 4), np.int8), [1, 1], axis=1)
+
+
+def test_add_residual_negative_multiplier_raises():
+    with pytest.raises(ValueError, match=">= 0"):
+        ref.add_residual(np.zeros((2, 2)), np.zeros((2, 2), np.int8), [1, -1])
+
+
+def test_add_residual_beyond_int64_headroom_raises():
+    with pytest.raises(OverflowRiskError, match="add_residual"):
+        ref.add_residual(np.array([[2**62]]), np.array([[1]], np.int8), [2**20])

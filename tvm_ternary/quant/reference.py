@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from tvm_ternary.errors import OverflowRiskError
+from tvm_ternary.errors import OverflowRiskError, ShapeMismatchError
 
 INT8_MIN, INT8_MAX = -127, 127  # symmetric int8: -128 is never produced
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -302,3 +302,25 @@ def global_avg_pool2d(x) -> np.ndarray:
     x = np.asarray(x)
     total = x.astype(np.int64).sum(axis=(2, 3), keepdims=True)
     return rounding_div(total, x.shape[2] * x.shape[3]).astype(x.dtype)
+
+
+# ----------------------------------------------------------------------------- fused residual
+
+def add_residual(z, r, mult_r, axis: int = -1) -> np.ndarray:
+    """The fused residual epilogue's sum: ``z + Mr[c] * r`` (int64), before requantization.
+
+    ``z`` is a layer's scaled accumulator (``scaled_acc``), ``r`` an int8 tensor of the
+    same shape (the block's shortcut), ``Mr`` a non-negative int64 per channel on ``axis``:
+    the shortcut's scale in units of ``2**-shift[c]`` output steps, so one
+    ``requantize(add_residual(z, r, Mr), shift)`` is the whole residual block output with
+    one rounding (the fused op ``tconv2d_trequantize_residual``).
+    """
+    z = np.asarray(z, dtype=np.int64)
+    r = np.asarray(r)
+    if r.shape != z.shape:
+        raise ShapeMismatchError(f"add_residual: residual shape {r.shape} differs from the output {z.shape}")
+    mult_r = np.asarray(mult_r, np.int64)
+    if np.any(mult_r < 0):
+        raise ValueError("add_residual: residual multipliers must be >= 0")
+    total = z + _per_channel(mult_r, z.ndim, axis) * r.astype(np.int64)
+    return _check_domain(total, "add_residual", 2**62)

@@ -25,6 +25,13 @@ from . import ops
 
 BODIES = ("tlinear", "tconv2d")
 EPILOGUES = ("trequantize", "tthreshold", "tdequantize")
+# A residual block's second conv with the shortcut add fused in (docs/numerics.md):
+# y = clamp(round_half_away((z + Mr[c] * r) / 2**shift[c]), lo, hi), z the conv's scaled
+# accumulator, r the int8 shortcut (reference.add_residual then reference.requantize).
+# Epilogue arguments: tensors (z, shift, r, mult_r), scalars (lo, hi, axis); so the fused
+# call is (x, w, bias, mult, shift, r, mult_r, <8 conv scalars>, lo, hi, axis).
+RESIDUAL_EPILOGUE = "trequantize_residual"
+RESIDUAL_FUSED = f"tconv2d_{RESIDUAL_EPILOGUE}"
 
 
 @dataclass(frozen=True)
