@@ -42,8 +42,10 @@ def padded_k(k: int, lanes: int = 32) -> int:
     return (k + group - 1) // group * group
 
 
-def blocked_2bit(w_t: np.ndarray, rows: int = 1, lanes: int = 32) -> np.ndarray:
-    """``w_t [N, K]`` in {-1, 0, 1} -> uint8 ``[N padded to rows, padded_k(K, lanes) / 4]``."""
+def blocked_2bit(w_t: np.ndarray, rows: int = 1, lanes: int = 32, groups: int | None = None) -> np.ndarray:
+    """``w_t [N, K]`` in {-1, 0, 1} -> uint8 ``[N padded to rows, padded_k(K, lanes) / 4]``
+    (``groups * lanes`` bytes per row if given: zero weights pad K to that many groups, so
+    a kernel's k-chunks divide them)."""
     w_t = np.asarray(w_t)
     if w_t.ndim != 2:
         raise PackError(f"blocked_2bit needs a 2-D [out, in] ternary weight, got shape {w_t.shape}")
@@ -56,16 +58,22 @@ def blocked_2bit(w_t: np.ndarray, rows: int = 1, lanes: int = 32) -> np.ndarray:
         raise KernelConfigError(f"blocked_2bit: rows per block must be >= 1, got {rows!r}")
     n, k = w_t.shape
     n_pad = (n + rows - 1) // rows * rows
-    codes = np.ones((n_pad, padded_k(k, lanes)), np.uint8)  # (validates lanes)
+    k_pad = padded_k(k, lanes)  # (validates lanes)
+    if groups is not None:
+        if groups * group_trits(lanes) < k_pad:
+            raise KernelConfigError(f"blocked_2bit: {groups} groups of {group_trits(lanes)} trits cannot hold "
+                                    f"K = {k}")
+        k_pad = groups * group_trits(lanes)
+    codes = np.ones((n_pad, k_pad), np.uint8)
     codes[:n, :k] = (w_t + 1).astype(np.uint8)
     codes = codes.reshape(n_pad, -1, 4, lanes)  # [row, group, j, i]
     packed = codes[:, :, 0] | (codes[:, :, 1] << 2) | (codes[:, :, 2] << 4) | (codes[:, :, 3] << 6)
     return packed.reshape(n_pad, -1)
 
 
-def interleaved_2bit(w_t: np.ndarray, rows: int, lanes: int = 32) -> np.ndarray:
+def interleaved_2bit(w_t: np.ndarray, rows: int, lanes: int = 32, groups: int | None = None) -> np.ndarray:
     """``w_t [N, K]`` -> uint8 ``[ceil(N / rows), groups * rows * lanes]``."""
-    blocked = blocked_2bit(w_t, rows, lanes)
+    blocked = blocked_2bit(w_t, rows, lanes, groups)
     n_pad = blocked.shape[0]
     tiles = blocked.reshape(n_pad // rows, rows, -1, lanes).transpose(0, 2, 1, 3)
     return np.ascontiguousarray(tiles).reshape(n_pad // rows, -1)

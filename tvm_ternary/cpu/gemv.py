@@ -1,0 +1,210 @@
+"""Ternary x int8 matrix-vector kernel: a compute definition, a schedule, and ``tensorize``
+onto the 2-bit-decode dot intrinsics of ``cpu/intrin_trit.py`` (AVX2 ``pmaddubsw`` /
+AVX-512 VNNI ``vpdpbusd``: one schedule, two intrinsics).
+
+One PrimFunc computes the whole ``tlinear`` layer,
+``z[b, n] = Mp acc_p - Mn acc_n + bias`` (int64; symmetric layers ``M * acc + bias``),
+from the unpadded int8 input, with ONE parallel launch: a serial prologue pads ``x`` and
+sums it (``sx``), the parallel row-block loop runs the tensorized dot products, the lane
+sums and the scaled epilogue. The weights are ``layout.interleaved_2bit`` as
+``[row blocks, groups, rows, lanes]``: codes ``u = w + 1`` on the unsigned side of the
+multiply, ``sum u x - sum x`` is the dot product; a row block's weights are one sequential
+stream and its ``rows`` rows share every activation load.
+
+Knobs (``KNOBS``, searched by the tuner through the strategy registry): ``rows`` per
+row block (the weight layout's interleave; ``dual_rows`` for dual-scale layers, which keep
+two accumulators per row), ``groups_per_call`` (the k-chunk one intrinsic call sums; AVX2's
+int16 stage takes up to 16), ``unroll_rows``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tvm
+from tvm.script import tirx as T
+
+from tvm_ternary.errors import KernelConfigError
+
+from .intrin_trit import AVX2, VNNI, Isa, dot_intrin, lane_sum_intrin, trit_term
+from .layout import check_layer_dims, interleaved_2bit
+from .parallel import PARALLEL_MIN_WEIGHTS
+
+# The template's space: knob -> candidates, the first being the default (measured on
+# GEMV 4096: VNNI 16 rows symmetric / 8 dual, AVX2 8 / 8; see docs/cpu_kernels.md).
+KNOBS = {
+    VNNI: {"rows": [16, 8, 4], "dual_rows": [8, 4, 16], "groups_per_call": [1, 2, 4], "unroll_rows": [True, False]},
+    AVX2: {"rows": [8, 4, 16], "dual_rows": [8, 4], "groups_per_call": [16, 8, 4], "unroll_rows": [True, False]},
+}
+
+
+def defaults(isa: Isa) -> dict:
+    return {knob: choices[0] for knob, choices in KNOBS[isa].items()}
+
+
+@dataclass(frozen=True)
+class GemvPlan:
+    """One GEMV's shape and knob values: the weight layout and the kernel both read it."""
+
+    isa: Isa
+    batch: int
+    n: int
+    k: int
+    dual: bool = False
+    rows: int = 0            # 0: the ISA default for a symmetric / dual layer
+    groups_per_call: int = 0  # 0: the ISA default, shrunk to balance the chunks
+    unroll_rows: bool = True
+
+    def __post_init__(self):
+        check_layer_dims(f"gemv_{self.isa.name}", self.batch, self.n, self.k)
+        knobs = defaults(self.isa)
+        if not self.rows:
+            object.__setattr__(self, "rows", knobs["dual_rows" if self.dual else "rows"])
+        if not self.groups_per_call:
+            object.__setattr__(self, "groups_per_call", knobs["groups_per_call"])
+        if self.rows < 1:
+            raise KernelConfigError(f"gemv_{self.isa.name}: rows per block must be >= 1, got {self.rows!r}")
+        if not 1 <= self.groups_per_call <= self.isa.max_groups:
+            raise KernelConfigError(f"gemv_{self.isa.name}: groups_per_call must be in [1, {self.isa.max_groups}], "
+                                    f"got {self.groups_per_call!r}")
+
+    @property
+    def groups(self) -> int:
+        """Weight groups of the unpadded K."""
+        return -(-self.k // self.isa.group)
+
+    @property
+    def chunk(self) -> int:
+        """Groups per intrinsic call: ``groups_per_call`` shrunk so the chunks split the
+        groups evenly (padding is then under one group per chunk)."""
+        chunks = -(-self.groups // self.groups_per_call)
+        return -(-self.groups // chunks)
+
+    @property
+    def padded_groups(self) -> int:
+        return -(-self.groups // self.chunk) * self.chunk
+
+    @property
+    def row_blocks(self) -> int:
+        return -(-self.n // self.rows)
+
+    def pack(self, w_t: np.ndarray) -> np.ndarray:
+        """``w_t [N, K]`` ternary -> ``[row_blocks, padded_groups, rows, lanes]`` uint8."""
+        packed = interleaved_2bit(w_t, self.rows, self.isa.lanes, self.padded_groups)
+        return packed.reshape(self.row_blocks, self.padded_groups, self.rows, self.isa.lanes)
+
+    @property
+    def symbol(self) -> str:
+        """One symbol per shape and configuration: identical layers share one function,
+        different ones never clash."""
+        kind = "dual_" if self.dual else ""
+        return (f"ternary_{kind}gemv_{self.isa.name}_b{self.batch}_n{self.n}_k{self.k}"
+                f"_r{self.rows}_c{self.chunk}{'' if self.unroll_rows else '_nu'}")
+
+
+def compute(plan: GemvPlan) -> tvm.tirx.PrimFunc:
+    """The unscheduled compute definition (every loop serial)."""
+    isa, dual = plan.isa, plan.dual
+    B, N, K, R = plan.batch, plan.n, plan.k, plan.rows
+    L, LW, GT, G, NB = isa.lanes, isa.acc_lanes, isa.group, plan.padded_groups, plan.row_blocks
+    KP = G * GT
+    acc_shape = (B, NB, R, 2, LW) if dual else (B, NB, R, LW)
+    tot_shape = (B, NB, R, 2) if dual else (B, NB, R)
+
+    @T.prim_func(s_tir=True)
+    def gemv(x: T.Buffer((B, K), "int8"), w: T.Buffer((NB, G, R, L), "uint8"),
+             mult: T.Buffer((2, N), "int32"), bias: T.Buffer((N,), "int64"), z: T.Buffer((B, N), "int64")):
+        T.func_attr({"tirx.noalias": True})
+        # block-level buffers: the schedule primitives see them as the function's own
+        xp = T.sblock_alloc_buffer((B, KP), "int8")
+        sx = T.sblock_alloc_buffer((B,), "int32")
+        acc = T.sblock_alloc_buffer(acc_shape, "int32")  # the accumulator registers' lanes
+        tot = T.sblock_alloc_buffer(tot_shape, "int32")
+        for b, kk in T.grid(B, KP):
+            with T.sblock("pad"):
+                vb, vk = T.axis.remap("SS", [b, kk])
+                xp[vb, vk] = T.if_then_else(vk < K, x[vb, T.min(vk, K - 1)], T.int8(0))
+        for b, kk in T.grid(B, K):
+            with T.sblock("xsum"):
+                vb, vk = T.axis.remap("SR", [b, kk])
+                with T.init():
+                    sx[vb] = 0
+                sx[vb] = sx[vb] + T.Cast("int32", x[vb, vk])
+        # Written inside the epilogue's row-block frame (the schedule cannot move the
+        # epilogue under the row loop: it also reads the prologue's sx).
+        for nb, b in T.grid(NB, B):
+            if dual:  # a Python bool: resolved when the script is parsed
+                for r, s, l, g, j, q in T.grid(R, 2, LW, G, 4, 4):
+                    with T.sblock("dot"):
+                        vnb, vb, vr, vs, vl, vg, vj, vq = T.axis.remap("SSSSSRRR", [nb, b, r, s, l, g, j, q])
+                        with T.init():
+                            acc[vb, vnb, vr, vs, vl] = 0
+                        acc[vb, vnb, vr, vs, vl] = acc[vb, vnb, vr, vs, vl] + trit_term(
+                            w[vnb, vg, vr, 4 * vl + vq], xp[vb, vg * GT + vj * L + 4 * vl + vq], vj, vs)
+                for r, s, l in T.grid(R, 2, LW):
+                    with T.sblock("lanes"):
+                        vnb, vb, vr, vs, vl = T.axis.remap("SSSSR", [nb, b, r, s, l])
+                        with T.init():
+                            tot[vb, vnb, vr, vs] = 0
+                        tot[vb, vnb, vr, vs] = tot[vb, vnb, vr, vs] + acc[vb, vnb, vr, vs, vl]
+                for r in range(R):
+                    with T.sblock("scale"):
+                        vnb, vb, vr = T.axis.remap("SSS", [nb, b, r])
+                        T.where(nb * R + r < N)
+                        # acc_p = tot[.., 1]; acc_n = acc_p - acc, acc = tot[.., 0] - sx
+                        z[vb, vnb * R + vr] = (
+                            T.Cast("int64", mult[0, vnb * R + vr]) * T.Cast("int64", tot[vb, vnb, vr, 1])
+                            - T.Cast("int64", mult[1, vnb * R + vr]) * (
+                                T.Cast("int64", tot[vb, vnb, vr, 1]) - T.Cast("int64", tot[vb, vnb, vr, 0] - sx[vb]))
+                            + bias[vnb * R + vr])
+            else:
+                for r, l, g, j, q in T.grid(R, LW, G, 4, 4):
+                    with T.sblock("dot"):
+                        vnb, vb, vr, vl, vg, vj, vq = T.axis.remap("SSSSRRR", [nb, b, r, l, g, j, q])
+                        with T.init():
+                            acc[vb, vnb, vr, vl] = 0
+                        acc[vb, vnb, vr, vl] = acc[vb, vnb, vr, vl] + trit_term(
+                            w[vnb, vg, vr, 4 * vl + vq], xp[vb, vg * GT + vj * L + 4 * vl + vq], vj)
+                for r, l in T.grid(R, LW):
+                    with T.sblock("lanes"):
+                        vnb, vb, vr, vl = T.axis.remap("SSSR", [nb, b, r, l])
+                        with T.init():
+                            tot[vb, vnb, vr] = 0
+                        tot[vb, vnb, vr] = tot[vb, vnb, vr] + acc[vb, vnb, vr, vl]
+                for r in range(R):
+                    with T.sblock("scale"):
+                        vnb, vb, vr = T.axis.remap("SSS", [nb, b, r])
+                        T.where(nb * R + r < N)
+                        z[vb, vnb * R + vr] = T.Cast("int64", mult[0, vnb * R + vr]) * T.Cast(
+                            "int64", tot[vb, vnb, vr] - sx[vb]) + bias[vnb * R + vr]
+
+    return gemv
+
+
+def schedule(plan: GemvPlan) -> tvm.tirx.PrimFunc:
+    """``compute(plan)`` scheduled: row blocks in parallel (serial for small layers, where
+    waking the thread pool costs more than the work: ``cpu/parallel.py``), the group loop
+    split into intrinsic calls, rows innermost but one so they share activation loads."""
+    sch = tvm.s_tir.Schedule(compute(plan))
+    dot, lanes = sch.get_sblock("dot"), sch.get_sblock("lanes")
+    nb, _, r, *inner = sch.get_loops(dot)
+    g = inner.pop(-3)  # inner: [s,] l, j, q
+    go, gi = sch.split(g, [None, plan.chunk])
+    sch.reorder(go, r, gi, *inner)
+    if plan.n * plan.k > PARALLEL_MIN_WEIGHTS:  # before tensorize: it checks the dataflow
+        sch.parallel(nb)
+
+    init = sch.decompose_reduction(dot, go)
+    sch.vectorize(sch.get_loops(init)[-1])  # vectorize before decompose (DESIGN.md)
+    sch.tensorize(gi if plan.chunk > 1 else inner[0], dot_intrin(plan.isa, plan.dual, plan.chunk))
+    if plan.unroll_rows:
+        sch.unroll(r)
+    lane_loop = sch.get_loops(lanes)[-1]
+    sch.decompose_reduction(lanes, lane_loop)
+    sch.tensorize(lane_loop, lane_sum_intrin(plan.isa))
+    return sch.mod["main"].with_attr("global_symbol", plan.symbol)
+
+
+def isa_of(name: str) -> Isa:
+    return {isa.name: isa for isa in (AVX2, VNNI)}[name]
