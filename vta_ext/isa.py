@@ -19,6 +19,7 @@ import numpy as np
 
 from tvm_ternary.errors import HwConfigError, IsaError
 
+ISA_VERSION = "1.6"  # docs/isa.md, "Change log"
 INSN_BITS = 128
 INSN_BYTES = INSN_BITS // 8
 UOP_BITS = 64
@@ -39,9 +40,11 @@ class MemType(IntEnum):
     UOP = 0  # micro-ops (LOAD only)
     INP = 1  # input activations, batch x block_in at act_bits (LOAD only)
     WGT = 2  # weights, block_out x block_in at wgt_bits (LOAD only)
-    ACC = 3  # int32 accumulators batch x block_out (LOAD: bias/residual; STORE: raw acc)
+    ACC = 3  # int32 accumulators batch x block_out (LOAD: bias; STORE: raw acc for host epilogues)
     PAR = 4  # per-channel requantize / threshold parameters (LOAD only)
-    OUT = 5  # activations batch x block_out at act_bits, narrowed from ACC (STORE only)
+    # activations batch x block_out at act_bits: STORE narrows ACC entries to them; LOAD
+    # (v1.6) widens them into ACC entries (a residual operand for REQUANT)
+    OUT = 5
 
 
 class AluOp(IntEnum):
@@ -55,7 +58,7 @@ class AluOp(IntEnum):
     THRESH = 7
 
 
-LOAD_MEM_TYPES = (MemType.UOP, MemType.INP, MemType.WGT, MemType.ACC, MemType.PAR)
+LOAD_MEM_TYPES = (MemType.UOP, MemType.INP, MemType.WGT, MemType.ACC, MemType.PAR, MemType.OUT)
 STORE_MEM_TYPES = (MemType.ACC, MemType.OUT)
 
 
@@ -126,6 +129,8 @@ _ALU = _COMMON + (
     Field("imm", 108, 16, signed=True),
     # REQUANT/THRESH only: run on the epilogue unit while the compute module goes on
     Field("overlap", 124, 1),
+    # REQUANT only (v1.6): add Mr * acc[d] (the residual a LOAD OUT put there) before the shift
+    Field("residual", 125, 1),
 )
 _FINISH = _COMMON
 UOP_FIELDS = (
@@ -137,6 +142,11 @@ UOP_FIELDS = (
     Field("first", 63, 1),
 )
 UOP_INDEX_FIELDS = UOP_FIELDS[:3]
+# REQUANT residual (v1.6): the per-channel multiplier Mr travels in the PAR record's t_lo
+# word (a requantize layer has no thresholds), unsigned, at most this many bits
+RESIDUAL_MULT_PAR_FIELD = "t_lo"
+RESIDUAL_MULT_BITS = 48
+RESIDUAL_MULT_MAX = 2**RESIDUAL_MULT_BITS - 1
 
 
 # ---------------------------------------------------------------------------- instructions
@@ -220,6 +230,7 @@ class Alu(_Deps):
     imm: int = 0
     dual: bool = False
     overlap: bool = False  # REQUANT/THRESH on the epilogue unit (docs/isa.md)
+    residual: bool = False  # REQUANT: z += Mr * acc[d] before the shift (v1.6)
     opcode = Opcode.ALU
 
 
@@ -450,6 +461,7 @@ def disasm(insn) -> str:
             text += f" imm={insn.imm}"
         text += " dual" if insn.dual else ""
         text += " overlap" if insn.overlap else ""
+        text += " residual" if insn.residual else ""
     else:
         text = "FINISH"
     return text + _tokens(insn)

@@ -79,19 +79,41 @@ class _Slots:
 
 @dataclass
 class Regions:
-    """DRAM element bases of the layer's regions."""
+    """DRAM element bases of the layer's regions (``out`` counts ACC elements when the
+    layer stores accumulators; ``res`` is the residual input, OUT elements)."""
 
     inp: int
     out: int
     wgt: int
     par: int
+    res: int = 0
+
+
+@dataclass(frozen=True)
+class OutRect:
+    """One 2-D transfer of a tile's results between the accumulator buffer (from the
+    tile's result base) and an output-shaped DRAM region (from the region's base)."""
+
+    sram: int
+    dram: int
+    y_size: int
+    x_size: int
+    x_stride: int
+
+
+# What the epilogue of a layer does with a tile's accumulators.
+REQUANTIZE, THRESHOLD, ACCUMULATE = "requantize", "threshold", "accumulate"
 
 
 class LayerEmitter:
     def __init__(self, p: ConvProblem, s: Schedule, hw: HwConfig, epilogue: str,
-                 clamp: tuple[int, int], pad_value: int):
+                 clamp: tuple[int, int], pad_value: int, residual: bool = False):
+        """``epilogue``: REQUANTIZE, THRESHOLD, or ACCUMULATE (no ALU: the int32
+        accumulators are stored, pairs with dual); ``residual``: REQUANT adds the residual
+        input, loaded (LOAD OUT) into the tile's result entries first."""
         self.p, self.s, self.hw = p, s, hw
         self.epilogue, self.clamp, self.pad_value = epilogue, clamp, pad_value
+        self.residual = residual
         self.fp: Footprint = footprint(p, s)
         self.insns: list = []
         self.tokens = Tokens()
@@ -164,6 +186,7 @@ class LayerEmitter:
         # The first micro-op of each output block writes its accumulators (uop first bit);
         # only blocks without any nonzero weight block in the tile need a reset pass.
         empty = self._blocks_without_weights(t)
+        first_gemm = len(self.insns)  # no GEMM of the tile before this index
         if empty:
             bgn, end = self.uops.place(isa.encode_uops([acc_of[o] for o in empty], 0, 0),
                                        self.emit)
@@ -171,9 +194,14 @@ class LayerEmitter:
         initialized: set = set()
         for step in t.in_steps:
             self._step(t, step, acc_of, loops, initialized)
+        if self.epilogue == ACCUMULATE:
+            return self._store_accumulators(t, slot, acc_base, first_gemm)
         # after the tile's input/weight loads, so its first GEMM need not wait for it; its
         # own l2c token (the last push of the tile) goes to the ALU, the last pop
         par_load = self._load_params(t)
+        if self.residual:  # overwrites the results the slot's last STOREs read
+            first_res = self._load_residual(t, out_base)
+            self.tokens.free("s2c", self.acc.reader[slot], first_res)
         alu = self._epilogue(t, acc_of, out_base)
         if par_load is not None:
             self.tokens.ready("l2c", par_load, alu)
@@ -315,36 +343,61 @@ class LayerEmitter:
                               src_factor_out=t.cols.size * nob * p.pairs,
                               src_factor_in=nob * p.pairs, use_imm=requant,
                               imm=isa.alu_clamp_imm(*self.clamp) if requant else 0, dual=p.dual,
-                              overlap=overlap))
+                              overlap=overlap, residual=self.residual))
         self._overlapped = (index, bgn, end) if overlap else None
         self._last_alu = index
         return index
 
-    def _stores(self, t: Tile, out_base: int) -> tuple[int, int]:
-        """One STORE per tile where DRAM allows: output blocks ``[.., OH, OW, nob]``."""
+    def _out_rects(self, t: Tile, width: int) -> list[OutRect]:
+        """The transfers of a tile's results, fewest first: output blocks ``[.., OH, OW,
+        nob]`` in DRAM, each block ``width`` elements (2 for the ACC pairs of a dual layer
+        that stores accumulators), and the tile's results contiguous from its base."""
         p = self.p
-        nob = t.out_blocks.size
+        nob = t.out_blocks.size * width
+        row_elems = p.out_blocks * width  # DRAM elements per output pixel
         pixel0 = (t.image_group * p.groups + t.group) * p.oh * p.ow
-        dram = self.regions.out + (pixel0 + t.rows.start * p.ow + t.cols.start) * p.out_blocks \
-            + t.out_blocks.start
+        dram = (pixel0 + t.rows.start * p.ow + t.cols.start) * row_elems \
+            + t.out_blocks.start * width
         whole_rows = t.cols.size == p.ow
-        if nob == p.out_blocks:  # each tile row is contiguous in DRAM (all rows if whole)
+        if nob == row_elems:  # each tile row is contiguous in DRAM (all rows if whole)
             if whole_rows and t.rows.size * t.cols.size * nob <= X_SIZE_MAX:
                 n = t.rows.size * t.cols.size * nob
-                i = self.emit(Store(mem=MemType.OUT, sram_base=out_base, dram_base=dram,
-                                    x_size=n, x_stride=n))
-                return i, i
-            i = self.emit(Store(mem=MemType.OUT, sram_base=out_base, dram_base=dram,
-                                y_size=t.rows.size, x_size=t.cols.size * nob,
-                                x_stride=p.ow * p.out_blocks))
-            return i, i
+                return [OutRect(0, dram, 1, n, n)]
+            return [OutRect(0, dram, t.rows.size, t.cols.size * nob, p.ow * row_elems)]
         if whole_rows and t.rows.size * t.cols.size <= Y_SIZE_MAX:  # pixels consecutive
-            i = self.emit(Store(mem=MemType.OUT, sram_base=out_base, dram_base=dram,
-                                y_size=t.rows.size * t.cols.size, x_size=nob,
-                                x_stride=p.out_blocks))
-            return i, i
-        ids = [self.emit(Store(mem=MemType.OUT, sram_base=out_base + r * t.cols.size * nob,
-                               dram_base=dram + r * p.ow * p.out_blocks, y_size=t.cols.size,
-                               x_size=nob, x_stride=p.out_blocks))
-               for r in range(t.rows.size)]
+            return [OutRect(0, dram, t.rows.size * t.cols.size, nob, row_elems)]
+        return [OutRect(r * t.cols.size * nob, dram + r * p.ow * row_elems, t.cols.size, nob,
+                        row_elems) for r in range(t.rows.size)]
+
+    def _stores(self, t: Tile, base: int, mem: MemType = MemType.OUT,
+                width: int = 1) -> tuple[int, int]:
+        """The STOREs of a tile's results at acc[base..] (one where DRAM allows); the
+        indices of the first and the last."""
+        ids = [self.emit(Store(mem=mem, sram_base=base + r.sram, dram_base=self.regions.out
+                               + r.dram, y_size=r.y_size, x_size=r.x_size, x_stride=r.x_stride))
+               for r in self._out_rects(t, width)]
         return ids[0], ids[-1]
+
+    # ------------------------------------------------------------------ v1.6 epilogues
+
+    def _store_accumulators(self, t: Tile, slot: int, acc_base: int, first_gemm: int) -> int:
+        """ACCUMULATE: no ALU; the tile's int32 accumulators (pairs with dual) go to DRAM
+        as they are (STORE ACC) for the host epilogue. The tile's first GEMM overwrote
+        what the slot's last STOREs read; its last GEMM produced what they store."""
+        gemms = [i for i in range(first_gemm, len(self.insns))
+                 if isinstance(self.insns[i], Gemm)]
+        self.tokens.free("s2c", self.acc.reader[slot], gemms[0])
+        first, last = self._stores(t, acc_base, MemType.ACC, self.p.pairs)
+        self.tokens.ready("c2s", gemms[-1], first)
+        self.acc.reader[slot] = last
+        self._overlapped = None
+        return last
+
+    def _load_residual(self, t: Tile, out_base: int) -> int:
+        """LOAD OUT (compute module, in order with the ALU) of the tile's residual blocks
+        into its result entries, where REQUANT residual reads them; the first LOAD's index."""
+        ids = [self.emit(Load(mem=MemType.OUT, sram_base=out_base + r.sram,
+                              dram_base=self.regions.res + r.dram, y_size=r.y_size,
+                              x_size=r.x_size, x_stride=r.x_stride))
+               for r in self._out_rects(t, 1)]
+        return ids[0]

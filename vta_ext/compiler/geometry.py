@@ -185,7 +185,13 @@ def _check_numerics(spec: LayerSpec, hw: HwConfig) -> None:
             _fail(spec, field, f"must be 16-bit unsigned multipliers, got range [{v.min()}, {v.max()}]")
     if np.abs(np.asarray(spec.bias, dtype=np.int64)).max() > BIAS_LIMIT:
         _fail(spec, "bias", "exceeds +-2**62 (the ALU's int64 headroom)")
-    if spec.epilogue == "requantize":
+    _check_residual(spec, hw)
+    if spec.epilogue == "dequantize":
+        for field in ("dq_scale", "dq_bias"):
+            v = getattr(spec, field)
+            if v is None or np.asarray(v).shape != (n,):
+                _fail(spec, field, f"must have shape ({n},) for a dequantize epilogue")
+    elif spec.epilogue == "requantize":
         shift = np.asarray(spec.shift) if spec.shift is not None else None
         if shift is None or shift.shape != (n,):
             _fail(spec, "shift", f"must have shape ({n},) for a requantize epilogue")
@@ -207,6 +213,37 @@ def _check_numerics(spec: LayerSpec, hw: HwConfig) -> None:
         _fail(spec, "input_ternary", f"is False but HwConfig {hw.name!r} loads 2-bit activations")
     k = int(np.prod(spec.weight.shape[1:]))
     ref.check_accumulator_range(k, 1 if spec.input_ternary else INT8_ABS_MAX, spec.name)
+
+
+def _check_residual(spec: LayerSpec, hw: HwConfig) -> None:
+    """A fused residual add: REQUANT's residual operand (docs/isa.md, ISA v1.6)."""
+    if not spec.has_residual:
+        return
+    n = spec.out_channels
+    if spec.epilogue != "requantize":
+        _fail(spec, "residual_mult", f"a residual add needs a requantize epilogue, not "
+                                     f"{spec.epilogue!r}")
+    if spec.residual_shape is not None and tuple(spec.residual_shape) != spec.output_shape():
+        _fail(spec, "residual_shape", f"{tuple(spec.residual_shape)} does not match the output "
+                                      f"shape {spec.output_shape()}")
+    mult = np.asarray(spec.residual_mult)
+    if mult.shape != (n,):
+        _fail(spec, "residual_mult", f"must have shape ({n},), got {mult.shape}")
+    if mult.min() < 0 or mult.max() > isa.RESIDUAL_MULT_MAX:
+        _fail(spec, "residual_mult", f"must be in [0, {isa.RESIDUAL_MULT_MAX}] (the ALU's "
+                                     f"residual multiplier), got [{mult.min()}, {mult.max()}]")
+
+
+def check_residual_input(spec: LayerSpec, r) -> np.ndarray:
+    """The residual input of a fused residual layer as int64, or AcceleratorLayerError
+    naming the layer and the field if its shape or values do not fit."""
+    r = np.asarray(r)
+    if tuple(r.shape) != spec.output_shape():
+        _fail(spec, "residual", f"shape {tuple(r.shape)} does not match the output shape "
+                                f"{spec.output_shape()}")
+    if not np.issubdtype(r.dtype, np.integer) or (r.size and (r.min() < -128 or r.max() > 127)):
+        _fail(spec, "residual", f"must be int8 values (dtype {r.dtype})")
+    return r.astype(np.int64)
 
 
 def _check_conv_fields(spec: LayerSpec) -> None:

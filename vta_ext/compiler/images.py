@@ -19,7 +19,7 @@ import numpy as np
 
 from tvm_ternary.errors import ShapeMismatchError
 
-from .. import layout
+from .. import isa, layout
 from ..config import HwConfig
 from .geometry import ConvProblem
 from .layer import LayerSpec
@@ -72,12 +72,47 @@ def unpack_output(p: ConvProblem, hw: HwConfig, raw) -> np.ndarray:
     return v[:p.images, :, :p.out_g].reshape(p.images, p.groups * p.out_g, p.oh, p.ow)
 
 
-def layer_output(spec: LayerSpec, p: ConvProblem, out4: np.ndarray) -> np.ndarray:
-    """Canonical output -> the layer's own output layout (int8)."""
+def layer_output(spec: LayerSpec, p: ConvProblem, out4: np.ndarray, dtype=np.int8) -> np.ndarray:
+    """Canonical output -> the layer's own output layout (as ``dtype``)."""
     if spec.kind == "conv2d":
-        return out4.astype(np.int8)
+        return out4.astype(dtype)
     rows = out4[..., 0].transpose(2, 0, 1).reshape(p.h * p.batch, -1)
-    return rows[:spec.input_shape[0]].astype(np.int8)
+    return rows[:spec.input_shape[0]].astype(dtype)
+
+
+def canonical_output(spec: LayerSpec, p: ConvProblem, y: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`layer_output`: a tensor of the layer output's shape (e.g. a
+    residual input) -> canonical ``[images, G * out_g, OH, OW]`` int64."""
+    y = np.asarray(y, dtype=np.int64)
+    if spec.kind == "conv2d":
+        return y
+    rows = np.zeros((p.oh * p.batch, y.shape[1]), dtype=np.int64)
+    rows[:y.shape[0]] = y
+    return rows.reshape(p.oh, p.batch, -1).transpose(1, 2, 0)[..., None]
+
+
+def pack_output(p: ConvProblem, hw: HwConfig, out4: np.ndarray) -> bytes:
+    """Inverse of :func:`unpack_output`: canonical ``[images, G * out_g, OH, OW]`` -> OUT
+    region bytes (the layout a residual input is loaded from); padding is zero."""
+    nob, bo = p.out_blocks, p.block_out
+    padded = np.zeros((p.image_groups * p.batch, p.groups, nob * bo, p.oh, p.ow), dtype=np.int64)
+    padded[:p.images, :, :p.out_g] = out4.reshape(p.images, p.groups, p.out_g, p.oh, p.ow)
+    blocks = padded.reshape(p.image_groups, p.batch, p.groups, nob, bo, p.oh, p.ow)
+    blocks = blocks.transpose(0, 2, 5, 6, 3, 1, 4).reshape(-1, p.batch, bo)
+    return layout.pack_out(blocks, hw).tobytes()
+
+
+def unpack_accumulators(p: ConvProblem, hw: HwConfig, raw) -> tuple[np.ndarray, np.ndarray]:
+    """An accumulator output region (STORE ACC of blocks ``[ig, g, OH, OW, nob, pairs]``)
+    -> canonical ``(acc_p, acc_n)`` int64 ``[images, G * out_g, OH, OW]``; a single
+    accumulator is ``acc_p - acc_n``, returned as ``(acc, 0)``."""
+    v = layout.unpack_acc(np.frombuffer(bytes(raw), dtype=np.uint8), hw)
+    v = v.reshape(p.image_groups, p.groups, p.oh, p.ow, p.out_blocks, p.pairs, p.batch,
+                  p.block_out)
+    v = v.transpose(5, 0, 6, 1, 4, 7, 2, 3).reshape(p.pairs, p.image_groups * p.batch, p.groups,
+                                                    p.out_blocks * p.block_out, p.oh, p.ow)
+    v = v[:, :p.images, :, :p.out_g].reshape(p.pairs, p.images, p.groups * p.out_g, p.oh, p.ow)
+    return (v[0], v[1]) if p.dual else (v[0], np.zeros_like(v[0]))
 
 
 def weight_blocks(spec: LayerSpec, p: ConvProblem) -> np.ndarray:
@@ -102,10 +137,13 @@ def par_image(spec: LayerSpec, p: ConvProblem, hw: HwConfig) -> np.ndarray:
         return out.reshape(-1)
 
     mult_p = per_channel(spec.mult_p, 0)
+    fields = dict(t_lo=per_channel(spec.t_lo, 0), t_hi=per_channel(spec.t_hi, 0))
+    if spec.has_residual:  # REQUANT residual reads Mr from this word (docs/isa.md, v1.6)
+        fields[isa.RESIDUAL_MULT_PAR_FIELD] = per_channel(spec.residual_mult, 0)
     return layout.pack_par(hw, mult_p=mult_p,
                            mult_n=per_channel(spec.mult_n, 0) if p.dual else mult_p,
                            shift=per_channel(spec.shift, 1), bias=per_channel(spec.bias, 0),
-                           t_lo=per_channel(spec.t_lo, 0), t_hi=per_channel(spec.t_hi, 0))
+                           **fields)
 
 
 def zero_block_map(spec: LayerSpec, p: ConvProblem) -> np.ndarray:

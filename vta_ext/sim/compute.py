@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..isa import AluOp, MemType, alu_clamp_bounds
+from ..isa import (RESIDUAL_MULT_MAX, RESIDUAL_MULT_PAR_FIELD, AluOp, MemType,
+                   alu_clamp_bounds)
 from .state import InsnStats, Machine, Trap
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -205,6 +206,8 @@ def alu(m: Machine, insn, stats: InsnStats) -> None:
         raise Trap(f"{what}: dual applies to REQUANT and THRESH only")
     if insn.overlap and not epilogue:
         raise Trap(f"{what}: overlap applies to REQUANT and THRESH only")
+    if insn.residual and op != AluOp.REQUANT:
+        raise Trap(f"{what}: residual applies to REQUANT only")
     if insn.dual and not cfg.dual_scale:
         raise Trap(f"{what} dual needs a HwConfig with dual_scale (config {cfg.name!r} has none)")
     if op == AluOp.THRESH and not cfg.ternary_act:
@@ -224,7 +227,7 @@ def alu(m: Machine, insn, stats: InsnStats) -> None:
     if reads_src:
         m.require_in_range(MemType.ACC, src + 1 if insn.dual else src, f"{what} src (acc)")
     # REQUANT/THRESH read src (and src+1) and write dst; MOV reads src; the rest read dst too
-    reads = [] if epilogue or op == AluOp.MOV else [dst]
+    reads = [] if (epilogue and not insn.residual) or op == AluOp.MOV else [dst]
     if reads_src:
         reads.append(src)
     if insn.dual:
@@ -251,7 +254,7 @@ def alu(m: Machine, insn, stats: InsnStats) -> None:
     elif op == AluOp.SHR:
         out = a >> np.int64(insn.imm)
     elif op == AluOp.REQUANT:
-        out = _requantize(m, insn, a, src, par, what)
+        out = _requantize(m, insn, a, src, par, what, dst)
     else:
         z, rec = _scaled_acc(m, insn, a, src, par, what)
         out = (z > rec["t_hi"][:, None, :]).astype(np.int64) - (z < rec["t_lo"][:, None, :])
@@ -265,11 +268,28 @@ def alu(m: Machine, insn, stats: InsnStats) -> None:
     stats.alu_elems = out.size
 
 
-def _requantize(m: Machine, insn, a, src, par, what):
+def _residual_term(m: Machine, rec, dst: np.ndarray, what: str) -> np.ndarray:
+    """``Mr * r`` (v1.6): Mr per channel from the PAR record, r the int8 residual a LOAD OUT
+    widened into acc[d]."""
+    mult = rec[RESIDUAL_MULT_PAR_FIELD].astype(np.int64)
+    if ((mult < 0) | (mult > RESIDUAL_MULT_MAX)).any():
+        bad = int(mult[(mult < 0) | (mult > RESIDUAL_MULT_MAX)][0])
+        raise Trap(f"{what}: par residual multiplier {bad} is outside [0, {RESIDUAL_MULT_MAX}]")
+    r = m.acc[dst]
+    bad = (r < -128) | (r > 127)
+    if bad.any():
+        e = int(dst[np.argwhere(bad)[0][0]])
+        raise Trap(f"{what}: residual acc[{e}] is not an int8 value (load it with LOAD OUT)")
+    return mult[:, None, :] * r
+
+
+def _requantize(m: Machine, insn, a, src, par, what, dst):
     lo, hi = alu_clamp_bounds(insn.imm)
     if lo > hi:
         raise Trap(f"{what}: clamp bounds lo={lo} > hi={hi}")
     z, rec = _scaled_acc(m, insn, a, src, par, what)
+    if insn.residual:
+        z = z + _residual_term(m, rec, dst, what)
     shift = rec["shift"].astype(np.int64)[:, None, :]
     if ((shift < SHIFT_MIN) | (shift > SHIFT_MAX)).any():
         bad = int(rec["shift"][((rec["shift"] < SHIFT_MIN) | (rec["shift"] > SHIFT_MAX))][0])

@@ -48,13 +48,15 @@ def _decode(m: Machine, mem: MemType, raw: np.ndarray, what: str):
             return layout.unpack_wgt(raw, cfg)
         if mem == MemType.ACC:
             return layout.unpack_acc(raw, cfg)
+        if mem == MemType.OUT:  # widened into accumulator entries (v1.6)
+            return layout.unpack_out(raw, cfg).astype(np.int64)
         return layout.unpack_par(raw, cfg)
     except (ValueError, IsaError) as err:
         raise Trap(f"{what}: {err}") from None
 
 
 def _pad_block(m: Machine, mem: MemType, value: int, what: str):
-    if mem in (MemType.UOP, MemType.PAR):
+    if mem in (MemType.UOP, MemType.PAR, MemType.OUT):
         raise Trap(f"{what} cannot pad (pads and pad_value must be 0)")
     if mem == MemType.WGT and value != 0:
         raise Trap(f"{what} pads weights with zero only, got pad_value {value}")
@@ -66,8 +68,7 @@ def _pad_block(m: Machine, mem: MemType, value: int, what: str):
 def load(m: Machine, insn, stats: InsnStats) -> None:
     mem = insn.mem
     what = f"LOAD {mem.name}"
-    if mem == MemType.OUT:
-        raise Trap("LOAD cannot target OUT (a STORE-only memory type)")
+    target = sram_of_load(mem)
     _check_size(insn, what)
     rows = insn.y_pad_0 + insn.y_size + insn.y_pad_1
     cols = insn.x_pad_0 + insn.x_size + insn.x_pad_1
@@ -75,9 +76,9 @@ def load(m: Machine, insn, stats: InsnStats) -> None:
     if padded or insn.pad_value:
         pad = _pad_block(m, mem, insn.pad_value, what)
     end = insn.sram_base + rows * cols
-    if end > m.depth(mem):
-        raise Trap(f"{what} writes {mem.name.lower()}[{insn.sram_base}:{end}], beyond the buffer "
-                   f"(depth {m.depth(mem)})")
+    if end > m.depth(target):
+        raise Trap(f"{what} writes {target.name.lower()}[{insn.sram_base}:{end}], beyond the "
+                   f"buffer (depth {m.depth(target)})")
     eb = elem_bytes(m.cfg, mem)
     elems = _dram_elements(insn)
     byte_idx = _byte_index(m, elems, eb, what)
@@ -87,8 +88,8 @@ def load(m: Machine, insn, stats: InsnStats) -> None:
     y = np.arange(insn.y_size, dtype=np.int64)[:, None] + insn.y_pad_0
     x = np.arange(insn.x_size, dtype=np.int64)[None, :] + insn.x_pad_0
     dest = (insn.sram_base + y * cols + x).reshape(-1)
-    buf = m.buffer(mem)
-    m.mark_written(mem, np.arange(insn.sram_base, end), what)
+    buf = m.buffer(target)
+    m.mark_written(target, np.arange(insn.sram_base, end), what)
     if padded:
         buf[insn.sram_base:end] = pad
     if mem == MemType.UOP:  # decoded as (dst, src, wgt, first)
@@ -98,6 +99,12 @@ def load(m: Machine, insn, stats: InsnStats) -> None:
     stats.dram_read_bytes = elems.size * eb
     stats.sram_write_elems = rows * cols
     stats.pad_elems = rows * cols - elems.size
+
+
+def sram_of_load(mem: MemType) -> MemType:
+    """The buffer a LOAD of ``mem`` fills: its own, except OUT elements (v1.6), which are
+    widened into the accumulator buffer."""
+    return MemType.ACC if mem == MemType.OUT else mem
 
 
 def store(m: Machine, insn, stats: InsnStats) -> None:

@@ -39,6 +39,7 @@ ALU_OPS = {
     AluOp.THRESH: (1, 6),  # Mp*acc; + bias at 64 bit (2); two 64-bit compares (4)
 }
 ALU_DUAL_EXTRA = (1, 2)  # dual REQUANT/THRESH: Mn*acc_n, and the 64-bit subtraction
+ALU_RESIDUAL_EXTRA = (1, 2)  # REQUANT residual (v1.6): Mr*r, and the 64-bit addition
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,11 @@ class EnergyTable:
         needs_multiplier = cfg.wgt_bits > 2 and cfg.act_bits > 2
         return self.add32 + (self.mult8 if needs_multiplier else 0.0)
 
-    def alu_elem_pj(self, op: AluOp, dual: bool) -> float:
+    def alu_elem_pj(self, op: AluOp, dual: bool, residual: bool = False) -> float:
         mults, adds = ALU_OPS[op]
-        if dual:
-            mults, adds = mults + ALU_DUAL_EXTRA[0], adds + ALU_DUAL_EXTRA[1]
+        for used, (m, a) in ((dual, ALU_DUAL_EXTRA), (residual, ALU_RESIDUAL_EXTRA)):
+            if used:
+                mults, adds = mults + m, adds + a
         return mults * self.mult32 + adds * self.add32
 
 
@@ -114,7 +116,7 @@ def energy_report(program_or_work, cfg: HwConfig, table: EnergyTable | None = No
     table = table or load_table()
     work = program_or_work if _is_work(program_or_work) else program_work(program_or_work, cfg)
     gemm = sum(w.accumulations for w in work) * table.mac_pj(cfg)
-    alu = sum(w.alu_elems * table.alu_elem_pj(w.alu_op, w.alu_dual)
+    alu = sum(w.alu_elems * table.alu_elem_pj(w.alu_op, w.alu_dual, w.alu_residual)
               for w in work if w.opcode == Opcode.ALU)
     sram_by_buffer = {}
     for b in BUFFERS:

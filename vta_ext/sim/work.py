@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 
 from ..config import HwConfig
 from ..isa import UOP_BYTES, AluOp, MemType, Opcode
+from .dma import sram_of_load
 from .fsim import decode_program, module_of
 from .state import elem_bytes
 
 BUFFERS = ("uop", "inp", "wgt", "acc", "par")
 _BUFFER_OF_MEM = {MemType.UOP: "uop", MemType.INP: "inp", MemType.WGT: "wgt",
-                  MemType.ACC: "acc", MemType.PAR: "par"}
+                  MemType.ACC: "acc", MemType.PAR: "par", MemType.OUT: "acc"}
 _EPILOGUE_OPS = (AluOp.REQUANT, AluOp.THRESH)
 
 
@@ -38,6 +39,7 @@ class InsnWork:
     alu_op: AluOp | None = None
     alu_elems: int = 0  # accumulator elements an ALU instruction produces
     alu_dual: bool = False
+    alu_residual: bool = False  # REQUANT with the residual operand (v1.6)
     sram_read: dict[str, int] = field(default_factory=dict)
     sram_write: dict[str, int] = field(default_factory=dict)
 
@@ -56,7 +58,9 @@ def _load(w: InsnWork, insn, cfg: HwConfig) -> None:
     eb = elem_bytes(cfg, insn.mem)
     w.dram_read_bytes = insn.y_size * insn.x_size * eb
     w.pad_elems = rows * cols - insn.y_size * insn.x_size
-    _add(w.sram_write, _BUFFER_OF_MEM[insn.mem], rows * cols * eb)
+    # a LOAD OUT widens each element into an accumulator entry (v1.6)
+    _add(w.sram_write, _BUFFER_OF_MEM[insn.mem],
+         rows * cols * elem_bytes(cfg, sram_of_load(insn.mem)))
 
 
 def _store(w: InsnWork, insn, cfg: HwConfig) -> None:
@@ -81,8 +85,8 @@ def _gemm(w: InsnWork, insn, cfg: HwConfig) -> None:
 
 def _alu_acc_reads(insn) -> int:
     """Accumulator blocks one ALU iteration reads (docs/isa.md, ALU semantics)."""
-    if insn.op in _EPILOGUE_OPS:
-        return 2 if insn.dual else 1  # acc[s] (and acc[s + 1])
+    if insn.op in _EPILOGUE_OPS:  # acc[s] (and acc[s + 1]), and the residual acc[d]
+        return (2 if insn.dual else 1) + (1 if insn.residual else 0)
     if insn.op == AluOp.MOV:
         return 0 if insn.use_imm else 1  # b only
     return 1 if insn.use_imm else 2  # a = acc[d], and b = acc[s] unless immediate
@@ -90,7 +94,7 @@ def _alu_acc_reads(insn) -> int:
 
 def _alu(w: InsnWork, insn, cfg: HwConfig) -> None:
     n = w.uop_execs = _uop_execs(insn)
-    w.alu_op, w.alu_dual = insn.op, bool(insn.dual)
+    w.alu_op, w.alu_dual, w.alu_residual = insn.op, bool(insn.dual), bool(insn.residual)
     w.alu_elems = n * cfg.batch * cfg.block_out
     _add(w.sram_read, "uop", n * UOP_BYTES)
     _add(w.sram_read, "acc", n * _alu_acc_reads(insn) * cfg.acc_block_bytes)

@@ -10,40 +10,10 @@ from vta_ext import HwConfig
 from vta_ext.compiler.geometry import problem_of
 from vta_ext.compiler.schedule import schedule_space
 
-from .specs import layer_input, layer_spec, run, trits, zero_blocks
+from .specs import conv_layers, conv_spec as _spec, layer_input, run, trits
 
 CFG = {n: HwConfig.load(n) for n in ("tiny", "default", "tiny_tact", "int8")}
 SETTINGS = dict(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@st.composite
-def conv_layers(draw):
-    groups = draw(st.sampled_from([1, 1, 2, 3]))
-    cin_g, out_g = draw(st.integers(1, 7)), draw(st.integers(1, 7))
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    sh, sw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
-    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
-    ph = draw(st.integers(0, (kh - 1) * dh))
-    pw = draw(st.integers(0, (kw - 1) * dw))
-    h = draw(st.integers(max(1, (kh - 1) * dh + 1 - 2 * ph), 9))
-    w = draw(st.integers(max(1, (kw - 1) * dw + 1 - 2 * pw), 9))
-    return dict(groups=groups, c=cin_g * groups, o=out_g * groups, kernel=(kh, kw),
-                stride=(sh, sw), dilation=(dh, dw), padding=(ph, pw), hw=(h, w),
-                batch=draw(st.integers(1, 2)))
-
-
-def _spec(rng, hw, layer, *, dual, threshold, p_zero=0.4, block_zero=0.0, pad_value=None):
-    ternary_in = hw.act_bits == 2
-    epilogue = "threshold" if (threshold and hw.ternary_act) or ternary_in else "requantize"
-    c, o, g = layer["c"], layer["o"], layer["groups"]
-    w = trits(rng, (o, c // g) + layer["kernel"], p_zero)
-    w = zero_blocks(rng, w, (hw.block_out, hw.block_in), block_zero)
-    if pad_value is None:
-        pad_value = int(rng.integers(-1, 2)) if ternary_in else int(rng.choice([0, 0, -1, 5]))
-    return layer_spec(rng, "conv2d", (layer["batch"], c) + layer["hw"], w,
-                      dual=dual and hw.dual_scale, epilogue=epilogue, input_ternary=ternary_in,
-                      stride=layer["stride"], padding=layer["padding"],
-                      dilation=layer["dilation"], groups=g, pad_value=pad_value)
 
 
 @settings(**SETTINGS)

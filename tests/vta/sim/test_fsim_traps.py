@@ -189,10 +189,11 @@ def test_ternary_activation_pad_value():
     _trap(prog, TACT, i, "pad_value 2 is not a ternary activation")
 
 
-def test_load_out_and_store_inp_are_malformed():
+def test_padded_load_out_and_store_inp_are_malformed():
+    """LOAD OUT (v1.6: into the accumulators) takes no padding; STORE cannot write INP."""
     prog = _dense()
-    i = _mutate(prog, _index(prog, Load, MemType.INP), mem=MemType.OUT)
-    _trap(prog, TINY, i, "LOAD cannot target OUT")
+    i = _mutate(prog, _index(prog, Load, MemType.INP), mem=MemType.OUT, x_pad_0=1)
+    _trap(prog, TINY, i, "LOAD OUT cannot pad")
     prog = _dense()
     i = _mutate(prog, _index(prog, Store), mem=MemType.INP)
     _trap(prog, TINY, i, "STORE writes ACC or OUT")
