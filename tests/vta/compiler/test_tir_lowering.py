@@ -1,0 +1,115 @@
+"""The TIR route (the whole layer as one tvm.s_tir-scheduled PrimFunc, walked into the
+instruction stream) against the loop-nest emitter, the reference route: for random layers,
+configs and schedules both give the identical instruction stream and DRAM image, and the
+TIR route's program run on fsim equals the numpy integer reference."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("tvm")
+
+from vta_ext import HwConfig  # noqa: E402
+from vta_ext.compiler.geometry import problem_of  # noqa: E402
+from vta_ext.compiler.lower import compile_layer  # noqa: E402
+from vta_ext.compiler.schedule import Schedule, schedule_space  # noqa: E402
+from vta_ext.compiler.tiling import tiles  # noqa: E402
+from vta_ext.compiler.tir_walk import walk_layer  # noqa: E402
+from vta_ext.sim.fsim import simulate  # noqa: E402
+
+from .specs import layer_input, layer_spec, trits, zero_blocks  # noqa: E402
+
+CONFIGS = {name: HwConfig.load(name) for name in ("tiny", "default", "tiny_tact", "int8")}
+CONFIGS.update({f"tiny_b{b}": dataclasses.replace(CONFIGS["tiny"], name=f"tiny_b{b}", batch=b)
+                for b in (2, 4)})
+
+
+@st.composite
+def layers(draw, hw: HwConfig):
+    """A random layer ``hw`` can run: dense or conv2d (groups, stride, dilation, padding
+    with a pad value), 1/2/4 images, dual scales, requantize or threshold, int8 or ternary
+    input, some all-zero weight blocks; sizes that do not divide the blocks or tiles."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    ternary_in = hw.act_bits == 2
+    threshold = ternary_in or (hw.ternary_act and draw(st.booleans()))
+    common = dict(dual=hw.dual_scale and draw(st.booleans()), input_ternary=ternary_in,
+                  epilogue="threshold" if threshold else "requantize")
+    images = draw(st.sampled_from([1, 2, 4]))
+    block_zero = draw(st.sampled_from([0.0, 0.0, 0.5, 1.0]))
+    if draw(st.booleans()):
+        k, o = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+        w = zero_blocks(rng, trits(rng, (o, k)), (hw.block_out, hw.block_in), block_zero)
+        return layer_spec(rng, "dense", (images + draw(st.integers(0, 3)), k), w, **common), rng
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cin_g, out_g = draw(st.integers(1, 20)), draw(st.integers(1, 20))
+    if draw(st.booleans()) and groups > 1:  # depthwise
+        cin_g, out_g = 1, 1
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, (kh - 1) * dilation[0])),
+               draw(st.integers(0, (kw - 1) * dilation[1])))
+    h = draw(st.integers(max(1, (kh - 1) * dilation[0] + 1 - 2 * padding[0]), 10))
+    wd = draw(st.integers(max(1, (kw - 1) * dilation[1] + 1 - 2 * padding[1]), 10))
+    w = trits(rng, (out_g * groups, cin_g, kh, kw))
+    w = zero_blocks(rng, w, (hw.block_out, hw.block_in), block_zero)
+    pad_value = int(rng.integers(-1, 2)) if ternary_in else int(rng.choice([0, -1, 5]))
+    spec = layer_spec(rng, "conv2d", (images, cin_g * groups, h, wd), w, stride=stride,
+                      padding=padding, dilation=dilation, groups=groups, pad_value=pad_value,
+                      **common)
+    return spec, rng
+
+
+def _same_program(spec, hw, s, rng):
+    loops = compile_layer(spec, hw, s, lowering="loops")
+    tir = compile_layer(spec, hw, s, lowering="tir")
+    assert (loops.stats.lowering, tir.stats.lowering) == ("loops", "tir")
+    assert tir.program.insns == loops.program.insns
+    assert np.array_equal(tir.program.dram.data, loops.program.dram.data)
+    x = layer_input(rng, spec)
+    result = simulate(tir.bind(x), hw)
+    assert result.leftover_tokens == {}
+    np.testing.assert_array_equal(tir.read_output(result.dram), spec.reference(x))
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data(), cfg=st.sampled_from(sorted(CONFIGS)), double_buffer=st.booleans(),
+       reuse=st.sampled_from(["weight", "input"]))
+def test_tir_route_gives_the_loop_nests_program(data, cfg, double_buffer, reuse):
+    hw = CONFIGS[cfg]
+    spec, rng = data.draw(layers(hw))
+    space = [s for s in schedule_space(problem_of(spec, hw), hw)
+             if (s.double_buffer, s.reuse) == (double_buffer, reuse)]
+    if not space:
+        event("no tiling fits")  # compile_layer's own error path (test_errors)
+        return
+    s = space[data.draw(st.integers(0, len(space) - 1))]
+    event(f"double_buffer={s.double_buffer}, reuse={s.reuse}")
+    _same_program(spec, hw, s, rng)
+
+
+@pytest.mark.parametrize("double_buffer", [True, False])
+@pytest.mark.parametrize("reuse", ["weight", "input"])
+def test_edge_tiles_and_both_loop_orders(double_buffer, reuse):
+    """Tiles that do not divide any extent (last tiles and steps are partial)."""
+    hw = CONFIGS["tiny"]
+    rng = np.random.default_rng(3)
+    spec = layer_spec(rng, "conv2d", (2, 11, 7, 9), trits(rng, (13, 11, 3, 3)), padding=(1, 1),
+                      dual=True)
+    _same_program(spec, hw, Schedule(3, 2, 2, 2, double_buffer, reuse), rng)
+
+
+def test_walked_tiles_are_the_tilers():
+    """The tiles the TIR runs (regions read off the lowered PrimFunc's offsets) are, in
+    order, the tiler's, over a whole schedule space."""
+    hw = CONFIGS["tiny"]
+    rng = np.random.default_rng(5)
+    spec = layer_spec(rng, "conv2d", (1, 9, 6, 7), trits(rng, (6, 9, 3, 2)), stride=(2, 1),
+                      dilation=(1, 2), padding=(1, 2))
+    p = problem_of(spec, hw)
+    for s in schedule_space(p, hw)[::9]:
+        assert [w.tile for w in walk_layer(p, s)] == list(tiles(p, s))

@@ -1,0 +1,60 @@
+"""The TIR route's instruction stream: the walked tiles (``tir_walk``) in the TIR's order,
+each turned into instructions by the emitter's per-tile builder.
+
+What comes from the scheduled TIR: the order of the tiles and of their reduction steps, the
+output, input-channel and pixel region of each (clipped to the real extents), and the block
+products of each step in the tensorized GEMM nest's order (hence the order of the weight
+blocks in DRAM). What the shared instruction builders of ``emit.LayerEmitter`` decide, so
+that both routes encode an instruction one way: the shape of each LOAD / STORE (one merged
+DMA where the fields allow), which buffer slot an operand lands in and whether it is still
+resident (double buffering with reuse across tiles), the micro-op cache, the ALU overlap and
+the dependency tokens (``tokens.Tokens``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..isa import Finish
+from .emit import LayerEmitter, Regions, WeightPlan
+from .geometry import ConvProblem
+from .layer import LayerSpec
+from .schedule import Schedule
+from .tir_walk import walk_layer
+
+
+def tir_refusal(spec: LayerSpec) -> str | None:
+    """Why the TIR route does not model ``spec`` (the loop nest then lowers it), or None.
+    Its PrimFunc has one epilogue shape, R = epilogue(C, P) stored as int8: a fused
+    residual add (a second DRAM input) and a stored int32 accumulator are not in it."""
+    if getattr(spec, "has_residual", False):
+        return "tir route: a fused residual add is not modelled in the layer PrimFunc"
+    if getattr(spec, "stores_accumulators", False):
+        return "tir route: an int32 accumulator store is not modelled in the layer PrimFunc"
+    return None
+
+
+class TirRoute:
+    """The tiles of one (problem, schedule) as the scheduled TIR runs them."""
+
+    def __init__(self, p: ConvProblem, s: Schedule):
+        self.work = walk_layer(p, s)
+
+    def plan_weights(self, wblocks: np.ndarray, skip_zero: bool) -> WeightPlan:
+        """The weight blocks in DRAM, in the order the TIR's steps first use them."""
+        plan = WeightPlan()
+        for tw in self.work:
+            for step, products in zip(tw.tile.in_steps, tw.products):
+                plan.add(tw.tile.weight_key(step), wblocks, tw.tile, step, skip_zero, products)
+        return plan
+
+    def emit(self, emitter: LayerEmitter, regions: Regions, weights: WeightPlan) -> list:
+        """The instruction stream: each tile by the emitter's builder, then FINISH (which
+        waits for the last STORE), tokens applied."""
+        emitter.regions, emitter.weights = regions, weights
+        last_store = None
+        for tw in self.work:
+            last_store = emitter._tile(tw.tile)
+        finish = emitter.emit(Finish())
+        emitter.tokens.free("s2c", last_store, finish)
+        return emitter.tokens.apply(emitter.insns)

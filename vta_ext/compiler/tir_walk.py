@@ -1,0 +1,293 @@
+"""Walk the lowered layer PrimFunc (``tir_layer``) into the tiles the accelerator runs.
+
+TVM 0.27 has no TIR visitor helpers (DESIGN, "TVM version facts"), so this is a small
+hand-written walker over the flattened TIR. It runs in two stages, so that TVM is touched
+once per shape class and never per tile:
+
+1. ``compile_plan``: lower the PrimFunc and turn it into a plan: the tile loops (named in
+   ``tir_layer.OUTER_LOOPS``) and, in program order inside them, one event per intrinsic
+   (a ``pragma_vta_dma`` copy nest, or a loop nest around a tensorized GEMM / ALU call).
+   Every index of an event is an affine function of the loop variables, read off the
+   flattened buffer offsets; what lies inside an event (its own loops) is evaluated once.
+2. ``run_plan``: iterate the tile loops in Python, evaluate the event offsets and decode
+   them back into block coordinates: each tile's output region (from its STORE), each
+   reduction step's input-channel blocks (from its input LOAD) and the step's block
+   products ``(obl, cbl, i, j)`` in the GEMM nest's order (from the tensorized calls).
+
+Regions past the real extents (the PrimFunc is extended to whole tiles) are clipped here.
+The walker also checks that the copies load what the products read (a check of the
+lowering, not of the input): a mismatch is an internal error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from . import tir_intrin as ti
+from .geometry import ConvProblem
+from .schedule import Schedule
+from .tiling import Span, Tile
+from .tir_layer import (COL_TILE, GROUP, IMAGE_GROUP, OUT_TILE, OUTER_LOOPS, ROW_TILE, STEP,
+                        LayerShape, layer_shape, scheduled_layer)
+
+
+class WalkError(AssertionError):
+    """The lowered TIR does not have the structure the walker maps (a lowering bug)."""
+
+
+# ----------------------------------------------------------------------------- affine forms
+
+@dataclass(frozen=True)
+class Affine:
+    const: int
+    coef: tuple  # ((loop variable name, coefficient), ...)
+
+    def at(self, env: dict) -> int:
+        return self.const + sum(c * env.get(v, 0) for v, c in self.coef)
+
+    def split(self, names) -> tuple[Affine, Affine]:
+        """(the part over ``names``, the rest) of this form."""
+        inner = tuple((v, c) for v, c in self.coef if v in names)
+        outer = tuple((v, c) for v, c in self.coef if v not in names)
+        return Affine(0, inner), Affine(self.const, outer)
+
+
+def affine(expr) -> Affine:
+    const, coef = _affine(expr)
+    return Affine(const, tuple(sorted((v, c) for v, c in coef.items() if c)))
+
+
+def _affine(expr) -> tuple[int, dict]:
+    kind = type(expr).__name__
+    if kind == "IntImm":
+        return int(expr.value), {}
+    if kind == "Var":
+        return 0, {expr.name: 1}
+    if kind == "Cast":
+        return _affine(expr.value)
+    if kind in ("Add", "Sub"):
+        (ca, a), (cb, b) = _affine(expr.a), _affine(expr.b)
+        sign = 1 if kind == "Add" else -1
+        out = dict(a)
+        for v, c in b.items():
+            out[v] = out.get(v, 0) + sign * c
+        return ca + sign * cb, out
+    if kind == "Mul":
+        (ca, a), (cb, b) = _affine(expr.a), _affine(expr.b)
+        if a and b:
+            raise WalkError(f"TIR walker: non-affine index {expr}")
+        k, (c0, terms) = (ca, (cb, b)) if not a else (cb, (ca, a))
+        return k * c0, {v: k * c for v, c in terms.items()}
+    raise WalkError(f"TIR walker: no affine rule for {kind} ({expr})")
+
+
+# ----------------------------------------------------------------------------- the plan
+
+@dataclass
+class Loop:
+    name: str
+    extent: int
+    body: list
+
+
+@dataclass
+class Event:
+    """One intrinsic: ``bases`` are its offsets (outer-loop affine forms) at the first
+    iteration of its own loops; ``inner`` the offsets over its own loops, ``[n, k]``."""
+
+    symbol: str
+    bases: tuple
+    inner: np.ndarray
+
+
+def _loop_grid(loops: list) -> dict:
+    if not loops:
+        return {}
+    grids = np.meshgrid(*[np.arange(n) for _, n in loops], indexing="ij")
+    return {name: g.reshape(-1) for (name, _), g in zip(loops, grids)}
+
+
+def _event(symbol: str, loops: list, offsets: list) -> Event:
+    names = {name for name, _ in loops}
+    grid = _loop_grid(loops)
+    size = next(iter(grid.values())).size if grid else 1
+    bases, inner = [], []
+    for off in offsets:
+        own, rest = off.split(names)
+        bases.append(rest)
+        inner.append(np.broadcast_to(sum((c * grid[v] for v, c in own.coef), np.zeros(size,
+                                                                                     np.int64)),
+                                     (size,)))
+    return Event(symbol, tuple(bases), np.stack(inner, axis=1))
+
+
+_STORES, _LOADS = ("BufferStore", "TensorStore"), ("BufferLoad", "TensorLoad")  # 0.27 names both
+
+
+def _nest(stmt, loops: list):
+    """(own loops, innermost statement) of a perfect loop nest."""
+    while type(stmt).__name__ == "For":
+        loops = loops + [(stmt.loop_var.name, int(stmt.extent))]
+        if int(stmt.min) != 0:
+            raise WalkError("TIR walker: loop not starting at 0")
+        stmt = stmt.body
+    return loops, stmt
+
+
+def _copy_event(symbol: str, stmt) -> Event:
+    loops, store = _nest(stmt, [])
+    if type(store).__name__ not in _STORES or type(store.value).__name__ not in _LOADS:
+        raise WalkError(f"TIR walker: {symbol} is not a copy nest")
+    dram = store.indices[0] if symbol == ti.STORE else store.value.indices[0]
+    return _event(symbol, loops, [affine(dram)])
+
+
+def _call_event(stmt) -> Event | None:
+    loops, body = _nest(stmt, [])
+    kind = type(body).__name__
+    if kind in _STORES:  # the accumulator reset (decompose_reduction's init)
+        return None
+    if kind != "Evaluate" or type(body.value).__name__ != "Call" \
+            or body.value.op.name != "tirx.call_extern":
+        raise WalkError(f"TIR walker: unexpected statement {kind}")
+    args = body.value.args
+    symbol = args[0].value
+    if symbol not in (ti.GEMM, ti.ALU):
+        raise WalkError(f"TIR walker: unknown intrinsic {symbol}")
+    return _event(symbol, loops, [affine(args[k]) for k in range(2, len(args), 2)])
+
+
+def _plan(stmt) -> list:
+    kind = type(stmt).__name__
+    if kind == "SeqStmt":
+        return [node for s in stmt.seq for node in _plan(s)]
+    if kind == "For" and stmt.loop_var.name in OUTER_LOOPS:
+        return [Loop(stmt.loop_var.name, int(stmt.extent), _plan(stmt.body))]
+    if kind == "AttrStmt" and stmt.attr_key == ti.DMA_PRAGMA:
+        return [_copy_event(stmt.value.value, stmt.body)]
+    if kind in ("For", "Evaluate"):
+        event = _call_event(stmt)
+        return [event] if event is not None else []
+    if kind in ("LetStmt", "AttrStmt", "Allocate", "DeclBuffer", "AllocBuffer"):
+        body = getattr(stmt, "body", None)  # 0.27: DeclBuffer/AllocBuffer head a sequence
+        return _plan(body) if body is not None else []
+    raise WalkError(f"TIR walker: no rule for {kind}")
+
+
+def _lower(func):
+    import tvm
+
+    mod = tvm.IRModule({"main": func})
+    for ps in (tvm.s_tir.transform.LowerInitBlock(), tvm.s_tir.transform.ConvertBlocksToOpaque(),
+               tvm.s_tir.transform.CompactBufferAllocation(),
+               tvm.s_tir.transform.LowerMatchBuffer(), tvm.s_tir.transform.LowerOpaqueBlock(),
+               tvm.tirx.transform.FlattenBuffer()):
+        mod = ps(mod)
+    return mod["main"]
+
+
+@lru_cache(maxsize=256)
+def compile_plan(ls: LayerShape) -> list:
+    """The walked plan of the shape class ``ls`` (TVM runs here only, once per class)."""
+    return _plan(_lower(scheduled_layer(ls)).body)
+
+
+# ----------------------------------------------------------------------------- running it
+
+@dataclass
+class TileWork:
+    """One output tile as the TIR runs it: the tile and each step's block products."""
+
+    tile: Tile
+    products: list  # per step: [(obl, cbl, i, j)] in the GEMM nest's order
+
+
+class _Decoder:
+    """Block coordinates of the flattened offsets of one shape class."""
+
+    def __init__(self, p: ConvProblem, ls: LayerShape):
+        self.p, self.ls = p, ls
+        nb, bo, bi = ls.batch, ls.block_out, ls.block_in
+        self.inp = (ls.image_groups, ls.groups, ls.in_blocks, ls.in_rows, ls.in_cols, nb * bi)
+        self.wgt = (ls.groups, ls.out_blocks, ls.in_blocks, ls.kh, ls.kw, bo * bi)
+        self.acc = (ls.image_groups, ls.groups, ls.out_blocks, ls.oh, ls.ow, nb * bo)
+
+    @staticmethod
+    def at(offset, shape) -> tuple:
+        """Coordinates of a flat offset (or offsets) in ``shape``, the last axis dropped."""
+        return np.unravel_index(offset, shape)[:-1]
+
+
+def run_plan(plan: list, p: ConvProblem, s: Schedule, ls: LayerShape) -> list[TileWork]:
+    dec = _Decoder(p, ls)
+    out: list[TileWork] = []
+    state = {"steps": [], "products": []}
+    _run(plan, {}, p, s, dec, state, out)
+    return out
+
+
+def _run(nodes: list, env: dict, p, s, dec, state, out) -> None:
+    for node in nodes:
+        if isinstance(node, Loop):
+            for v in range(node.extent):
+                env[node.name] = v
+                _run(node.body, env, p, s, dec, state, out)
+            del env[node.name]
+        else:
+            _on_event(node, env, p, s, dec, state, out)
+
+
+def _on_event(ev: Event, env: dict, p, s, dec: _Decoder, state: dict, out: list) -> None:
+    base = [b.at(env) for b in ev.bases]
+    if ev.symbol == ti.LOAD_INP:
+        n, g, cb, r, c = (int(v) for v in dec.at(base[0], dec.inp))
+        state["steps"].append((n, g, cb, r, c))
+    elif ev.symbol == ti.GEMM:
+        state["products"].append(_step_products(ev, base, p, s, dec, state["steps"][-1]))
+    elif ev.symbol == ti.STORE:
+        out.append(_tile(base[0], p, s, dec, state))
+        state["steps"], state["products"] = [], []
+    # LOAD_WGT, LOAD_PAR, ALU: their regions follow from the tile and step (checked below
+    # through the products' offsets); the emitter decides their instruction shapes.
+
+
+def _step_products(ev: Event, base: list, p: ConvProblem, s: Schedule, dec: _Decoder,
+                   step: tuple) -> list:
+    """(obl, cbl, i, j) of the step, in the nest's order, for the step's first pixel."""
+    c_off, a_off, w_off = (base[k] + ev.inner[:, k] for k in range(3))
+    n, g, ob, y, x = dec.at(c_off, dec.acc)
+    wg, wob, wcb, i, j = dec.at(w_off, dec.wgt)
+    an, ag, acb, ar, ac = dec.at(a_off, dec.inp)
+    ls = dec.ls
+    if not ((wob == ob).all() and (acb == wcb).all() and (ag == wg).all() and (g == wg).all()
+            and (an == n).all() and (acb.min() == step[2])
+            and (ar == y * ls.row_stride + i * ls.dilation[0]).all()
+            and (ac == x * ls.col_stride + j * ls.dilation[1]).all()):
+        raise WalkError(f"layer {p.layer}: a GEMM reads other blocks than its step loaded")
+    first = (y == y.min()) & (x == x.min())
+    ob0, cb0 = int(ob.min()), int(wcb.min())
+    keep = first & (ob < p.out_blocks) & (wcb < p.in_blocks)
+    return [(int(a) - ob0, int(b) - cb0, int(c), int(d))
+            for a, b, c, d in zip(ob[keep], wcb[keep], i[keep], j[keep])]
+
+
+def _tile(store_base: int, p: ConvProblem, s: Schedule, dec: _Decoder, state: dict) -> TileWork:
+    n, g, ob, y, x = (int(v) for v in dec.at(store_base, dec.acc))
+    rows, cols = Span(y, min(s.tile_rows, p.oh - y)), Span(x, min(s.tile_cols, p.ow - x))
+    steps = []
+    for (sn, sg, cb, r, c) in state["steps"]:
+        if (sn, sg, r, c) != (n, g, y * dec.ls.row_stride, x * dec.ls.col_stride):
+            raise WalkError(f"layer {p.layer}: an input load is not the tile's rectangle")
+        steps.append(Span(cb, min(s.tile_in_blocks, p.in_blocks - cb)))
+    tile = Tile(n, g, Span(ob, min(s.tile_out_blocks, p.out_blocks - ob)), rows, cols,
+                tuple(steps))
+    return TileWork(tile, list(state["products"]))
+
+
+def walk_layer(p: ConvProblem, s: Schedule) -> list[TileWork]:
+    """The tiles of ``p`` under ``s`` in the scheduled TIR's order, with their products."""
+    ls = layer_shape(p, s)
+    return run_plan(compile_plan(ls), p, s, ls)
