@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from tests.quant.test_reference import conv_cases, int8_arrays, rha, ternary_arrays
-from tvm_ternary.errors import OverflowRiskError
+from tvm_ternary.errors import OverflowRiskError, ShapeMismatchError
 from tvm_ternary.quant import ops
 from tvm_ternary.quant import reference as ref
 
@@ -259,6 +259,41 @@ def test_dequantize_float64_params_rounded_to_float32_first():
     assert expected.tolist() == [[float(exact32)]]
 
 
+@settings(max_examples=100, deadline=None)
+@given(case=z_cases(), data=st.data(), lo=st.sampled_from([-127, 0]))
+def test_requantize_residual_matches_reference(case, data, lo):
+    axis, c, shape = case
+    shift = data.draw(hnp.arrays(np.int32, c, elements=st.integers(1, 46)))
+    z = data.draw(hnp.arrays(np.int64, shape, elements=st.integers(-(2**48), 2**48)))
+    r = data.draw(int8_arrays(shape))
+    mult_r = data.draw(hnp.arrays(np.int64, c, elements=st.integers(0, 2**40)))
+    expected = ref.requantize(ref.add_residual(z, r, mult_r, axis), shift, lo, 127, axis)
+    assert_same(T.trequantize_residual(t(z), t(shift), t(r), t(mult_r), lo, 127, axis), expected)
+
+
+def test_requantize_residual_hand_example():
+    # shift 15: z = 2**14 is half an output step; Mr = 2**15 adds r whole steps
+    z = torch.tensor([[2**14, -(2**14), 0]])
+    r = torch.tensor([[1, -1, -3]], dtype=torch.int8)
+    out = T.trequantize_residual(z, torch.full((3,), 15), r, torch.tensor([2**15, 2**15, 2**14]),
+                                 -127, 127, -1)
+    assert out.tolist() == [[2, -2, -2]]  # 1.5 -> 2, -1.5 -> -2, -1.5 -> -2
+
+
+def test_requantize_residual_wrong_shape_raises():
+    z = torch.zeros(1, 2, 3, 3, dtype=torch.int64)
+    with pytest.raises(ShapeMismatchError, match=r"residual r has shape \[1, 2, 3, 4\]"):
+        T.trequantize_residual(z, torch.ones(2), torch.zeros(1, 2, 3, 4, dtype=torch.int8),
+                               torch.ones(2), -127, 127, 1)
+
+
+def test_requantize_residual_beyond_int64_headroom_raises():
+    z = torch.tensor([[2**61]])
+    r = torch.tensor([[127]], dtype=torch.int8)
+    with pytest.raises(OverflowRiskError, match="trequantize_residual"):
+        T.trequantize_residual(z, torch.ones(1), r, torch.tensor([2**56]), -127, 127, -1)
+
+
 # ----------------------------------------------------------------------------- registration, fake kernels
 
 def _i8(*shape, lo=-127, hi=127):
@@ -292,6 +327,10 @@ def _opcheck_cases():
         "threshold_nchw": (T.tthreshold.default, (z4, torch.full((4,), -(2**39)), torch.full((4,), 2**39), 1)),
         "dequantize_last": (T.tdequantize.default, (z2, torch.rand(4) * 1e-6, torch.randn(4), -1)),
         "dequantize_nchw": (T.tdequantize.default, (z4, torch.rand(4) * 1e-6, torch.randn(4), 1)),
+        "requantize_residual_last": (T.trequantize_residual.default,
+                                     (z2, sh, _i8(3, 4), torch.randint(0, 2**20, (4,)), -127, 127, -1)),
+        "requantize_residual_nchw_relu": (T.trequantize_residual.default,
+                                          (z4, sh, _i8(2, 4, 3, 5), torch.randint(0, 2**20, (4,)), 0, 127, 1)),
     }
 
 
@@ -317,6 +356,7 @@ def test_fake_kernel_shapes_and_dtypes(name):
     assert fake.dtype == real.dtype
     expected_dtype = {"tquantize": torch.int8, "tquantize_ternary": torch.int8, "tlinear": torch.int64,
                       "tconv2d": torch.int64, "trequantize": torch.int8, "tthreshold": torch.int8,
+                      "trequantize_residual": torch.int8,
                       "tdequantize": torch.float32}[op._schema.name.removeprefix("tternary::")]
     assert real.dtype == expected_dtype
 

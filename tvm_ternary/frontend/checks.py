@@ -74,13 +74,14 @@ def check_layer_shapes(op: str, layer: str, tensors: list, scalars: list) -> Non
             raise ShapeMismatchError(f"layer {layer!r}: {n} output channels do not split into "
                                      f"{groups} groups")
         _expect(layer, "input channels", [x[1]], [w[1] * groups])
-    elif op in ("trequantize", "tthreshold", "tdequantize"):
+    elif op in ("trequantize", "tthreshold", "tdequantize", "trequantize_residual"):
         z, *params = (_dims(t) for t in tensors)
         axis = scalars[-1]
         names = {"trequantize": ["shift"], "tthreshold": ["t_lo", "t_hi"],
-                 "tdequantize": ["scale", "bias"]}[op]
+                 "tdequantize": ["scale", "bias"],
+                 "trequantize_residual": ["shift", "r", "mult_r"]}[op]
         for name, p in zip(names, params):
-            _expect(layer, name, p, [z[axis]])
+            _expect(layer, name, p, z if name == "r" else [z[axis]])
         return
     else:
         return

@@ -13,7 +13,9 @@ Semantics (see ``reference.py`` for the definitions):
   int64 bias, int32 ``mult [2, N]`` (row 0 = Mp, row 1 = Mn) -> int64 scaled accumulator
   ``z = Mp * acc_p - Mn * acc_n + bias``.
 * ``trequantize(z, shift, lo, hi, axis)``, ``tthreshold(z, t_lo, t_hi, axis)``,
-  ``tdequantize(z, scale, bias, axis)``: the epilogues reading ``z``.
+  ``tdequantize(z, scale, bias, axis)``: the epilogues reading ``z``;
+  ``trequantize_residual(z, shift, r, mult_r, lo, hi, axis)``: a residual block's output,
+  ``requantize(z + Mr * r)`` with the int8 shortcut ``r`` (one rounding).
 
 Every op name starts with ``t``: TVM's torch frontend keys custom converters by the op name
 without its namespace, so ``threshold`` would collide with ``aten::threshold``.
@@ -28,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tvm_ternary.errors import OverflowRiskError
+from tvm_ternary.errors import OverflowRiskError, ShapeMismatchError
 
 from .reference import conv_out_size
 
@@ -129,16 +131,50 @@ def _(x, w, bias, mult, stride, padding, dilation, groups, pad_value=0):
 
 # ----------------------------------------------------------------------------- epilogues
 
-@torch.library.custom_op("tternary::trequantize", mutates_args=())
-def trequantize(z: Tensor, shift: Tensor, lo: int, hi: int, axis: int) -> Tensor:
+def _requantize(z: Tensor, shift: Tensor, lo: int, hi: int, axis: int) -> Tensor:
     s = _channel_view(shift.to(torch.int64), z.dim(), axis)
     half = torch.bitwise_left_shift(torch.ones_like(s), s - 1)
     mag = torch.bitwise_right_shift(z.abs() + half, s)
     return (torch.sign(z) * mag).clamp(lo, hi).to(torch.int8)
 
 
+@torch.library.custom_op("tternary::trequantize", mutates_args=())
+def trequantize(z: Tensor, shift: Tensor, lo: int, hi: int, axis: int) -> Tensor:
+    return _requantize(z, shift, lo, hi, axis)
+
+
 @trequantize.register_fake
 def _(z, shift, lo, hi, axis):
+    return torch.empty_like(z, dtype=torch.int8)
+
+
+def _check_residual(z: Tensor, r: Tensor) -> None:
+    if tuple(r.shape) != tuple(z.shape):
+        raise ShapeMismatchError(f"trequantize_residual: residual r has shape {list(r.shape)}, "
+                                 f"the output {list(z.shape)}")
+
+
+_HEADROOM = 2**62  # as reference.add_residual: each term and the sum stay inside int64
+
+
+@torch.library.custom_op("tternary::trequantize_residual", mutates_args=())
+def trequantize_residual(z: Tensor, shift: Tensor, r: Tensor, mult_r: Tensor, lo: int, hi: int,
+                         axis: int) -> Tensor:
+    _check_residual(z, r)
+    mr = _channel_view(mult_r.to(torch.int64), z.dim(), axis)
+    big_z = z.numel() and int(z.abs().max()) >= _HEADROOM
+    big_r = r.numel() and int(mult_r.max()) * int(r.to(torch.int64).abs().max()) >= _HEADROOM
+    if big_z or big_r:
+        raise OverflowRiskError("trequantize_residual: z + Mr * r beyond +-2**62")
+    total = z + mr * r.to(torch.int64)
+    if total.numel() and int(total.abs().max()) > _HEADROOM:
+        raise OverflowRiskError("trequantize_residual: z + Mr * r beyond +-2**62")
+    return _requantize(total, shift, lo, hi, axis)
+
+
+@trequantize_residual.register_fake
+def _(z, shift, r, mult_r, lo, hi, axis):
+    _check_residual(z, r)
     return torch.empty_like(z, dtype=torch.int8)
 
 

@@ -322,5 +322,9 @@ def add_residual(z, r, mult_r, axis: int = -1) -> np.ndarray:
     mult_r = np.asarray(mult_r, np.int64)
     if np.any(mult_r < 0):
         raise ValueError("add_residual: residual multipliers must be >= 0")
+    # each term below 2**62 (bounded with Python ints), so their int64 sum cannot wrap
+    _check_domain(z, "add_residual", 2**62 - 1)
+    if mult_r.size and r.size and int(mult_r.max()) * int(np.abs(r.astype(np.int64)).max()) >= 2**62:
+        raise OverflowRiskError("add_residual: Mr * r beyond +-2**62 (int64 headroom exhausted)")
     total = z + _per_channel(mult_r, z.ndim, axis) * r.astype(np.int64)
     return _check_domain(total, "add_residual", 2**62)

@@ -1,7 +1,7 @@
 """FuseEpilogue: ``epilogue(body(x, ...))`` -> one fused ternary op per layer.
 
 A ``tlinear`` / ``tconv2d`` whose only user is a ``trequantize`` / ``tthreshold`` /
-``tdequantize`` becomes ``R.tternary_<body>_<epilogue>`` (see ``relax.fused_ops``), so a
+``tdequantize`` (or a ``tconv2d`` whose only user is a ``trequantize_residual``) becomes ``R.tternary_<body>_<epilogue>`` (see ``relax.fused_ops``), so a
 target's strategy can legalize the whole layer at once; the unfused body is then dead and
 removed. A body with several users is left alone (fusing it would compute it twice).
 """
@@ -32,6 +32,8 @@ class _Fuser(relax.PyExprMutator):
         z = call.args[0]
         body = self.var2val.get(z)
         if op_of(body) not in _BODIES or self.uses.get(z, 0) != 1:
+            return call
+        if f"{_BODIES[op_of(body)]}_{_EPILOGUES[op_of(call)]}" not in fused_ops.FUSED:
             return call
         return fused_ops.fuse(body, call)
 

@@ -24,7 +24,6 @@ from tvm_ternary.strategy import registry
 from . import ops
 
 BODIES = ("tlinear", "tconv2d")
-EPILOGUES = ("trequantize", "tthreshold", "tdequantize")
 # A residual block's second conv with the shortcut add fused in (docs/numerics.md):
 # y = clamp(round_half_away((z + Mr[c] * r) / 2**shift[c]), lo, hi), z the conv's scaled
 # accumulator, r the int8 shortcut (reference.add_residual then reference.requantize).
@@ -32,6 +31,7 @@ EPILOGUES = ("trequantize", "tthreshold", "tdequantize")
 # call is (x, w, bias, mult, shift, r, mult_r, <8 conv scalars>, lo, hi, axis).
 RESIDUAL_EPILOGUE = "trequantize_residual"
 RESIDUAL_FUSED = f"tconv2d_{RESIDUAL_EPILOGUE}"
+EPILOGUES = ("trequantize", "tthreshold", "tdequantize", RESIDUAL_EPILOGUE)
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,10 @@ class FusedDef:
         return body_t, epi_t, rest[:n_body_scalars], rest[n_body_scalars:]
 
 
-FUSED: dict[str, FusedDef] = {d.name: d for d in (FusedDef(b, e) for b in BODIES for e in EPILOGUES)}
+# The residual epilogue follows convolutions only (a residual block's second conv); a
+# linear residual keeps the unfused epilogue (flattening [..., K] linears would need r too).
+FUSED: dict[str, FusedDef] = {d.name: d for d in (FusedDef(b, e) for b in BODIES for e in EPILOGUES)
+                              if d.name != f"tlinear_{RESIDUAL_EPILOGUE}"}
 
 
 def fuse(body_call: relax.Call, epilogue_call: relax.Call) -> relax.Call:

@@ -55,6 +55,8 @@ OPS: dict[str, OpDef] = {
     # scalars: stride h, w; padding h, w; dilation h, w; groups; pad_value
     "tconv2d": OpDef(4, 8, "int64", _conv_compute, _conv_shape),
     "trequantize": OpDef(2, 3, "int8", generic.trequantize, _like_first),     # lo, hi, axis
+    # tensors z, shift, r (the int8 shortcut), mult_r; scalars lo, hi, axis
+    "trequantize_residual": OpDef(4, 3, "int8", generic.trequantize_residual, _like_first),
     "tthreshold": OpDef(3, 1, "int8", generic.tthreshold, _like_first),        # axis
     "tdequantize": OpDef(3, 1, "float32", generic.tdequantize, _like_first),   # axis
 }

@@ -94,16 +94,29 @@ def _channel(idx, axis: int):
     return idx[axis]
 
 
+def _requantized(v, s, lo: int, hi: int):
+    """``clamp(round_half_away(v / 2**s), lo, hi)`` as int8, for int64 ``v`` and ``s``."""
+    half = tirx.shift_left(tirx.const(1, "int64"), s - tirx.const(1, "int64"))
+    mag = tirx.shift_right(tirx.abs(v) + half, s)
+    r = tirx.Select(v < tirx.const(0, "int64"), -mag, mag)
+    return tirx.max(tirx.min(r, tirx.const(hi, "int64")), tirx.const(lo, "int64")).astype("int8")
+
+
 def trequantize(z: te.Tensor, shift: te.Tensor, lo: int, hi: int, axis: int) -> te.Tensor:
     def f(*idx):
-        v = z(*idx)
-        s = _i64(shift[_channel(idx, axis)])
-        half = tirx.shift_left(tirx.const(1, "int64"), s - tirx.const(1, "int64"))
-        mag = tirx.shift_right(tirx.abs(v) + half, s)
-        r = tirx.Select(v < tirx.const(0, "int64"), -mag, mag)
-        return tirx.max(tirx.min(r, tirx.const(hi, "int64")), tirx.const(lo, "int64")).astype("int8")
+        return _requantized(z(*idx), _i64(shift[_channel(idx, axis)]), lo, hi)
 
     return te.compute(z.shape, f, name="trequantize")
+
+
+def trequantize_residual(z: te.Tensor, shift: te.Tensor, r: te.Tensor, mult_r: te.Tensor,
+                         lo: int, hi: int, axis: int) -> te.Tensor:
+    """``requantize(z + Mr[c] * r)``: ``reference.add_residual`` then ``reference.requantize``."""
+    def f(*idx):
+        c = _channel(idx, axis)
+        return _requantized(z(*idx) + _i64(mult_r[c]) * _i64(r(*idx)), _i64(shift[c]), lo, hi)
+
+    return te.compute(z.shape, f, name="trequantize_residual")
 
 
 def tthreshold(z: te.Tensor, t_lo: te.Tensor, t_hi: te.Tensor, axis: int) -> te.Tensor:
