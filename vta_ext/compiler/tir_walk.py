@@ -101,6 +101,7 @@ class Event:
     symbol: str
     bases: tuple
     inner: np.ndarray
+    pattern: GemmPattern | None = None  # GEMM: ``inner`` decoded once (``compile_plan``)
 
 
 def _loop_grid(loops: list) -> dict:
@@ -192,7 +193,20 @@ def _lower(func):
 @lru_cache(maxsize=256)
 def compile_plan(ls: LayerShape) -> list:
     """The walked plan of the shape class ``ls`` (TVM runs here only, once per class)."""
-    return _plan(_lower(scheduled_layer(ls)).body)
+    plan = _plan(_lower(scheduled_layer(ls)).body)
+    dec = _Decoder(ls)
+    for ev in _events(plan):
+        if ev.symbol == ti.GEMM:
+            ev.pattern = _gemm_pattern(ev, dec)
+    return plan
+
+
+def _events(nodes: list):
+    for node in nodes:
+        if isinstance(node, Loop):
+            yield from _events(node.body)
+        else:
+            yield node
 
 
 # ----------------------------------------------------------------------------- running it
@@ -208,8 +222,8 @@ class TileWork:
 class _Decoder:
     """Block coordinates of the flattened offsets of one shape class."""
 
-    def __init__(self, p: ConvProblem, ls: LayerShape):
-        self.p, self.ls = p, ls
+    def __init__(self, ls: LayerShape):
+        self.ls = ls
         nb, bo, bi = ls.batch, ls.block_out, ls.block_in
         self.inp = (ls.image_groups, ls.groups, ls.in_blocks, ls.in_rows, ls.in_cols, nb * bi)
         self.wgt = (ls.groups, ls.out_blocks, ls.in_blocks, ls.kh, ls.kw, bo * bi)
@@ -222,7 +236,7 @@ class _Decoder:
 
 
 def run_plan(plan: list, p: ConvProblem, s: Schedule, ls: LayerShape) -> list[TileWork]:
-    dec = _Decoder(p, ls)
+    dec = _Decoder(ls)
     out: list[TileWork] = []
     state = {"steps": [], "products": []}
     _run(plan, {}, p, s, dec, state, out)
@@ -256,22 +270,51 @@ def _on_event(ev: Event, env: dict, p, s, dec: _Decoder, state: dict, out: list)
 
 def _step_products(ev: Event, base: list, p: ConvProblem, s: Schedule, dec: _Decoder,
                    step: tuple) -> list:
-    """(obl, cbl, i, j) of the step, in the nest's order, for the step's first pixel."""
-    c_off, a_off, w_off = (base[k] + ev.inner[:, k] for k in range(3))
-    n, g, ob, y, x = dec.at(c_off, dec.acc)
-    wg, wob, wcb, i, j = dec.at(w_off, dec.wgt)
-    an, ag, acb, ar, ac = dec.at(a_off, dec.inp)
+    """(obl, cbl, i, j) of the step, in the nest's order, for the step's first pixel, the
+    blocks past the real extents left out."""
+    n, g, ob, y, x = (int(v) for v in dec.at(base[0], dec.acc))
+    an, ag, acb, ar, ac = (int(v) for v in dec.at(base[1], dec.inp))
+    wg, wob, wcb, i, j = (int(v) for v in dec.at(base[2], dec.wgt))
     ls = dec.ls
-    if not ((wob == ob).all() and (acb == wcb).all() and (ag == wg).all() and (g == wg).all()
-            and (an == n).all() and (acb.min() == step[2])
+    if (an, ag, wg, wob, acb, wcb, ar, ac, i, j) != \
+            (n, g, g, ob, step[2], step[2], y * ls.row_stride, x * ls.col_stride, 0, 0):
+        raise WalkError(f"layer {p.layer}: a GEMM reads other blocks than its step loaded")
+    return ev.pattern.clipped(p.out_blocks - ob, p.in_blocks - acb)
+
+
+def _gemm_pattern(ev: Event, dec: _Decoder) -> GemmPattern:
+    """Decode a GEMM nest's own offsets once. Bases are whole-tile origins and the shapes
+    are extended to whole tiles, so the coordinates of base + own offset are those of the
+    base plus those of the own offset (no carry between axes)."""
+    ls = dec.ls
+    n, g, ob, y, x = dec.at(ev.inner[:, 0], dec.acc)
+    an, ag, acb, ar, ac = dec.at(ev.inner[:, 1], dec.inp)
+    wg, wob, wcb, i, j = dec.at(ev.inner[:, 2], dec.wgt)
+    if not ((n == 0).all() and (g == 0).all() and (an == 0).all() and (ag == 0).all()
+            and (wg == 0).all() and (wob == ob).all() and (acb == wcb).all()
             and (ar == y * ls.row_stride + i * ls.dilation[0]).all()
             and (ac == x * ls.col_stride + j * ls.dilation[1]).all()):
-        raise WalkError(f"layer {p.layer}: a GEMM reads other blocks than its step loaded")
-    first = (y == y.min()) & (x == x.min())
-    ob0, cb0 = int(ob.min()), int(wcb.min())
-    keep = first & (ob < p.out_blocks) & (wcb < p.in_blocks)
-    return [(int(a) - ob0, int(b) - cb0, int(c), int(d))
-            for a, b, c, d in zip(ob[keep], wcb[keep], i[keep], j[keep])]
+        raise WalkError("TIR walker: a GEMM's products do not read the blocks they multiply")
+    first = (y == 0) & (x == 0)
+    return GemmPattern(np.stack([ob[first], wcb[first], i[first], j[first]], axis=1))
+
+
+class GemmPattern:
+    """The block products ``(obl, cbl, i, j)`` of one step (first pixel, nest order)."""
+
+    def __init__(self, products: np.ndarray):
+        self.products = products
+        self._clipped: dict = {}
+
+    def clipped(self, out_left: int, in_left: int) -> list:
+        """The products of output blocks below ``out_left`` and input blocks below
+        ``in_left`` (an edge tile or step), memoized."""
+        key = (min(out_left, 1 << 30), min(in_left, 1 << 30))
+        if key not in self._clipped:
+            pr = self.products
+            keep = (pr[:, 0] < out_left) & (pr[:, 1] < in_left)
+            self._clipped[key] = [tuple(int(v) for v in row) for row in pr[keep]]
+        return self._clipped[key]
 
 
 def _tile(store_base: int, p: ConvProblem, s: Schedule, dec: _Decoder, state: dict) -> TileWork:
