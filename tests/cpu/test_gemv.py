@@ -1,4 +1,4 @@
-"""The whole-layer ternary GEMV kernels (AVX2, AVX-512 VNNI) equal the integer reference."""
+"""The whole-layer tensorized ternary GEMV (AVX2, AVX-512 VNNI) equals the integer reference."""
 
 import numpy as np
 import pytest
@@ -9,28 +9,29 @@ from hypothesis import strategies as st
 from torch import nn
 
 import tvm_ternary as tt
-from tvm_ternary.cpu import gemv_avx2, gemv_vnni
-from tvm_ternary.cpu.layout import interleaved_2bit
+from tvm_ternary.cpu.gemv import KNOBS, GemvPlan, schedule
+from tvm_ternary.cpu.intrin_trit import AVX2, VNNI
+from tvm_ternary.errors import KernelConfigError
 from tvm_ternary.quant import reference as ref
 from tvm_ternary.quant.frozen import FrozenTernaryLayer
 from tvm_ternary.target import cpu_info
 
 _FLAGS = cpu_info()["flags"]
-# Each kernel with the LLVM CPU it is built for; run only where this host can execute it.
+# Each ISA with the LLVM CPU it is built for (AVX2 as the Zen 3 floor: znver3, no AVX-512);
+# run only where this host can execute it.
 KERNELS = [
-    pytest.param(gemv_avx2, "haswell", marks=pytest.mark.skipif("avx2" not in _FLAGS, reason="no AVX2")),
-    pytest.param(gemv_vnni, "cascadelake", marks=pytest.mark.skipif(
+    pytest.param(AVX2, "znver3", marks=pytest.mark.skipif("avx2" not in _FLAGS, reason="no AVX2")),
+    pytest.param(VNNI, "cascadelake", marks=pytest.mark.skipif(
         not {"avx512_vnni", "avx512bw"} <= _FLAGS, reason="no AVX-512 VNNI")),
 ]
 
 
-def _run(kernel, mcpu, x, w_t, mult, bias, dual=False):
+def _run(kernel, mcpu, x, w_t, mult, bias, dual=False, **knobs):
     n, k = w_t.shape
-    func = kernel.make_gemv(x.shape[0], n, k, dual=dual)
-    lib = tvm.compile(func, target=tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": 2}))
-    packed = interleaved_2bit(w_t, kernel.rows(dual), kernel.LANES)
+    plan = GemvPlan(kernel, x.shape[0], n, k, dual, **knobs)
+    lib = tvm.compile(schedule(plan), target=tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": 2}))
     out = tvm.runtime.tensor(np.zeros((x.shape[0], n), np.int64))
-    lib(*[tvm.runtime.tensor(a) for a in (x, packed, mult, bias)], out)
+    lib(*[tvm.runtime.tensor(a) for a in (x, plan.pack(w_t), mult, bias)], out)
     return out.numpy()
 
 
@@ -71,6 +72,18 @@ def test_dual_scale_gemv_matches_reference_on_random_shapes(kernel, mcpu, batch,
 def test_gemv_matches_reference_on_large_shapes(kernel, mcpu, dual, n, k):
     x, w, mult, bias = _random_layer(np.random.default_rng(n + k), 1, n, k, dual)
     assert np.array_equal(_run(kernel, mcpu, x, w, mult, bias, dual), _expected(x, w, mult, bias))
+
+
+@pytest.mark.parametrize("kernel,mcpu", KERNELS)
+@settings(max_examples=10, deadline=None)
+@given(data=st.data(), n=st.integers(1, 70), k=st.integers(1, 3000), dual=st.booleans(), seed=st.integers(0, 2**31))
+def test_gemv_matches_reference_for_every_knob_value(kernel, mcpu, data, n, k, dual, seed):
+    # the tuner's space: every rows / k-chunk / unroll choice computes the same layer
+    knobs = {name: data.draw(st.sampled_from(choices), label=name) for name, choices in KNOBS[kernel].items()}
+    x, w, mult, bias = _random_layer(np.random.default_rng(seed), 1, n, k, dual)
+    out = _run(kernel, mcpu, x, w, mult, bias, dual, rows=knobs["dual_rows" if dual else "rows"],
+               groups_per_call=knobs["groups_per_call"], unroll_rows=knobs["unroll_rows"])
+    assert np.array_equal(out, _expected(x, w, mult, bias))
 
 
 @pytest.mark.parametrize("kernel,mcpu", KERNELS)
@@ -154,12 +167,28 @@ def test_avx2_floor_is_chosen_for_an_avx2_only_cpu():
     assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
 
 
-@pytest.mark.parametrize("kernel", [gemv_avx2, gemv_vnni])
+@pytest.mark.parametrize("kernel", [AVX2, VNNI])
 @pytest.mark.parametrize("dual", [False, True])
 @pytest.mark.parametrize("batch,n,k,field", [(0, 4, 4, "batch"), (1, 0, 4, "out_features"),
                                              (1, 4, -3, "in_features")])
 def test_bad_layer_shapes_are_named(kernel, dual, batch, n, k, field):
-    from tvm_ternary.errors import KernelConfigError
+    with pytest.raises(KernelConfigError, match=f"gemv_{kernel.name}: {field} must be a positive int"):
+        GemvPlan(kernel, batch, n, k, dual)
 
-    with pytest.raises(KernelConfigError, match=f"gemv_.*: {field} must be a positive int"):
-        kernel.make_gemv(batch, n, k, dual=dual)
+
+@pytest.mark.parametrize("knob,value,message", [
+    ("rows", -2, "rows per block must be >= 1"),
+    ("groups_per_call", 17, r"groups_per_call must be in \[1, 16\]"),  # AVX2's int16 headroom
+    ("groups_per_call", -1, r"groups_per_call must be in \[1, 16\]"),
+])
+def test_bad_knob_values_are_named(knob, value, message):
+    with pytest.raises(KernelConfigError, match=f"gemv_avx2: {message}"):
+        GemvPlan(AVX2, 1, 8, 300, **{knob: value})
+
+
+def test_k_chunks_split_the_groups_evenly():
+    # hand-worked: K = 86 groups of 128 trits; 16 per call would leave a 6-group tail, so
+    # 6 calls of 15 groups (90 padded groups, 4 of zero weights) instead
+    plan = GemvPlan(AVX2, 1, 8, 86 * 128)
+    assert (plan.groups, plan.chunk, plan.padded_groups) == (86, 15, 90)
+    assert GemvPlan(AVX2, 1, 8, 32 * 128).chunk == 16 and GemvPlan(AVX2, 1, 8, 100).padded_groups == 1

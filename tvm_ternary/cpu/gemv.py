@@ -69,6 +69,12 @@ class GemvPlan:
             raise KernelConfigError(f"gemv_{self.isa.name}: groups_per_call must be in [1, {self.isa.max_groups}], "
                                     f"got {self.groups_per_call!r}")
 
+    @classmethod
+    def from_knobs(cls, isa: Isa, batch: int, n: int, k: int, dual: bool, knobs: dict) -> "GemvPlan":
+        """The plan for a layer under a tuner's (or the default) knob values."""
+        return cls(isa, batch, n, k, dual, rows=knobs["dual_rows" if dual else "rows"],
+                   groups_per_call=knobs["groups_per_call"], unroll_rows=knobs["unroll_rows"])
+
     @property
     def groups(self) -> int:
         """Weight groups of the unpadded K."""
@@ -203,8 +209,7 @@ def schedule(plan: GemvPlan) -> tvm.tirx.PrimFunc:
     lane_loop = sch.get_loops(lanes)[-1]
     sch.decompose_reduction(lanes, lane_loop)
     sch.tensorize(lane_loop, lane_sum_intrin(plan.isa))
-    return sch.mod["main"].with_attr("global_symbol", plan.symbol)
+    # op_pattern 8 (TVM's kOpaque): Relax's FuseOps must not fuse a finished kernel with
+    # its epilogue (FuseTIR rejects a scheduled block PrimFunc, and would unschedule it)
+    return sch.mod["main"].with_attr("global_symbol", plan.symbol).with_attr("op_pattern", 8)
 
-
-def isa_of(name: str) -> Isa:
-    return {isa.name: isa for isa in (AVX2, VNNI)}[name]

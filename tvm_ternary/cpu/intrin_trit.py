@@ -31,6 +31,8 @@ from tvm.script import tirx as T
 
 from tvm_ternary.errors import KernelConfigError
 
+from .vector import plus_codes, trit_codes
+
 
 @dataclass(frozen=True)
 class Isa:
@@ -120,20 +122,11 @@ def _dot_desc(isa: Isa, dual: bool, groups: int):
     return desc
 
 
-def _vec_codes(w_vec, j: int, lanes: int, plus: bool):
-    """``lanes`` codes of field ``j`` of a weight vector: shift + mask (plus: one more
-    saturating subtract of 1, ``vpsubusb``, instead of a second shift + mask)."""
-    shifted = w_vec if j == 0 else T.shift_right(w_vec, T.broadcast(T.uint8(2 * j), lanes))
-    codes = shifted if j == 3 else T.bitwise_and(shifted, T.broadcast(T.uint8(3), lanes))
-    if plus:
-        return T.call_llvm_pure_intrin(f"uint8x{lanes}", "llvm.usub.sat", codes, T.broadcast(T.uint8(1), lanes))
-    return codes
-
-
 def _products(isa: Isa, W, X, groups: int, plus: bool):
     """The ``(codes, activations)`` vector pairs of every field of ``groups`` groups."""
     lb, gt = isa.lanes, isa.group
-    return [(_vec_codes(W[g, 0, T.ramp(0, 1, lb)], j, lb, plus), X[T.ramp(g * gt + j * lb, 1, lb)])
+    codes = plus_codes if plus else trit_codes
+    return [(codes(W[g, 0, T.ramp(0, 1, lb)], j, lb), X[T.ramp(g * gt + j * lb, 1, lb)])
             for g in range(groups) for j in range(4)]
 
 

@@ -19,11 +19,10 @@ from tvm import relax
 
 from tvm_ternary.relax import fused_ops, ops
 from tvm_ternary.relax.ternary_inputs import has_ternary_input
-from tvm_ternary.strategy.registry import Impl, register
+from tvm_ternary.strategy.registry import Impl, config, register
 from tvm_ternary.target import cpu_features
 
-from . import gemv_avx2, gemv_vnni
-from .layout import interleaved_2bit
+from . import gemv, intrin_trit
 from .params import typed
 from .popcount_gemv import WORDS, WORDS_VPOPCNTDQ, make_popcount_gemv, weight_planes
 from .sparse_gemv import AVX2, VNNI512, block_zero_fraction, csr_blocks, make_sparse_gemv
@@ -123,14 +122,20 @@ def _popcount_emitter(words: int):
     return _kernel_emitter(build)
 
 
-def _gemv_emitter(kernel_module):
-    """``kernel_module``'s whole-layer GEMV (symmetric or dual-scale)."""
+def _gemv_emitter(name: str, isa):
+    """The tensorized whole-layer GEMV on ``isa`` (symmetric or dual-scale), with the knob
+    values the scope's configs give ``name`` (``gemv.KNOBS``)."""
 
-    def build(w_t, batch, n, k, dual):
-        packed = interleaved_2bit(w_t, kernel_module.rows(dual), kernel_module.LANES)
-        return kernel_module.make_gemv(batch, n, k, dual=dual), [packed]
+    def emit(bb, call):
+        values = config(Impl(name, None, None, gemv.KNOBS[isa]), call)
 
-    return _kernel_emitter(build)
+        def build(w_t, batch, n, k, dual):
+            plan = gemv.GemvPlan.from_knobs(isa, batch, n, k, dual, values)
+            return gemv.schedule(plan), [plan.pack(w_t)]
+
+        return _kernel_emitter(build)(bb, call)
+
+    return emit
 
 
 def _sparse_emitter(isa):
@@ -168,7 +173,7 @@ _register_linear("avx2_sparse_gemv",
                  _sparse_emitter(AVX2))
 _register_linear("avx512_vnni_gemv",
                  lambda call, target: has_vnni512(target) and _constant_linear(call),
-                 _gemv_emitter(gemv_vnni))
+                 _gemv_emitter("avx512_vnni_gemv", intrin_trit.VNNI))
 _register_linear("avx2_pmaddubsw_gemv",
                  lambda call, target: has_avx2(target) and _constant_linear(call),
-                 _gemv_emitter(gemv_avx2))
+                 _gemv_emitter("avx2_pmaddubsw_gemv", intrin_trit.AVX2))
