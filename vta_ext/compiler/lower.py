@@ -30,7 +30,7 @@ from .emit import ACCUMULATE, LayerEmitter, Regions
 from .geometry import ConvProblem, check_residual_input, problem_of
 from .layer import LayerSpec
 from .schedule import Schedule, check_schedule, default_schedule, schedule_space
-from .tir_program import TirRoute, tir_refusal
+from .tir_program import TirRoute, tir_epilogue
 
 INPUT_REGION, OUTPUT_REGION, RESIDUAL_REGION = "input", "output", "residual"
 
@@ -59,7 +59,6 @@ class LayerStats:
     useful_macs: int            # the layer's unpadded MACs (zero weights included)
     issued_useful_macs: int     # unpadded MACs of the blocks issued (skipped ones left out)
     lowering: str = "loops"     # the route that produced the program (LOWERINGS)
-    lowering_note: str = ""     # why a layer asked for "tir" was lowered by "loops"
 
 
 @dataclass
@@ -135,9 +134,7 @@ def compile_layer(spec: LayerSpec, hw: HwConfig, schedule: Schedule | None = Non
 
     ``lowering="tir"`` schedules the whole layer as one tvm.s_tir PrimFunc (``tir_layer``)
     and walks it (``tir_walk``, ``tir_program``); ``"loops"`` is the emitter's own loop nest,
-    the reference route: both give the same program (tests/vta/compiler/test_tir_lowering.py).
-    A layer the TIR route does not model (``tir_program.tir_refusal``) is lowered by the
-    loop nest, and ``stats.lowering_note`` says why."""
+    the reference route: both give the same program (tests/vta/compiler/test_tir_lowering.py)."""
     if lowering not in LOWERINGS:
         raise KernelConfigError(f"layer {spec.name}: lowering {lowering!r} is not one of {LOWERINGS}")
     p = problem_of(spec, hw)
@@ -149,8 +146,7 @@ def compile_layer(spec: LayerSpec, hw: HwConfig, schedule: Schedule | None = Non
     clamp = (spec.lo, spec.hi) if spec.epilogue == "requantize" else (0, 0)
     epilogue = ACCUMULATE if spec.stores_accumulators else spec.epilogue
     emitter = LayerEmitter(p, s, hw, epilogue, clamp, spec.pad_value, spec.has_residual)
-    note = tir_refusal(spec) if lowering == "tir" else None
-    route = TirRoute(p, s) if lowering == "tir" and note is None else None
+    route = TirRoute(p, s, tir_epilogue(spec)) if lowering == "tir" else None
     wblocks = images.weight_blocks(spec, p)
     weights = route.plan_weights(wblocks, s.skips_zero_blocks(hw)) if route \
         else emitter.plan_weights(wblocks)
@@ -187,7 +183,7 @@ def compile_layer(spec: LayerSpec, hw: HwConfig, schedule: Schedule | None = Non
                        weight_blocks=len(weights.blocks), skipped_weight_blocks=weights.skipped,
                        useful_macs=p.useful_macs,
                        issued_useful_macs=_issued_useful_macs(spec, p, s.skips_zero_blocks(hw)),
-                       lowering="tir" if route else "loops", lowering_note=note or "")
+                       lowering=lowering)
     return CompiledLayer(spec=spec, hw=hw, schedule=s, problem=p,
                          program=Program(insns=insns, dram=dram), input_region=inp,
                          output_region=out, stats=stats, residual_region=res)

@@ -6,14 +6,16 @@ extended to whole tiles (the walker drops what lies past the real extents):
     A [IG, G, ncb, rows, cols, batch, bi]   input, in loaded rows/columns (padding included)
     W [G, nob, ncb, kh, kw, bo, bi]         weight blocks
     P [G, nob, 1, bo]                       per-channel epilogue parameters
+    S [IG, G, nob, oh, ow, batch, bo]       a fused residual add's second input (RESIDUAL)
     C [IG, G, nob, oh, ow, batch, bo]       accumulators  (scope local.acc_buffer)
-    R = epilogue(C, P)                      results       (scope local.acc_buffer)
-    O = R                                   the output in DRAM
+    R = epilogue(C, P (, S))                results       (scope local.acc_buffer)
+    O = R, or O = C (ACCUMULATE: the int32 accumulators are stored for the host)
 
 The knobs of ``schedule.Schedule`` become schedule primitives: the tile splits of output
 blocks, rows, columns and input blocks, the loop order of ``reuse`` (the tile loop is the
 innermost of the three outer loops), ``cache_read`` of A and W into the input and weight
-buffers at the reduction step and of P into the parameter buffer at the tile,
+buffers at the reduction step, of P into the parameter buffer and S into the accumulator
+buffer at the tile,
 ``reverse_compute_at`` of the epilogue and the store at the tile, and ``tensorize`` of every
 copy, product, epilogue and store block onto ``tir_intrin``. The accumulator reset is
 ``decompose_reduction`` at the step loop (the emitter turns it into first-bit micro-ops).
@@ -35,6 +37,8 @@ from .schedule import Schedule
 # loop names of the scheduled PrimFunc the walker iterates (everything inside is one event)
 IMAGE_GROUP, GROUP, OUT_TILE, ROW_TILE, COL_TILE, STEP = "n", "g", "ob_0", "y_0", "x_0", "cb_0"
 OUTER_LOOPS = (IMAGE_GROUP, GROUP, OUT_TILE, ROW_TILE, COL_TILE, STEP)
+# what a tile ends with: the ALU epilogue, the ALU with a residual input, or no ALU
+ALU, RESIDUAL, ACCUMULATE = "alu", "residual", "accumulate"
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class LayerShape:
     block_in: int
     tile: tuple          # (out blocks, in blocks, rows, cols)
     reuse: str
+    epilogue: str        # ALU, RESIDUAL or ACCUMULATE
 
     @property
     def in_rows(self) -> int:
@@ -68,7 +73,7 @@ class LayerShape:
         return (self.ow - 1) * self.col_stride + (self.kw - 1) * self.dilation[1] + 1
 
 
-def layer_shape(p: ConvProblem, s: Schedule) -> LayerShape:
+def layer_shape(p: ConvProblem, s: Schedule, epilogue: str = ALU) -> LayerShape:
     to, tc, th, tw = s.tile_out_blocks, s.tile_in_blocks, s.tile_rows, s.tile_cols
     return LayerShape(image_groups=p.image_groups, groups=p.groups,
                       out_blocks=ceil_div(p.out_blocks, to) * to,
@@ -76,7 +81,8 @@ def layer_shape(p: ConvProblem, s: Schedule) -> LayerShape:
                       oh=ceil_div(p.oh, th) * th, ow=ceil_div(p.ow, tw) * tw, kh=p.kh, kw=p.kw,
                       row_stride=p.loaded_row_stride, col_stride=p.loaded_col_stride,
                       dilation=tuple(p.dilation), batch=p.batch, block_out=p.block_out,
-                      block_in=p.block_in, tile=(to, tc, th, tw), reuse=s.reuse)
+                      block_in=p.block_in, tile=(to, tc, th, tw), reuse=s.reuse,
+                      epilogue=epilogue)
 
 
 def _compute(ls: LayerShape):
@@ -96,10 +102,19 @@ def _compute(ls: LayerShape):
     C = te.compute(shape, lambda n, g, ob, y, x, b, o: te.sum(
         A[n, g, cb, y * rs + i * dh, x * sw + j * dw, b, c].astype("int32")
         * W[g, ob, cb, i, j, o, c].astype("int32"), axis=[cb, i, j, c]), name="C")
-    R = te.compute(shape, lambda n, g, ob, y, x, b, o:
-                   (C[n, g, ob, y, x, b, o] * P[g, ob, 0, o]).astype("int8"), name="R")
-    O = te.compute(shape, lambda *ax: R(*ax), name="O")
-    return [A, W, P, O]
+    if ls.epilogue == ACCUMULATE:
+        return [A, W, te.compute(shape, lambda *ax: C(*ax), name="O")]
+    if ls.epilogue == RESIDUAL:
+        S = te.placeholder(shape, "int8", name="S")
+        R = te.compute(shape, lambda n, g, ob, y, x, b, o:
+                       (C[n, g, ob, y, x, b, o] * P[g, ob, 0, o]
+                        + S[n, g, ob, y, x, b, o].astype("int32")).astype("int8"), name="R")
+        inputs = [A, W, P, S]
+    else:
+        R = te.compute(shape, lambda n, g, ob, y, x, b, o:
+                       (C[n, g, ob, y, x, b, o] * P[g, ob, 0, o]).astype("int8"), name="R")
+        inputs = [A, W, P]
+    return inputs + [te.compute(shape, lambda *ax: R(*ax), name="O")]
 
 
 @lru_cache(maxsize=256)
@@ -111,9 +126,8 @@ def scheduled_layer(ls: LayerShape):
     to, tc, th, tw = ls.tile
     bo, bi, nb = ls.block_out, ls.block_in, ls.batch
     sch = tvm.s_tir.Schedule(te.create_prim_func(_compute(ls)))
-    cblk, rblk, oblk = sch.get_sblock("C"), sch.get_sblock("R"), sch.get_sblock("O")
+    cblk, oblk = sch.get_sblock("C"), sch.get_sblock("O")
     sch.set_scope(cblk, 0, ti.ACC_SCOPE)
-    sch.set_scope(rblk, 0, ti.ACC_SCOPE)
     n, g, ob, y, x, b, o, cb, i, j, c = sch.get_loops(cblk)
     ob_o, ob_i = sch.split(ob, [None, to])
     y_o, y_i = sch.split(y, [None, th])
@@ -122,22 +136,36 @@ def scheduled_layer(ls: LayerShape):
     outer = (ob_o, y_o, x_o) if ls.reuse == "weight" else (y_o, x_o, ob_o)
     sch.reorder(n, g, *outer, cb_o, ob_i, cb_i, i, j, y_i, x_i, b, o, c)
     tile = outer[-1]
-    sch.reverse_compute_at(rblk, tile)
+    rblk = None if ls.epilogue == ACCUMULATE else sch.get_sblock("R")
+    if rblk is not None:
+        sch.set_scope(rblk, 0, ti.ACC_SCOPE)
+        sch.reverse_compute_at(rblk, tile)
     sch.reverse_compute_at(oblk, tile)
     a_buf = sch.cache_read(cblk, 0, ti.INP_SCOPE)
     w_buf = sch.cache_read(cblk, 1, ti.WGT_SCOPE)
-    p_buf = sch.cache_read(rblk, 1, ti.PAR_SCOPE)
+    copies = [] if rblk is None else _epilogue_reads(sch, rblk, tile, ls.epilogue == RESIDUAL)
     sch.compute_at(a_buf, cb_o)
     sch.compute_at(w_buf, cb_o)
-    sch.compute_at(p_buf, tile)
     sch.decompose_reduction(cblk, cb_o)
-    lanes = 2 if nb > 1 else 1
     sch.tensorize(b if nb > 1 else o, ti.gemm_intrin(nb, bo, bi))
-    sch.tensorize(sch.get_loops(rblk)[-lanes], ti.alu_intrin(nb, bo))
-    for block, symbol in ((a_buf, ti.LOAD_INP), (w_buf, ti.LOAD_WGT), (p_buf, ti.LOAD_PAR),
-                          (oblk, ti.STORE)):
+    if rblk is not None:
+        sch.tensorize(sch.get_loops(rblk)[-2 if nb > 1 else -1],
+                      ti.alu_intrin(nb, bo, ls.epilogue == RESIDUAL))
+    for block, symbol in [(a_buf, ti.LOAD_INP), (w_buf, ti.LOAD_WGT), *copies,
+                          (oblk, ti.STORE)]:
         _mark_copy(sch, block, symbol)
     return sch.mod["main"]
+
+
+def _epilogue_reads(sch, rblk, tile, residual: bool) -> list:
+    """The epilogue's parameters (and residual blocks) read into their buffers at the
+    tile; the copy blocks with their DMA symbols."""
+    copies = [(sch.cache_read(rblk, 1, ti.PAR_SCOPE), ti.LOAD_PAR)]
+    if residual:
+        copies.append((sch.cache_read(rblk, 2, ti.ACC_SCOPE), ti.LOAD_RES))
+    for block, _ in copies:
+        sch.compute_at(block, tile)
+    return copies
 
 
 def _mark_copy(sch, block, symbol: str) -> None:

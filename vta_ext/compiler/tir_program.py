@@ -20,25 +20,22 @@ from .emit import LayerEmitter, Regions, WeightPlan
 from .geometry import ConvProblem
 from .layer import LayerSpec
 from .schedule import Schedule
+from .tir_layer import ACCUMULATE, ALU, RESIDUAL
 from .tir_walk import walk_layer
 
 
-def tir_refusal(spec: LayerSpec) -> str | None:
-    """Why the TIR route does not model ``spec`` (the loop nest then lowers it), or None.
-    Its PrimFunc has one epilogue shape, R = epilogue(C, P) stored as int8: a fused
-    residual add (a second DRAM input) and a stored int32 accumulator are not in it."""
-    if getattr(spec, "has_residual", False):
-        return "tir route: a fused residual add is not modelled in the layer PrimFunc"
-    if getattr(spec, "stores_accumulators", False):
-        return "tir route: an int32 accumulator store is not modelled in the layer PrimFunc"
-    return None
+def tir_epilogue(spec: LayerSpec) -> str:
+    """The layer PrimFunc's epilogue variant for ``spec`` (``tir_layer``)."""
+    if spec.stores_accumulators:
+        return ACCUMULATE
+    return RESIDUAL if spec.has_residual else ALU
 
 
 class TirRoute:
     """The tiles of one (problem, schedule) as the scheduled TIR runs them."""
 
-    def __init__(self, p: ConvProblem, s: Schedule):
-        self.work = walk_layer(p, s)
+    def __init__(self, p: ConvProblem, s: Schedule, epilogue: str):
+        self.work = walk_layer(p, s, epilogue)
 
     def plan_weights(self, wblocks: np.ndarray, skip_zero: bool) -> WeightPlan:
         """The weight blocks in DRAM, in the order the TIR's steps first use them."""

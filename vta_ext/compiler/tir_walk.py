@@ -30,8 +30,7 @@ from . import tir_intrin as ti
 from .geometry import ConvProblem
 from .schedule import Schedule
 from .tiling import Span, Tile
-from .tir_layer import (COL_TILE, GROUP, IMAGE_GROUP, OUT_TILE, OUTER_LOOPS, ROW_TILE, STEP,
-                        LayerShape, layer_shape, scheduled_layer)
+from .tir_layer import ALU, OUTER_LOOPS, LayerShape, layer_shape, scheduled_layer
 
 
 class WalkError(AssertionError):
@@ -264,8 +263,8 @@ def _on_event(ev: Event, env: dict, p, s, dec: _Decoder, state: dict, out: list)
     elif ev.symbol == ti.STORE:
         out.append(_tile(base[0], p, s, dec, state))
         state["steps"], state["products"] = [], []
-    # LOAD_WGT, LOAD_PAR, ALU: their regions follow from the tile and step (checked below
-    # through the products' offsets); the emitter decides their instruction shapes.
+    # LOAD_WGT, LOAD_PAR, LOAD_RES, ALU: their regions follow from the tile and step
+    # (checked through the products' offsets); the emitter decides their instructions.
 
 
 def _step_products(ev: Event, base: list, p: ConvProblem, s: Schedule, dec: _Decoder,
@@ -330,7 +329,7 @@ def _tile(store_base: int, p: ConvProblem, s: Schedule, dec: _Decoder, state: di
     return TileWork(tile, list(state["products"]))
 
 
-def walk_layer(p: ConvProblem, s: Schedule) -> list[TileWork]:
+def walk_layer(p: ConvProblem, s: Schedule, epilogue: str = ALU) -> list[TileWork]:
     """The tiles of ``p`` under ``s`` in the scheduled TIR's order, with their products."""
-    ls = layer_shape(p, s)
+    ls = layer_shape(p, s, epilogue)
     return run_plan(compile_plan(ls), p, s, ls)

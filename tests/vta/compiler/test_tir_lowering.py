@@ -20,7 +20,8 @@ from vta_ext.compiler.tiling import tiles  # noqa: E402
 from vta_ext.compiler.tir_walk import walk_layer  # noqa: E402
 from vta_ext.sim.fsim import simulate  # noqa: E402
 
-from .specs import layer_input, layer_spec, trits, zero_blocks  # noqa: E402
+from .specs import (dequantize_spec, layer_input, layer_spec, residual_input,  # noqa: E402
+                    residual_spec, trits, zero_blocks)
 
 CONFIGS = {name: HwConfig.load(name) for name in ("tiny", "default", "tiny_tact", "int8")}
 CONFIGS.update({f"tiny_b{b}": dataclasses.replace(CONFIGS["tiny"], name=f"tiny_b{b}", batch=b)
@@ -30,11 +31,23 @@ CONFIGS.update({f"tiny_b{b}": dataclasses.replace(CONFIGS["tiny"], name=f"tiny_b
 @st.composite
 def layers(draw, hw: HwConfig):
     """A random layer ``hw`` can run: dense or conv2d (groups, stride, dilation, padding
-    with a pad value), 1/2/4 images, dual scales, requantize or threshold, int8 or ternary
+    with a pad value), 1/2/4 images, dual scales, requantize (with or without a fused
+    residual add), threshold or dequantize (int32 accumulators stored), int8 or ternary
     input, some all-zero weight blocks; sizes that do not divide the blocks or tiles."""
+    variant = draw(st.sampled_from(["plain", "plain", "residual", "dequantize"]))
+    spec, rng = draw(_plain_layers(hw, requantize=variant != "plain"))
+    if variant == "residual" and spec.epilogue == "requantize":
+        return residual_spec(rng, spec), rng
+    if variant == "dequantize" and not spec.input_ternary:
+        return dequantize_spec(rng, spec), rng
+    return spec, rng
+
+
+@st.composite
+def _plain_layers(draw, hw: HwConfig, requantize: bool):
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     ternary_in = hw.act_bits == 2
-    threshold = ternary_in or (hw.ternary_act and draw(st.booleans()))
+    threshold = ternary_in or (hw.ternary_act and not requantize and draw(st.booleans()))
     common = dict(dual=hw.dual_scale and draw(st.booleans()), input_ternary=ternary_in,
                   epilogue="threshold" if threshold else "requantize")
     images = draw(st.sampled_from([1, 2, 4]))
@@ -70,12 +83,13 @@ def _same_program(spec, hw, s, rng):
     assert tir.program.insns == loops.program.insns
     assert np.array_equal(tir.program.dram.data, loops.program.dram.data)
     x = layer_input(rng, spec)
-    result = simulate(tir.bind(x), hw)
+    r = residual_input(rng, spec) if spec.has_residual else None
+    result = simulate(tir.bind(x, r), hw)
     assert result.leftover_tokens == {}
-    np.testing.assert_array_equal(tir.read_output(result.dram), spec.reference(x))
+    np.testing.assert_array_equal(tir.read_output(result.dram), spec.reference(x, r))
 
 
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data(), cfg=st.sampled_from(sorted(CONFIGS)), double_buffer=st.booleans(),
        reuse=st.sampled_from(["weight", "input"]))
@@ -89,6 +103,7 @@ def test_tir_route_gives_the_loop_nests_program(data, cfg, double_buffer, reuse)
         return
     s = space[data.draw(st.integers(0, len(space) - 1))]
     event(f"double_buffer={s.double_buffer}, reuse={s.reuse}")
+    event(f"epilogue {spec.epilogue}{' + residual' if spec.has_residual else ''}")
     _same_program(spec, hw, s, rng)
 
 
