@@ -1,5 +1,6 @@
-"""Ternary x ternary bit-plane popcount kernel: equals the integer reference, and is
-chosen (only) for linears whose input the dataflow proves ternary."""
+"""Ternary x ternary bit-plane popcount kernel (compute + schedule + tensorize): equals the
+integer reference for every knob value, and is chosen (only) for linears whose input the
+dataflow proves ternary."""
 
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tvm_ternary as tt
-from tvm_ternary.cpu.popcount_gemv import WORDS, WORDS_VPOPCNTDQ, make_popcount_gemv, weight_planes
+from tvm_ternary.cpu.popcount_gemv import (KNOBS_AVX2, KNOBS_VPOPCNTDQ, WORDS, WORDS_VPOPCNTDQ,
+                                           make_popcount_gemv, weight_planes)
 from tvm_ternary.quant import reference as ref
 from tvm_ternary.quant.popcount import dot_sign_magnitude
 from tvm_ternary.target import cpu_info
@@ -18,17 +20,18 @@ from ..quant.helpers import frozen_pair, random_digits_model
 
 _FLAGS = cpu_info()["flags"]
 pytestmark = pytest.mark.skipif("avx2" not in _FLAGS, reason="host has no AVX2")
-# (LLVM CPU, uint64 words per vector): the AVX2 floor, and 512-bit vpopcntq where present
-MCPUS = [("haswell", WORDS)] + ([("icelake-server", WORDS_VPOPCNTDQ)] if "avx512_vpopcntdq" in _FLAGS else [])
+# (LLVM CPU, uint64 words per vector): the AVX2 floor (Zen 3, the CI machine), and 512-bit
+# vpopcntq where present
+MCPUS = [("znver3", WORDS)] + ([("icelake-server", WORDS_VPOPCNTDQ)] if "avx512_vpopcntdq" in _FLAGS else [])
 
 
-def _run(x, w_t, mult, bias, dual, mcpu=("haswell", WORDS)):
+def _run(x, w_t, mult, bias, dual, mcpu=("znver3", WORDS), rows=1):
     n, k = w_t.shape
     cpu, words = mcpu
-    lib = tvm.compile(make_popcount_gemv(x.shape[0], n, k, dual, words),
+    lib = tvm.compile(make_popcount_gemv(x.shape[0], n, k, dual, words, rows),
                       target=tvm.target.Target({"kind": "llvm", "mcpu": cpu, "num-cores": 2}))
     out = tvm.runtime.tensor(np.zeros((x.shape[0], n), np.int64))
-    lib(*[tvm.runtime.tensor(a) for a in (x, weight_planes(w_t, dual, words), mult, bias)], out)
+    lib(*[tvm.runtime.tensor(a) for a in (x, weight_planes(w_t, dual, words, rows), mult, bias)], out)
     return out.numpy()
 
 
@@ -41,8 +44,13 @@ def _expected(x, w_t, mult, bias):
 @pytest.mark.parametrize("dual", [False, True])
 @settings(max_examples=10, deadline=None)
 @given(batch=st.integers(1, 3), n=st.integers(1, 30), k=st.integers(1, 1000),
-       zero_frac=st.sampled_from([0.0, 0.5, 0.95]), seed=st.integers(0, 2**31))
-def test_popcount_gemv_matches_reference(mcpu, dual, batch, n, k, zero_frac, seed):
+       zero_frac=st.sampled_from([0.0, 0.5, 0.95]), rows=st.sampled_from(KNOBS_AVX2["rows"]),
+       wide=st.booleans(), seed=st.integers(0, 2**31))
+def test_popcount_gemv_matches_reference(mcpu, dual, batch, n, k, zero_frac, rows, wide, seed):
+    # every knob value of the template: rows per step (also not dividing n), and on AVX2
+    # two ymm of words per step (words = 8)
+    if wide and mcpu[1] == WORDS:
+        mcpu = (mcpu[0], 2 * WORDS)
     rng = np.random.default_rng(seed)
     w = rng.integers(-1, 2, size=(n, k)).astype(np.int8)
     w[rng.random((n, k)) < zero_frac] = 0
@@ -51,7 +59,15 @@ def test_popcount_gemv_matches_reference(mcpu, dual, batch, n, k, zero_frac, see
     if not dual:
         mult[1] = mult[0]
     bias = rng.integers(-2**40, 2**40, size=n).astype(np.int64)
-    assert np.array_equal(_run(x, w, mult, bias, dual, mcpu), _expected(x, w, mult, bias))
+    assert np.array_equal(_run(x, w, mult, bias, dual, mcpu, rows), _expected(x, w, mult, bias))
+
+
+def test_knob_spaces_are_valid_kernel_configs():
+    for knobs in (KNOBS_AVX2, KNOBS_VPOPCNTDQ):
+        assert set(knobs) == {"words", "rows"}
+        for words in knobs["words"]:
+            for rows in knobs["rows"]:
+                make_popcount_gemv(1, 5, 100, True, words, rows)  # schedules without error
 
 
 @pytest.mark.parametrize("mcpu", MCPUS)
@@ -92,6 +108,32 @@ def test_ternary_activation_model_uses_popcount_and_is_exact(kind, method, act):
         assert torch.equal(y, frozen(x[i:i + 1])) and torch.equal(y, tt.quant.run_reference(frozen, x[i:i + 1]))
 
 
+def _build_with_configs(frozen, x, configs):
+    from tvm_ternary.pipeline import CompiledModel, import_model
+    from tvm_ternary.relax import passes
+
+    import tvm_ternary.cpu.strategy  # noqa: F401  (registers the CPU kernels)
+
+    target = {"kind": "llvm", "mcpu": "znver3", "num-cores": 2}
+    mod, _, _ = import_model(frozen, (x,))
+    executable, legalized, _ = passes.build(mod, target, configs)
+    return CompiledModel(executable, target, [list(x.shape)], legalized, frozen), legalized
+
+
+def test_tuned_knobs_reach_the_kernel_through_the_registry():
+    from tvm_ternary.errors import KernelConfigError
+
+    x = torch.rand(4, 1, 8, 8)
+    _, frozen = frozen_pair(random_digits_model("mlp", 13), "ttq", x, act="ternary")
+    cm, legalized = _build_with_configs(frozen, x[:1], {"avx2_popcount_gemv": {"rows": 4, "words": 8}})
+    kernels = [gv.name_hint for gv in legalized.functions if "popcount" in gv.name_hint]
+    assert kernels and all("_v8_r4_" in name for name in kernels), kernels
+    for i in range(len(x)):
+        assert torch.equal(cm(x[i:i + 1]), tt.quant.run_reference(frozen, x[i:i + 1]))
+    with pytest.raises(KernelConfigError, match="'avx2_popcount_gemv' has no knob 'unroll'"):
+        _build_with_configs(frozen, x[:1], {"avx2_popcount_gemv": {"unroll": 2}})
+
+
 def test_int8_activation_model_does_not_use_popcount():
     x = torch.rand(16, 1, 8, 8)
     _, frozen = frozen_pair(random_digits_model("mlp", 12), "twn", x, act="int8")
@@ -107,5 +149,7 @@ def test_bad_kernel_configs_and_weights_are_named():
         make_popcount_gemv(1, 4, 64, False, words=3)
     with pytest.raises(KernelConfigError, match="popcount_gemv: in_features must be a positive int"):
         make_popcount_gemv(1, 4, 0, False)
+    with pytest.raises(KernelConfigError, match="popcount_gemv: rows per step must be a positive int, got 0"):
+        make_popcount_gemv(1, 4, 64, False, rows=0)
     with pytest.raises(PackError, match=r"index \(0, 1\) is 2"):
         weight_planes(np.array([[0, 2, 1]]), dual=False)

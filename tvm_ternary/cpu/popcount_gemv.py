@@ -1,8 +1,9 @@
-"""Ternary x ternary dense kernel on bit planes (``T.popcount``): TIR for AVX2 and up.
+"""Ternary x ternary dense kernel on bit planes: a TE compute, a schedule template with
+knobs, and ``tensorize`` onto the word intrinsics of ``popcount_intrin``.
 
 For activations in {-1, 0, 1} (a ``tquantize_ternary`` / ``tthreshold`` producer: see
-``relax.ternary_inputs``) both operands become sign-magnitude bit planes, 64 trits per uint64
-word (``quant.packing``'s ``bitplane`` format: nonzero mask, sign mask).
+``relax.ternary_inputs``) both operands become sign-magnitude bit planes, 64 trits per
+uint64 word (``quant.packing``'s ``bitplane`` format: nonzero mask, sign mask).
 
 * symmetric layers (``Mp == Mn``), the 2-popcount product of ``quant.popcount``:
   ``m = nz_x & nz_w``, ``acc = popcount(m) - 2 popcount(m & (s_x ^ s_w))``;
@@ -10,132 +11,153 @@ word (``quant.packing``'s ``bitplane`` format: nonzero mask, sign mask).
   masks ``P = (w = +1)`` and ``N = (w = -1)`` and ``s_x`` inside ``nz_x``,
   ``acc_p = popcount(nz_x & P) - 2 popcount(s_x & P)``, likewise ``acc_n``: 4 popcounts.
 
-The prologue packs the activations once (two ``pmovmskb`` per 64 trits: the sign bit of
-``x`` is ``s_x``, the sign bit of ``x | -x`` is ``nz_x``); words are processed ``WORDS``
-at a time as uint64 vectors, whose popcount LLVM lowers to ``vpshufb`` + ``vpsadbw``
-on AVX2 and to ``vpopcntq`` where the CPU has AVX-512 VPOPCNTDQ. The epilogue writes
-``z = Mp acc_p - Mn acc_n + bias`` (int64), as ``tlinear`` defines it.
+The compute is one definition for both (stages ``xp`` zero-pads the input, ``sx`` / ``nzx``
+pack its planes, ``acc`` reduces over words, ``z = Mp acc_p - Mn acc_n + bias`` int64 as
+``tlinear`` defines it). The schedule packs each plane word with one intrinsic (two
+``pmovmskb``), ``rfactor``s the word reduction into ``words`` vector lanes, blocks ``rows``
+output rows so they share each activation load, and tensorizes the lanes onto the
+popcount word kernel.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-from tvm.script import tirx as T
+import tvm
+from tvm import te, tirx
 
 from tvm_ternary.errors import KernelConfigError
 from tvm_ternary.quant.packing import pack
 
+from . import popcount_intrin as intrin
 from .layout import check_layer_dims
-from .parallel import row_loop
-from .vector import lane_sum
+from .parallel import PARALLEL_MIN_WEIGHTS
 
 WORDS = 4  # uint64 words per vector: one ymm register (AVX2)
 WORDS_VPOPCNTDQ = 8  # one zmm register, where vpopcntq counts it in one instruction
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """The schedule template's tunable knobs (``KNOBS`` lists their candidate values)."""
+
+    words: int = WORDS  # uint64 words per vector step (the weight layout pads K to these)
+    rows: int = 1       # output rows per step, sharing each activation plane load
+
+
+# knob -> candidates, the first the default (``strategy.registry.Impl.knobs``)
+KNOBS_AVX2 = {"words": [WORDS, 2 * WORDS], "rows": [1, 2, 4]}
+KNOBS_VPOPCNTDQ = {"words": [WORDS_VPOPCNTDQ, WORDS], "rows": [1, 2, 4]}
+
+_BIT_OR = te.comm_reducer(lambda a, b: tirx.bitwise_or(a, b), lambda t: tirx.const(0, t), name="bit_or")
 
 
 def padded_words(k: int, words: int = WORDS) -> int:
     if words not in (WORDS, WORDS_VPOPCNTDQ):
         raise KernelConfigError(f"popcount_gemv: words per vector must be {WORDS} or "
                                 f"{WORDS_VPOPCNTDQ}, got {words!r}")
-    count = (k + 63) // 64
+    count = (k + intrin.TRITS_PER_WORD - 1) // intrin.TRITS_PER_WORD
     return (count + words - 1) // words * words
 
 
-def weight_planes(w_t: np.ndarray, dual: bool, words: int = WORDS) -> np.ndarray:
-    """uint64 ``[N, 2, padded_words(K)]``: (nonzero, sign) planes, or (P, N) masks if dual."""
+def padded_rows(n: int, rows: int) -> int:
+    return (n + rows - 1) // rows * rows
+
+
+def weight_planes(w_t: np.ndarray, dual: bool, words: int = WORDS, rows: int = 1) -> np.ndarray:
+    """uint64 ``[padded_rows(N, rows), 2, padded_words(K)]``: (nonzero, sign) planes, or
+    (P, N) masks if dual; padding rows are zero weights (whole row blocks need no
+    predicate, which tensorize cannot match)."""
     planes = pack(w_t, "bitplane")  # [N, 2, ceil(K / 64)]
     if dual:
         nz, sign = planes[:, 0], planes[:, 1]
         planes = np.stack([nz & ~sign, sign], axis=1)  # sign implies nonzero: sign = (w = -1)
-    out = np.zeros((planes.shape[0], 2, padded_words(w_t.shape[1], words)), np.uint64)
-    out[:, :, :planes.shape[2]] = planes
+    out = np.zeros((padded_rows(planes.shape[0], rows), 2, padded_words(w_t.shape[1], words)), np.uint64)
+    out[:planes.shape[0], :, :planes.shape[2]] = planes
     return out
 
 
-def _movmsk(v):
-    return T.Cast("uint64", T.Cast("uint32", T.call_llvm_pure_intrin("int32", "llvm.x86.avx2.pmovmskb", v)))
+def popcount_compute(batch: int, n: int, k: int, dual: bool, words: int, rows: int):
+    """The kernel's TE definition: ``[x, w, mult, bias, z]`` (``z`` int64 ``[B, N]``)."""
+    wp, npad = padded_words(k, words), padded_rows(n, rows)
+    x = te.placeholder((batch, k), "int8", name="x")
+    w = te.placeholder((npad, 2, wp), "uint64", name="w")
+    mult = te.placeholder((2, n), "int32", name="mult")
+    bias = te.placeholder((n,), "int64", name="bias")
+    xp = te.compute((batch, wp * intrin.TRITS_PER_WORD), lambda b, i: tirx.if_then_else(
+        i < k, x[b, tirx.min(i, k - 1)], tirx.const(0, "int8")), name="xp")
+
+    def plane(bit, name):
+        i = te.reduce_axis((0, intrin.TRITS_PER_WORD), "i")
+        return te.compute((batch, wp), lambda b, j: _BIT_OR(
+            bit(xp[b, j * intrin.TRITS_PER_WORD + i], i), axis=i), name=name)
+
+    sx, nzx = plane(intrin.sign_bit, "sx"), plane(intrin.nonzero_bit, "nzx")
+    j = te.reduce_axis((0, wp), "j")
+    if dual:
+        acc = te.compute((batch, npad, 2), lambda b, o, p: te.sum(
+            intrin.plane_terms(nzx[b, j], sx[b, j], w[o, p, j]), axis=j), name="acc")
+        z = te.compute((batch, n), lambda b, o: mult[0, o].astype("int64") * acc[b, o, 0]
+                       - mult[1, o].astype("int64") * acc[b, o, 1] + bias[o], name="z")
+    else:
+        acc = te.compute((batch, npad), lambda b, o: te.sum(
+            intrin.symmetric_terms(nzx[b, j], sx[b, j], w[o, 0, j], w[o, 1, j]), axis=j), name="acc")
+        z = te.compute((batch, n), lambda b, o: mult[0, o].astype("int64") * acc[b, o] + bias[o], name="z")
+    return [x, w, mult, bias, z]
 
 
-def _word(v_lo, v_hi):
-    return T.bitwise_or(_movmsk(v_lo), T.shift_left(_movmsk(v_hi), T.uint64(32)))
+def _pack_planes(sch) -> None:
+    """Each plane word: one word-packing intrinsic over its 64 trits."""
+    for block, name in zip(("sx", "nzx"), intrin.word_packers()):
+        blk = sch.get_sblock(block)
+        trits = sch.get_loops(blk)[-1]
+        sch.decompose_reduction(blk, trits)
+        sch.tensorize(trits, name)
 
 
-def _nonzero(v):
-    """``x | -x``: its sign bit is set exactly where ``x != 0``."""
-    return T.bitwise_or(v, T.broadcast(T.int8(0), 32) - v)
+def _schedule_rows(sch, n: int, k: int, dual: bool, knobs: Knobs) -> None:
+    """Row blocks of ``knobs.rows`` (parallel for large layers), words in vector lanes."""
+    acc = sch.get_sblock("acc")
+    *_, word = sch.get_loops(acc)
+    _, lane = sch.split(word, [None, knobs.words])
+    lanes = sch.rfactor(lane, factor_axis=3 if dual else 2)  # lanes: the last axis of acc_rf
+    z = sch.get_sblock("z")
+    b, o = sch.get_loops(z)
+    block, row = sch.split(o, [None, knobs.rows])
+    sch.reorder(block, b, row)
+    if n * k > PARALLEL_MIN_WEIGHTS:  # small layers stay serial (cpu/parallel.py)
+        sch.parallel(block)
+    sch.compute_at(acc, b)
+    sch.compute_at(lanes, b)
+    # compute_at orders the loops by acc_rf's iter vars, lane, [row,] [plane,] [word], and
+    # generates none of extent 1 (rows = 1, symmetric, or a single step of words)
+    lane_loop, *rest = sch.get_loops(lanes)[2:]
+    middle = rest[:(knobs.rows > 1) + dual]
+    inner = [*middle, lane_loop]
+    words_loop = rest[len(middle):]
+    order = [*words_loop, *inner]
+    if len(order) > 1:
+        sch.reorder(*order)
+    sch.decompose_reduction(lanes, (words_loop or inner)[0])
+    # (re-read: decomposing at the lane loop itself leaves the handle on the init's copy)
+    sch.tensorize(sch.get_loops(lanes)[-1], intrin.word_kernel(dual, knobs.words))
+    for loop in inner[:-1]:
+        sch.unroll(loop)
 
 
-def _hsum(buf, row, base, lanes: int):
-    return T.Cast("int64", lane_sum(buf[row, T.ramp(base, 1, lanes)], "uint64"))
-
-
-def make_popcount_gemv(batch: int, n: int, k: int, dual: bool, words: int = WORDS):
+def make_popcount_gemv(batch: int, n: int, k: int, dual: bool, words: int = WORDS, rows: int = 1):
     """``gemv(x [B, K] int8 in {-1,0,1}, w [N, 2, WP] uint64, mult [2, N] int32,
-    bias [N] int64, z [B, N] int64)`` with ``w = weight_planes(w_t, dual, words)``;
-    ``words`` uint64 per vector (``WORDS``, or ``WORDS_VPOPCNTDQ`` on such CPUs)."""
+    bias [N] int64, z [B, N] int64)`` with ``w = weight_planes(w_t, dual, words, rows)``;
+    ``words`` uint64 per vector step, ``rows`` output rows per step (the knobs)."""
     check_layer_dims("popcount_gemv", batch, n, k)
-    rows_loop = row_loop(n, k)  # serial for small layers (see cpu/parallel.py)
-    B, N, K, WP, V = batch, n, k, padded_words(k, words), words
-    KP = WP * 64
-
-    @T.prim_func
-    def symmetric(x: T.Buffer((B, K), "int8"), w: T.Buffer((N, 2, WP), "uint64"),
-                  mult: T.Buffer((2, N), "int32"), bias: T.Buffer((N,), "int64"),
-                  z: T.Buffer((B, N), "int64")):
-        T.func_attr({"tirx.noalias": True})
-        xp = T.alloc_buffer((B, KP), "int8")
-        nzx = T.alloc_buffer((B, WP), "uint64")
-        sx = T.alloc_buffer((B, WP), "uint64")
-        for b in range(B):
-            for kk in range(KP):
-                xp[b, kk] = T.if_then_else(kk < K, x[b, T.min(kk, K - 1)], T.int8(0))
-            for j in range(WP):
-                sx[b, j] = _word(xp[b, T.ramp(j * 64, 1, 32)], xp[b, T.ramp(j * 64 + 32, 1, 32)])
-                nzx[b, j] = _word(_nonzero(xp[b, T.ramp(j * 64, 1, 32)]),
-                                  _nonzero(xp[b, T.ramp(j * 64 + 32, 1, 32)]))
-        cnt = T.alloc_buffer((N, 2 * V), "uint64")
-        for o in rows_loop(N):
-            for b in range(B):
-                cnt[o, T.ramp(0, 1, V)] = T.broadcast(T.uint64(0), V)
-                cnt[o, T.ramp(V, 1, V)] = T.broadcast(T.uint64(0), V)
-                for j in range(WP // V):
-                    cnt[o, T.ramp(0, 1, V)] = cnt[o, T.ramp(0, 1, V)] + T.popcount(
-                        T.bitwise_and(nzx[b, T.ramp(j * V, 1, V)], w[o, 0, T.ramp(j * V, 1, V)]))
-                    cnt[o, T.ramp(V, 1, V)] = cnt[o, T.ramp(V, 1, V)] + T.popcount(T.bitwise_and(
-                        T.bitwise_and(nzx[b, T.ramp(j * V, 1, V)], w[o, 0, T.ramp(j * V, 1, V)]),
-                        T.bitwise_xor(sx[b, T.ramp(j * V, 1, V)], w[o, 1, T.ramp(j * V, 1, V)])))
-                z[b, o] = (T.Cast("int64", mult[0, o]) * (_hsum(cnt, o, 0, V) - 2 * _hsum(cnt, o, V, V))
-                           + bias[o])
-
-    @T.prim_func
-    def dual_scale(x: T.Buffer((B, K), "int8"), w: T.Buffer((N, 2, WP), "uint64"),
-                   mult: T.Buffer((2, N), "int32"), bias: T.Buffer((N,), "int64"),
-                   z: T.Buffer((B, N), "int64")):
-        T.func_attr({"tirx.noalias": True})
-        xp = T.alloc_buffer((B, KP), "int8")
-        nzx = T.alloc_buffer((B, WP), "uint64")
-        sx = T.alloc_buffer((B, WP), "uint64")
-        for b in range(B):
-            for kk in range(KP):
-                xp[b, kk] = T.if_then_else(kk < K, x[b, T.min(kk, K - 1)], T.int8(0))
-            for j in range(WP):
-                sx[b, j] = _word(xp[b, T.ramp(j * 64, 1, 32)], xp[b, T.ramp(j * 64 + 32, 1, 32)])
-                nzx[b, j] = _word(_nonzero(xp[b, T.ramp(j * 64, 1, 32)]),
-                                  _nonzero(xp[b, T.ramp(j * 64 + 32, 1, 32)]))
-        cnt = T.alloc_buffer((N, 4 * V), "uint64")
-        for o in rows_loop(N):
-            for b in range(B):
-                for q in T.unroll(4):
-                    cnt[o, T.ramp(q * V, 1, V)] = T.broadcast(T.uint64(0), V)
-                for j in range(WP // V):
-                    for p in T.unroll(2):  # p = 0: w = +1 mask, p = 1: w = -1 mask
-                        cnt[o, T.ramp(2 * p * V, 1, V)] = cnt[o, T.ramp(2 * p * V, 1, V)] + T.popcount(
-                            T.bitwise_and(nzx[b, T.ramp(j * V, 1, V)], w[o, p, T.ramp(j * V, 1, V)]))
-                        cnt[o, T.ramp((2 * p + 1) * V, 1, V)] = cnt[o, T.ramp((2 * p + 1) * V, 1, V)] + T.popcount(
-                            T.bitwise_and(sx[b, T.ramp(j * V, 1, V)], w[o, p, T.ramp(j * V, 1, V)]))
-                z[b, o] = (T.Cast("int64", mult[0, o]) * (_hsum(cnt, o, 0, V) - 2 * _hsum(cnt, o, V, V))
-                           - T.Cast("int64", mult[1, o]) * (_hsum(cnt, o, 2 * V, V) - 2 * _hsum(cnt, o, 3 * V, V))
-                           + bias[o])
-
-    func, kind = (dual_scale, "dual") if dual else (symmetric, "sym")
-    return func.with_attr("global_symbol", f"ternary_popcount_gemv_{kind}_v{V}_b{B}_n{N}_k{K}")
+    padded_words(k, words)  # validates words
+    if not isinstance(rows, (int, np.integer)) or rows < 1:
+        raise KernelConfigError(f"popcount_gemv: rows per step must be a positive int, got {rows!r}")
+    knobs = Knobs(words, rows)
+    sch = tvm.s_tir.Schedule(te.create_prim_func(popcount_compute(batch, n, k, dual, words, rows)))
+    _pack_planes(sch)
+    _schedule_rows(sch, n, k, dual, knobs)
+    kind = "dual" if dual else "sym"
+    return sch.mod["main"].with_attr(
+        "global_symbol", f"ternary_popcount_gemv_{kind}_v{words}_r{rows}_b{batch}_n{n}_k{k}")

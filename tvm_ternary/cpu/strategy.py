@@ -19,12 +19,12 @@ from tvm import relax
 
 from tvm_ternary.relax import fused_ops, ops
 from tvm_ternary.relax.ternary_inputs import has_ternary_input
-from tvm_ternary.strategy.registry import Impl, config, register
+from tvm_ternary.strategy.registry import Impl, knob_values, register
 from tvm_ternary.target import cpu_features
 
 from . import gemv, intrin_trit
 from .params import typed
-from .popcount_gemv import WORDS, WORDS_VPOPCNTDQ, make_popcount_gemv, weight_planes
+from .popcount_gemv import KNOBS_AVX2, KNOBS_VPOPCNTDQ, make_popcount_gemv, weight_planes
 from .sparse_gemv import AVX2, VNNI512, block_zero_fraction, csr_blocks, make_sparse_gemv
 
 
@@ -97,6 +97,12 @@ def _linear_args(call):
     return x, w, typed(bias, "int64"), typed(mult, "int32")
 
 
+def _opaque(kernel):
+    """A finished kernel is opaque to Relax's FuseOps: a schedulable (block) PrimFunc would
+    otherwise be fused with its epilogue, which FuseTIR rejects (and would unschedule)."""
+    return kernel.with_attr("op_pattern", 8)  # TVM's OpPatternKind kOpaque
+
+
 def _kernel_emitter(build):
     """Emit a whole-layer linear kernel for a ``tlinear`` call. ``build(w_t, batch, n, k,
     dual)`` returns the kernel PrimFunc and the constant weight arrays it takes after ``x``
@@ -108,18 +114,26 @@ def _kernel_emitter(build):
         n, k = w_t.shape
         batch = int(x.ty.shape[0])
         kernel, weights = build(w_t, batch, n, k, not _symmetric(call))
-        gv = bb.add_func(kernel, str(kernel.attrs["global_symbol"]))
+        gv = bb.add_func(_opaque(kernel), str(kernel.attrs["global_symbol"]))
         return relax.call_tir(gv, [x, *(relax.const(a) for a in weights), mult, bias],
                               out_ty=relax.TensorType([batch, n], "int64"))
 
     return emit
 
 
-def _popcount_emitter(words: int):
-    def build(w_t, batch, n, k, dual):
-        return (make_popcount_gemv(batch, n, k, dual, words), [weight_planes(w_t, dual, words)])
+def _popcount_emitter(name: str, knobs: dict):
+    """The popcount GEMV with the knob values the scope's configs give ``name``."""
 
-    return _kernel_emitter(build)
+    def emit(bb, call):
+        values = knob_values(name, knobs, call)
+
+        def build(w_t, batch, n, k, dual):
+            return (make_popcount_gemv(batch, n, k, dual, **values),
+                    [weight_planes(w_t, dual, values["words"], values["rows"])])
+
+        return _kernel_emitter(build)(bb, call)
+
+    return emit
 
 
 def _gemv_emitter(name: str, isa):
@@ -127,7 +141,7 @@ def _gemv_emitter(name: str, isa):
     values the scope's configs give ``name`` (``gemv.KNOBS``)."""
 
     def emit(bb, call):
-        values = config(Impl(name, None, None, gemv.KNOBS[isa]), call)
+        values = knob_values(name, gemv.KNOBS[isa], call)
 
         def build(w_t, batch, n, k, dual):
             plan = gemv.GemvPlan.from_knobs(isa, batch, n, k, dual, values)
@@ -148,21 +162,23 @@ def _sparse_emitter(isa):
     return _kernel_emitter(build)
 
 
-def _register_linear(name: str, applies, body_emit) -> None:
+def _register_linear(name: str, applies, body_emit, knobs: dict | None = None) -> None:
     """Register a linear kernel for ``tlinear`` and each fused ``tlinear_<epilogue>``."""
-    register("tlinear", Impl(name, applies, body_emit))
+    register("tlinear", Impl(name, applies, body_emit, knobs or {}))
     for fused, spec in fused_ops.FUSED.items():
         if spec.body == "tlinear":
-            register(fused, Impl(name, applies, _with_epilogue(body_emit)))
+            register(fused, Impl(name, applies, _with_epilogue(body_emit), knobs or {}))
 
 
-_register_linear("avx512_vpopcntdq_popcount_gemv",
-                 lambda call, target: (has_vpopcntdq(target) and has_ternary_input(call)
-                                       and _constant_linear(call)),
-                 _popcount_emitter(WORDS_VPOPCNTDQ))
-_register_linear("avx2_popcount_gemv",
-                 lambda call, target: has_avx2(target) and has_ternary_input(call) and _constant_linear(call),
-                 _popcount_emitter(WORDS))
+def _register_popcount(name: str, has_isa, knobs: dict) -> None:
+    """The popcount GEMV for linears whose input is proven ternary, on CPUs ``has_isa``."""
+    _register_linear(name, lambda call, target: (has_isa(target) and has_ternary_input(call)
+                                                 and _constant_linear(call)),
+                     _popcount_emitter(name, knobs), knobs)
+
+
+_register_popcount("avx512_vpopcntdq_popcount_gemv", has_vpopcntdq, KNOBS_VPOPCNTDQ)
+_register_popcount("avx2_popcount_gemv", has_avx2, KNOBS_AVX2)
 _register_linear("avx512_vnni_sparse_gemv",
                  lambda call, target: (has_vnni512(target) and _symmetric_constant_linear(call)
                                        and _sparse_enough(call, VNNI512)),
@@ -173,7 +189,7 @@ _register_linear("avx2_sparse_gemv",
                  _sparse_emitter(AVX2))
 _register_linear("avx512_vnni_gemv",
                  lambda call, target: has_vnni512(target) and _constant_linear(call),
-                 _gemv_emitter("avx512_vnni_gemv", intrin_trit.VNNI))
+                 _gemv_emitter("avx512_vnni_gemv", intrin_trit.VNNI), gemv.KNOBS[intrin_trit.VNNI])
 _register_linear("avx2_pmaddubsw_gemv",
                  lambda call, target: has_avx2(target) and _constant_linear(call),
-                 _gemv_emitter("avx2_pmaddubsw_gemv", intrin_trit.AVX2))
+                 _gemv_emitter("avx2_pmaddubsw_gemv", intrin_trit.AVX2), gemv.KNOBS[intrin_trit.AVX2])

@@ -50,6 +50,7 @@ def target_scope(target: dict, configs: dict | None = None):
     ``configs`` (e.g. a tuner's best entries) maps ``impl name`` or ``(impl name,
     workload(call))`` to knob values; knobs not given keep their defaults.
     """
+    _check_knobs(configs or {})
     chosen: list = []
     old = dict(_current)
     _current.update(target=target, chosen=chosen, configs=dict(configs or {}))
@@ -86,14 +87,34 @@ def workload(call) -> tuple:
 def config(impl: Impl, call) -> dict:
     """The knob values ``impl`` uses for ``call``: defaults, overridden by the scope's
     configs for the implementation, then for this exact workload."""
-    values = {knob: choices[0] for knob, choices in impl.knobs.items()}
-    configs = _current["configs"]
-    values.update(configs.get(impl.name, {}))
-    values.update(configs.get((impl.name, workload(call)), {}))
-    unknown = set(values) - set(impl.knobs)
+    return knob_values(impl.name, impl.knobs, call)
+
+
+def _check_knobs(configs: dict) -> None:
+    """Refuse a config naming a knob its (registered) implementation lacks, before
+    legalization: raised inside a TVM pass, the typed error would arrive as RuntimeError."""
+    knobs = {impl.name: impl.knobs for impls in _IMPLS.values() for impl in impls}
+    for key, values in configs.items():
+        name = key[0] if isinstance(key, tuple) else key
+        if name in knobs:
+            _unknown_knob(name, knobs[name], values)
+
+
+def _unknown_knob(name: str, knobs: dict, values: dict) -> None:
+    unknown = set(values) - set(knobs)
     if unknown:
         from tvm_ternary.errors import KernelConfigError
 
-        raise KernelConfigError(f"implementation {impl.name!r} has no knob {sorted(unknown)[0]!r} "
-                               f"(its knobs: {sorted(impl.knobs)})")
+        raise KernelConfigError(f"implementation {name!r} has no knob {sorted(unknown)[0]!r} "
+                               f"(its knobs: {sorted(knobs)})")
+
+
+def knob_values(name: str, knobs: dict, call) -> dict:
+    """``config`` for an implementation known by its name and knob space (what an emitter
+    has before its ``Impl`` exists)."""
+    values = {knob: choices[0] for knob, choices in knobs.items()}
+    configs = _current["configs"]
+    values.update(configs.get(name, {}))
+    values.update(configs.get((name, workload(call)), {}))
+    _unknown_knob(name, knobs, values)
     return values
