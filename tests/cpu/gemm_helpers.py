@@ -25,8 +25,8 @@ def run_kernel(spec, xu, consts, bias):
     if spec not in _cache:
         target = tvm.target.Target({"kind": "llvm", "mcpu": MCPU[spec.isa], "num-cores": 2})
         _cache[spec] = tvm.compile(make_gemm(spec), target=target)
-    out = np.zeros(spec.out_shape, np.int64)
-    args = [xu] + [consts[n] for n in CONST_OPERANDS] + [np.asarray(bias, np.int64), out]
+    out = np.zeros(int(np.prod(spec.out_shape)), np.int64)   # the kernel's input and output are flat
+    args = [xu.reshape(-1)] + [consts[n] for n in CONST_OPERANDS] + [np.asarray(bias, np.int64), out]
     args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in args]
     _cache[spec](*args)
-    return args[-1].numpy()
+    return args[-1].numpy().reshape(spec.out_shape)

@@ -3,9 +3,9 @@
 No im2col matrix is built. The input is rewritten once as ``xu [B, H + 2ph, W + 2pw,
 groups * Cp]`` (uint8, ``x + 128``, the border holding ``pad_value + 128``, each group's
 channels padded to the vector width ``Cp``); the reduction of output pixel ``p`` is then
-the ``kh * kw`` taps of ``Cp`` contiguous bytes starting at ``pbase[p]``, and
-``koff[v]`` is the offset of the ``v``-th vector of that window (tap-major, as the
-weights are packed). Strides and dilations only change the two tables. The kernel writes
+the ``kh * kw`` taps of ``Cp`` contiguous bytes of its window (tap-major, as the weights
+are packed), which the kernel addresses in closed form from the spec's window, stride and
+dilation (``gemm_compute.activation_word``). The kernel writes
 ``z = M * acc + bias`` straight into NCHW order. Dual-scale layers stay on the portable
 path.
 """
@@ -22,8 +22,8 @@ from tvm_ternary.target import cpu_features
 
 from .gemm_emit import constant as _constant
 from .gemm_emit import current_target, emit_gemm
-from .gemm_kernel import ISA_VECTOR_BYTES, X_BIAS, GemmSpec
-from .gemm_layout import BLOCK_K, STEP_K, lanes_2bit, pad_channels, round_up
+from .gemm_kernel import ISA_VECTOR_BYTES, X_BIAS, GemmSpec, reduction_padded
+from .gemm_layout import STEP_K, lanes_2bit, pad_channels, round_up
 from .gemm_tiles import TILES, choose_isa, parallel_splits
 
 
@@ -58,27 +58,22 @@ def conv_plan(x_shape, w_t: np.ndarray, mult: np.ndarray, stride, padding, dilat
     lanes = ISA_VECTOR_BYTES[isa] // STEP_K
     m = batch * oh * ow
     pixel_tiles = -(-m // pixels)
-    spec = GemmSpec(isa=isa, groups=groups, rows=out_g, pixels=m, k_padded=round_up(k, BLOCK_K),
+    spec = GemmSpec(isa=isa, groups=groups, rows=out_g, pixels=m, k_padded=reduction_padded(k, isa),
                     x_shape=(batch, hp, wp_, ctot), x_group_stride=cp,
                     out_shape=(batch, out_ch, oh, ow), out_channel_stride=oh * ow,
                     tile_rows=rows, tile_pixels=pixels,
-                    splits=parallel_splits(groups * -(-out_g // (rows * lanes)), pixel_tiles, threads))
+                    splits=parallel_splits(groups * -(-out_g // (rows * lanes)), pixel_tiles, threads),
+                    window=(kh, kw), stride=tuple(stride), dilation=tuple(dilation), tap_bytes=cp)
     # weights tap-major, channels padded: [G, out_g, kh, kw, cp] -> [G, out_g, kh * kw * cp]
     w_g = np.zeros((groups, out_g, kh, kw, cp), np.int8)
     w_g[..., :cin_g] = w_t.reshape(groups, out_g, cin_g, kh, kw).transpose(0, 1, 3, 4, 2)
-    p = np.minimum(np.arange(pixel_tiles * pixels), m - 1)
+    p = np.minimum(np.arange(spec.pixels_padded), m - 1)
     b, oy, ox = p // (oh * ow), p // ow % oh, p % ow
-    s = np.arange(spec.k_padded // STEP_K)
-    tap, cq = s // (cp // STEP_K), s % (cp // STEP_K)
-    i, j = tap // kw, tap % kw
-    koff = np.where(s < k // STEP_K, ((i * dilation[0] * wp_ + j * dilation[1]) * ctot) // STEP_K + cq, 0)
     mult64 = np.asarray(mult, np.int64)
     corr = -X_BIAS * mult64 * w_t.astype(np.int64).reshape(out_ch, -1).sum(axis=1)
     consts = {
-        "wp": lanes_2bit(w_g.reshape(groups, out_g, -1), lanes, spec.tile_channels, what="tconv2d weight"),
-        # in 4-byte words (ctot is a multiple of 4); K padding (zero weights) reads the window start
-        "pbase": (((b * hp + oy * stride[0]) * wp_ + ox * stride[1]) * (ctot // STEP_K)).astype(np.int32),
-        "koff": koff.astype(np.int32),
+        "wp": lanes_2bit(w_g.reshape(groups, out_g, -1), lanes, spec.tile_channels, what="tconv2d weight",
+                         k_padded=spec.k_padded),
         "obase": (b * out_ch * oh * ow + oy * ow + ox).astype(np.int32),
         "mult": pad_channels(mult64.reshape(groups, out_g), spec.rows_padded),
         # xu = x + 128 everywhere, padding included: 128 * sum(w) per channel, times M

@@ -23,8 +23,11 @@ def current_target() -> dict:
 
 
 def emit_gemm(bb, spec: GemmSpec, xu, consts: dict, bias) -> relax.Call:
-    """``call_tir`` of the kernel of ``spec`` on the biased input ``xu``."""
+    """``call_tir`` of the kernel of ``spec`` on the biased input ``xu`` (the kernel's input
+    and output are flat: reshapes are views)."""
     kernel = bb.add_func(make_gemm(spec), spec.symbol())
     # relax.const narrows int64 arrays whose values fit to int32: give the dtype
-    args = [xu] + [relax.const(consts[n], str(consts[n].dtype)) for n in CONST_OPERANDS] + [typed(bias, "int64")]
-    return relax.call_tir(kernel, args, out_ty=relax.TensorType(list(spec.out_shape), "int64"))
+    flat = bb.emit(relax.op.reshape(xu, [int(np.prod(spec.x_shape))]))
+    args = [flat] + [relax.const(consts[n], str(consts[n].dtype)) for n in CONST_OPERANDS] + [typed(bias, "int64")]
+    out = bb.emit(relax.call_tir(kernel, args, out_ty=relax.TensorType([int(np.prod(spec.out_shape))], "int64")))
+    return relax.op.reshape(out, list(spec.out_shape))

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tvm.script import tirx as T
-
 from tvm_ternary.errors import KernelConfigError, OverflowRiskError
 
 from .gemm_layout import BLOCK_K, STEP_K
@@ -43,7 +41,7 @@ X_BIAS = 128          # xu = x + X_BIAS puts int8 activations on the unsigned si
 AVX2_CHUNK = 64       # pmaddubsw steps per int16 lane before widening (64 * 510 < 2**15)
 
 # the operands between ``xu`` and ``bias``, in order: constants of a compiled layer
-CONST_OPERANDS = ("wp", "pbase", "koff", "obase", "mult", "corr")
+CONST_OPERANDS = ("wp", "obase", "mult", "corr")
 
 # ISA -> bytes per vector (one pmaddubsw / vpdpbusd operand); lanes = bytes / 4
 ISA_VECTOR_BYTES = {"avx2": 32, "vnni256": 32, "vnni512": 64}
@@ -58,13 +56,18 @@ class GemmSpec:
     rows: int                      # real output channels per group
     pixels: int                    # real pixels (GEMM rows of x) M
     k_padded: int                  # reduction length per group, a multiple of 16
-    x_shape: tuple                 # shape of the biased uint8 input tensor
+    x_shape: tuple                 # biased uint8 input: [M, Kp] (GEMM) or NHWC [B, Hp, Wp, C] (conv)
     x_group_stride: int            # flat offset between groups' inputs (a multiple of 4)
     out_shape: tuple               # shape of the int64 output tensor
     out_channel_stride: int        # flat offset between output channels
     tile_rows: int = 2             # R: channel vectors per tile (R * lanes channels)
     tile_pixels: int = 4           # B
     splits: int = 1                # parallel pieces of the pixel range per row tile
+    # convolution window over the NHWC input (a GEMM is a 1x1 window over [M, 1, 1, Kp])
+    window: tuple = (1, 1)         # kh, kw
+    stride: tuple = (1, 1)
+    dilation: tuple = (1, 1)
+    tap_bytes: int = 0             # input bytes per tap and group (0: the whole k_padded)
 
     def __post_init__(self):
         if self.isa not in ISA_VECTOR_BYTES:
@@ -79,6 +82,13 @@ class GemmSpec:
         if self.k_padded * (2 * X_BIAS - 1) >= INDEX_LIMIT:
             raise OverflowRiskError(f"GemmSpec.k_padded: {self.k_padded} x 255 (biased activations) "
                                     "could overflow the int32 accumulator")
+        steps = self.k_padded // STEP_K
+        if self.isa == "avx2" and steps % -(-steps // AVX2_CHUNK):
+            raise KernelConfigError(f"GemmSpec.k_padded: {self.k_padded} does not split into equal int16 "
+                                    f"chunks of at most {AVX2_CHUNK} steps (use reduction_padded)")
+        if self.tap_bytes % STEP_K or self.window[0] * self.window[1] * self.tap_bytes > self.k_padded:
+            raise KernelConfigError(f"GemmSpec.tap_bytes: {self.tap_bytes} x window {self.window} does not fit "
+                                    f"k_padded {self.k_padded} in 4-byte steps")
         for field in ("x_shape", "out_shape"):
             if _prod(getattr(self, field)) >= INDEX_LIMIT:
                 raise KernelConfigError(f"GemmSpec.{field}: {getattr(self, field)} has 2**31 elements "
@@ -109,6 +119,33 @@ class GemmSpec:
         return (self.pixels + self.tile_pixels - 1) // self.tile_pixels
 
     @property
+    def nhwc(self) -> tuple:
+        """The input as [B, Hp, Wp, C] (a GEMM's [M, Kp] is [M, 1, 1, Kp])."""
+        return tuple(self.x_shape) if len(self.x_shape) == 4 else (self.x_shape[0], 1, 1, self.x_shape[1])
+
+    @property
+    def out_hw(self) -> tuple:
+        _, hp, wp, _ = self.nhwc
+        return tuple((size - d * (k - 1) - 1) // s + 1
+                     for size, k, s, d in zip((hp, wp), self.window, self.stride, self.dilation))
+
+    @property
+    def pixel_tiles_per_split(self) -> int:
+        return (self.pixel_tiles + self.splits - 1) // self.splits
+
+    @property
+    def pixels_padded(self) -> int:
+        """Pixels the kernel iterates over: every split gets the same number of tiles."""
+        return self.splits * self.pixel_tiles_per_split * self.tile_pixels
+
+    @property
+    def chunk(self) -> int:
+        """AVX2: reduction steps summed in int16 before widening (<= AVX2_CHUNK, divides
+        the steps; ``reduction_padded`` pads K so that one does)."""
+        steps = self.k_padded // STEP_K
+        return steps // -(-steps // AVX2_CHUNK)
+
+    @property
     def packed_shape(self) -> tuple:
         """Shape of the ``lanes_2bit`` weights the kernel reads."""
         return (self.groups, self.rows_padded // self.lanes, self.k_padded // BLOCK_K, self.vector_bytes)
@@ -119,6 +156,16 @@ class GemmSpec:
         return f"ternary_gemm_{self.isa}_r{self.tile_rows}b{self.tile_pixels}_{key}"
 
 
+def reduction_padded(k: int, isa: str) -> int:
+    """``k`` padded for the kernel: to ``BLOCK_K``, and on AVX2 to equal int16 chunks."""
+    steps = -(-k // BLOCK_K) * BLOCK_K // STEP_K
+    if isa == "avx2":
+        chunks = -(-steps // AVX2_CHUNK)
+        per_chunk = -(-steps // chunks)
+        steps = chunks * ((per_chunk + 3) // 4 * 4)   # whole 16-byte packed blocks
+    return steps * STEP_K
+
+
 def _prod(shape) -> int:
     out = 1
     for d in shape:
@@ -127,92 +174,14 @@ def _prod(shape) -> int:
 
 
 def make_gemm(spec: GemmSpec):
-    """The PrimFunc ``gemm(xu, wp, pbase, koff, obase, mult, corr, bias, out)`` of ``spec``.
+    """The scheduled PrimFunc ``gemm(xu, wp, pbase, koff, obase, mult, corr, bias, out)`` of
+    ``spec`` (``gemm_compute`` + ``gemm_schedule``).
 
-    ``xu`` uint8 ``spec.x_shape``; ``wp`` uint8 ``spec.packed_shape``; ``pbase``/``obase``
-    int32 ``[pixel_tiles * B]`` (``pbase`` in 4-byte words; entries past the real pixels
-    repeat a valid pixel, their results are not stored); ``koff`` int32 ``[k_padded / 4]``
-    (words); ``mult``/``corr`` int64
-    ``[groups * rows_padded]``; ``bias`` int64 ``[groups * rows]``; ``out`` int64
-    ``spec.out_shape``.
+    ``xu`` uint8, flat ``prod(spec.x_shape)``; ``wp`` uint8 ``spec.packed_shape``;
+    ``pbase``/``obase`` int32 ``[spec.pixels_padded]`` (``pbase`` in 4-byte words; entries
+    past the real pixels repeat a valid pixel, their results are not stored); ``koff`` int32
+    ``[k_padded / 4]`` (words); ``mult``/``corr`` int64 ``[groups * rows_padded]``; ``bias``
+    int64 ``[groups * rows]``; ``out`` int64, flat ``prod(spec.out_shape)``.
     """
-    isa, VB, L = spec.isa, spec.vector_bytes, spec.lanes
-    G, NG, NGP, M, KP = spec.groups, spec.rows, spec.rows_padded, spec.pixels, spec.k_padded
-    R, B, S = spec.tile_rows, spec.tile_pixels, spec.splits
-    NT, MT = spec.row_tiles, spec.pixel_tiles
-    MTS = (MT + S - 1) // S       # pixel tiles per parallel piece
-    KS, KQ = KP // STEP_K, KP // BLOCK_K   # reduction steps, packed blocks
-    XS, XW, GXW = tuple(spec.x_shape), _prod(spec.x_shape) // STEP_K, spec.x_group_stride // STEP_K
-    OS, OL, OC = tuple(spec.out_shape), _prod(spec.out_shape), spec.out_channel_stride
-    vnni = isa != "avx2"
-    CH = KS if vnni else AVX2_CHUNK
-    NCH = (KS + CH - 1) // CH
-    RB = R * B
-
-    @T.prim_func
-    def gemm(xu: T.Buffer(XS, "uint8"), wp: T.Buffer((G, NGP // L, KQ, VB), "uint8"),
-             pbase: T.Buffer((MT * B,), "int32"), koff: T.Buffer((KS,), "int32"),
-             obase: T.Buffer((MT * B,), "int32"), mult: T.Buffer((G * NGP,), "int64"),
-             corr: T.Buffer((G * NGP,), "int64"), bias: T.Buffer((G * NG,), "int64"),
-             out: T.Buffer(OS, "int64")):
-        T.func_attr({"tirx.noalias": True})
-        xw = T.decl_buffer((XW,), "int32", data=xu.data)   # 4-byte groups, broadcast to lanes
-        of = T.decl_buffer((OL,), "int64", data=out.data)
-        for task in T.parallel(G * NT * S):
-            # this tile's R channel vectors, decoded once: wd[(r * KS + s) * VB + 4 l + t]
-            wd = T.alloc_buffer((R * KS * VB,), "int8", scope="local")
-            for q in range(KQ):
-                for r in T.unroll(R):
-                    for j in T.unroll(4):
-                        wd[T.ramp((r * KS + q * 4 + j) * VB, 1, VB)] = T.reinterpret(
-                            f"int8x{VB}", T.bitwise_and(
-                                T.shift_right(wp[task // (NT * S), (task // S) % NT * R + r, q, T.ramp(0, 1, VB)],
-                                              T.broadcast(T.uint8(2 * j), VB)),
-                                T.broadcast(T.uint8(3), VB))) - T.broadcast(T.int8(1), VB)
-            for mb in range(task % S * MTS, T.min(MT, task % S * MTS + MTS)):
-                acc = T.alloc_buffer((RB * L,), "int32", scope="local")
-                for i in T.unroll(RB):
-                    acc[T.ramp(i * L, 1, L)] = T.broadcast(0, L)
-                for c in range(NCH):
-                    if vnni:
-                        for s in range(c * CH, T.min(c * CH + CH, KS)):
-                            for b in T.unroll(B):
-                                for r in T.unroll(R):
-                                    acc[T.ramp((r * B + b) * L, 1, L)] = T.call_llvm_pure_intrin(
-                                        f"int32x{L}", f"llvm.x86.avx512.vpdpbusd.{VB * 8}",
-                                        acc[T.ramp((r * B + b) * L, 1, L)],
-                                        T.reinterpret(f"uint8x{VB}", T.broadcast(xw[
-                                            pbase[mb * B + b] + task // (NT * S) * GXW + koff[s]], L)),
-                                        wd[T.ramp((r * KS + s) * VB, 1, VB)])
-                    else:
-                        a16 = T.alloc_buffer((RB * 16,), "int16", scope="local")
-                        for i in T.unroll(RB):
-                            a16[T.ramp(i * 16, 1, 16)] = T.broadcast(T.int16(0), 16)
-                        for s in range(c * CH, T.min(c * CH + CH, KS)):
-                            for b in T.unroll(B):
-                                for r in T.unroll(R):
-                                    a16[T.ramp((r * B + b) * 16, 1, 16)] = (
-                                        a16[T.ramp((r * B + b) * 16, 1, 16)] + T.call_llvm_pure_intrin(
-                                            "int16x16", "llvm.x86.avx2.pmadd.ub.sw",
-                                            T.reinterpret("uint8x32", T.broadcast(xw[
-                                                pbase[mb * B + b] + task // (NT * S) * GXW + koff[s]], 8)),
-                                            wd[T.ramp((r * KS + s) * 32, 1, 32)]))
-                        for i in T.unroll(RB):
-                            acc[T.ramp(i * 8, 1, 8)] = acc[T.ramp(i * 8, 1, 8)] + T.call_llvm_pure_intrin(
-                                "int32x8", "llvm.x86.avx2.pmadd.wd", a16[T.ramp(i * 16, 1, 16)],
-                                T.broadcast(T.int16(1), 16))
-                # epilogue: z = M * acc + corr (vector), + bias and store per real channel
-                for r in T.unroll(R):
-                    for b in T.unroll(B):
-                        if mb * B + b < M:
-                            zb = T.alloc_buffer((L,), "int64", scope="local")
-                            zb[T.ramp(0, 1, L)] = (
-                                mult[T.ramp(task // (NT * S) * NGP + ((task // S) % NT * R + r) * L, 1, L)]
-                                * T.Cast(f"int64x{L}", acc[T.ramp((r * B + b) * L, 1, L)])
-                                + corr[T.ramp(task // (NT * S) * NGP + ((task // S) % NT * R + r) * L, 1, L)])
-                            for lane in T.unroll(L):
-                                if ((task // S) % NT * R + r) * L + lane < NG:
-                                    of[obase[mb * B + b] + (task // (NT * S) * NG + ((task // S) % NT * R + r) * L + lane) * OC] = (
-                                        zb[lane] + bias[task // (NT * S) * NG + ((task // S) % NT * R + r) * L + lane])
-
-    return gemm.with_attr("global_symbol", spec.symbol())
+    from .gemm_schedule import schedule_gemm
+    return schedule_gemm(spec)

@@ -25,11 +25,12 @@ def round_up(n: int, multiple: int) -> int:
 
 
 def lanes_2bit(w_t: np.ndarray, lanes: int, rows_multiple: int | None = None,
-               what: str = "weight") -> np.ndarray:
+               what: str = "weight", k_padded: int | None = None) -> np.ndarray:
     """``w_t [G, N, K]`` in {-1, 0, 1} -> uint8 ``[G, Np / lanes, Kp / 16, 4 * lanes]``.
 
     ``Np`` is ``N`` rounded up to ``rows_multiple`` (a multiple of ``lanes``; default
-    ``lanes``), ``Kp`` is ``K`` rounded up to 16. ``what`` names the tensor in errors.
+    ``lanes``), ``Kp`` is ``k_padded`` (default: ``K`` rounded up to 16). ``what`` names
+    the tensor in errors.
     """
     w_t = np.asarray(w_t)
     if w_t.ndim != 3 or not np.isin(w_t, (-1, 0, 1)).all():
@@ -39,7 +40,9 @@ def lanes_2bit(w_t: np.ndarray, lanes: int, rows_multiple: int | None = None,
     if lanes < 1 or rows_multiple % lanes:
         raise PackError(f"lanes_2bit: rows_multiple {rows_multiple} is not a multiple of lanes {lanes}")
     groups, n, k = w_t.shape
-    n_pad, k_pad = round_up(n, rows_multiple), round_up(k, BLOCK_K)
+    n_pad, k_pad = round_up(n, rows_multiple), k_padded or round_up(k, BLOCK_K)
+    if k_pad % BLOCK_K or k_pad < k:
+        raise PackError(f"lanes_2bit: k_padded {k_pad} is not a multiple of {BLOCK_K} covering K = {k}")
     codes = np.ones((groups, n_pad, k_pad), np.uint8)
     codes[:, :n, :k] = (w_t + 1).astype(np.uint8)
     # [g, c, l, q, j, t] -> [g, c, q, j, l, t]

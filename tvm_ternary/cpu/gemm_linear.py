@@ -19,8 +19,8 @@ from tvm_ternary.target import cpu_features
 
 from .gemm_emit import constant as _constant
 from .gemm_emit import current_target, emit_gemm
-from .gemm_kernel import ISA_VECTOR_BYTES, X_BIAS, GemmSpec
-from .gemm_layout import BLOCK_K, STEP_K, lanes_2bit, pad_channels, round_up
+from .gemm_kernel import ISA_VECTOR_BYTES, X_BIAS, GemmSpec, reduction_padded
+from .gemm_layout import STEP_K, lanes_2bit, pad_channels
 from .gemm_tiles import TILES, choose_isa, parallel_splits
 
 GEMM_MIN_BATCH = 16  # below it the GEMV kernels win (measured: batch 8 on par, 32 1.4x)
@@ -36,7 +36,7 @@ def linear_plan(w_t: np.ndarray, mult: np.ndarray, batch: int, isa: str, threads
     Returns ``(spec, consts)``; ``consts`` maps ``CONST_OPERANDS`` names to arrays.
     """
     n, k = w_t.shape
-    kp = round_up(k, BLOCK_K)
+    kp = reduction_padded(k, isa)
     rows, pixels = TILES[isa]
     lanes = ISA_VECTOR_BYTES[isa] // STEP_K
     row_tiles = -(-n // (rows * lanes))
@@ -45,12 +45,10 @@ def linear_plan(w_t: np.ndarray, mult: np.ndarray, batch: int, isa: str, threads
                     x_group_stride=0, out_shape=(batch, n), out_channel_stride=1,
                     tile_rows=rows, tile_pixels=pixels,
                     splits=parallel_splits(row_tiles, pixel_tiles, threads))
-    row = np.minimum(np.arange(pixel_tiles * pixels), batch - 1).astype(np.int32)
+    row = np.minimum(np.arange(spec.pixels_padded), batch - 1).astype(np.int32)
     mult64 = np.asarray(mult, np.int64)
     consts = {
-        "wp": lanes_2bit(w_t[None], lanes, spec.tile_channels, what="tlinear weight"),
-        "pbase": row * (kp // STEP_K),                      # in 4-byte words
-        "koff": np.arange(kp // STEP_K, dtype=np.int32),
+        "wp": lanes_2bit(w_t[None], lanes, spec.tile_channels, k_padded=kp, what="tlinear weight"),
         "obase": row * n,
         "mult": pad_channels(mult64, spec.rows_padded),
         # xu = x + 128: remove 128 * sum_k w[n, k] from every accumulator, times M
