@@ -33,8 +33,8 @@ class FsimBackend(Backend):
     def prepare(self, spec: LayerSpec, hw: HwConfig) -> CompiledLayer:
         return compile_layer(spec, hw)
 
-    def run(self, compiled: CompiledLayer, x: np.ndarray) -> np.ndarray:
-        result = simulate(compiled.bind(x), compiled.hw)
+    def run(self, compiled: CompiledLayer, x: np.ndarray, residual=None) -> np.ndarray:
+        result = simulate(compiled.bind(x, residual), compiled.hw)
         return compiled.read_output(result.dram)
 
     def cost(self, compiled: CompiledLayer, hw: HwConfig) -> LayerCost:

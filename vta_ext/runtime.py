@@ -12,7 +12,9 @@ time) and runs it on an input (at every call):
 
 A :class:`Session` belongs to one compiled model: each offloaded layer becomes a
 :class:`Region` behind a global packed function ``tternary.vta.<session>.<index>(x, out)``
-(destination-passing, as ``relax.call_dps_packed`` calls it).
+(destination-passing, as ``relax.call_dps_packed`` calls it; a fused residual layer takes
+``(x, r, out)``). A float-output layer's ``out`` is float32: the accelerator computed its
+accumulators, the host its dequantize epilogue (``LayerSpec.host_epilogue``).
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ class Backend(ABC):
         """Compile one layer (raises a ``TernaryError`` if the accelerator cannot run it)."""
 
     @abstractmethod
-    def run(self, compiled, x: np.ndarray) -> np.ndarray:
-        """The layer's output (int8 values or trits) for the integer input ``x``."""
+    def run(self, compiled, x: np.ndarray, residual: np.ndarray | None = None) -> np.ndarray:
+        """The layer's output (int8 values or trits; float32 for a dequantize layer) for
+        the integer input ``x`` (and a fused residual layer's second input)."""
 
     def cost(self, compiled, hw: HwConfig) -> LayerCost | None:
         """The layer's cost by the cycle model, or None if this backend has no program."""
@@ -74,8 +77,8 @@ class ReferenceBackend(Backend):
         compile_layer(spec, hw)
         return spec
 
-    def run(self, compiled: LayerSpec, x: np.ndarray) -> np.ndarray:
-        return compiled.reference(x)
+    def run(self, compiled: LayerSpec, x: np.ndarray, residual=None) -> np.ndarray:
+        return compiled.reference(x, residual)
 
 
 class RtlBackend(Backend):
@@ -89,7 +92,7 @@ class RtlBackend(Backend):
             "needs a Verilator harness that loads a Program's DRAM image and instruction "
             "stream into rtl/ and reads the DRAM back; it is not built yet. Use backend='fsim'.")
 
-    def run(self, compiled, x: np.ndarray) -> np.ndarray:  # pragma: no cover (prepare refuses)
+    def run(self, compiled, x: np.ndarray, residual=None) -> np.ndarray:  # pragma: no cover
         raise BackendError("backend 'rtl' is not available")
 
 
@@ -122,12 +125,15 @@ class Region:
         self.calls = 0
         self.backend_seconds = 0.0
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, residual: np.ndarray | None = None) -> np.ndarray:
         if tuple(x.shape) != tuple(self.spec.input_shape):
             raise ShapeMismatchError(f"layer {self.spec.name}: input shape {tuple(x.shape)}, "
                                      f"compiled for {tuple(self.spec.input_shape)}")
+        if self.spec.has_residual != (residual is not None):
+            raise ShapeMismatchError(f"layer {self.spec.name}: takes "
+                                     f"{2 if self.spec.has_residual else 1} input(s)")
         start = time.perf_counter()
-        y = self.backend.run(self.compiled, x)
+        y = self.backend.run(self.compiled, x, residual)
         self.backend_seconds += time.perf_counter() - start
         self.calls += 1
         return y
@@ -169,15 +175,16 @@ class Session:
 def _packed(region: Region, session: Session):
     owner = weakref.ref(session)  # the global registry must not keep the session alive
 
-    def run(x, out):
+    def run(*args):
+        *inputs, out = args  # (x, out), or (x, r, out) for a fused residual layer
         try:
-            y = region(x.numpy())
+            y = region(*(a.numpy() for a in inputs))
         except Exception as err:
             # The VM turns it into a RuntimeError; keep the typed original for the caller.
             if owner() is not None:
                 owner().error = err
             raise
-        out.copyfrom(np.ascontiguousarray(y, dtype=np.int8))
+        out.copyfrom(np.ascontiguousarray(y, dtype=np.dtype(str(out.dtype))))
 
     return run
 

@@ -7,6 +7,9 @@ compile time and hold for every call with the compiled input shapes.
 
 from __future__ import annotations
 
+import math
+
+from .compiler.layer import HOST_EPILOGUE
 from .compiler.partition import Partitioned
 from .config import HwConfig
 from .runtime import Session
@@ -33,8 +36,19 @@ def layer_rows(parts: Partitioned, session: Session) -> list[dict]:
                 row.update(cycles=cost.cycles, useful_macs=cost.useful_macs,
                            gemm_utilization=cost.gemm_utilization, dram_bytes=cost.dram_bytes,
                            energy_pj=cost.energy_pj)
+            if p.spec.stores_accumulators:
+                row["host_epilogue"] = host_epilogue(p.spec)
+            if p.spec.has_residual:
+                row["residual_input"] = True
         rows.append(row)
     return rows
+
+
+def host_epilogue(spec) -> dict:
+    """The host's share of an offloaded float-output layer: per output element, an int64
+    multiply-add per accumulator and a float64 multiply-add (not in cycles or energy_pj,
+    which are the accelerator's)."""
+    return {"op": HOST_EPILOGUE, "elements": math.prod(spec.output_shape())}
 
 
 def _totals(parts: Partitioned, session: Session, hw: HwConfig) -> dict:
@@ -73,6 +87,9 @@ def model_stats(parts: Partitioned, session: Session, hw: HwConfig, state) -> di
            # the VM's function names (as cm.profile lists them) -> layers
            "packed_functions": {p.packed_func: p.name for p in parts.placements if p.on_accelerator},
            "host_layers": {p.name: p.reason for p in parts.host_layers},
+           # offloaded layers the host finishes (float outputs): host work, not hidden
+           "host_epilogues": {p.name: host_epilogue(p.spec) for p in parts.placements
+                              if p.on_accelerator and p.spec.stores_accumulators},
            # the share of the model's ternary MACs the accelerator runs
            "accelerator_mac_fraction": _mac_fraction(parts),
            "host_ops": dict(parts.host_ops),

@@ -62,9 +62,14 @@ def test_digits_models_are_bit_exact_on_fsim(kind, method, act, seed):
     assert cm.stats["backend_calls"] == {name: 2 for name in cm.stats["accelerator_layers"]}
     assert all(t > 0 for t in cm.stats["backend_seconds"].values())
     layers = frozen.frozen_layers()
-    assert cm.stats["accelerator_layers"] == [l.layer_name for l in layers if l.output_kind != "float"]
-    assert set(cm.stats["host_layers"]) == {l.layer_name for l in layers if l.output_kind == "float"}
-    assert all("float output" in r for r in cm.stats["host_layers"].values())
+    # float-output layers too: the accelerator stores their accumulators, the host finishes
+    assert cm.stats["accelerator_layers"] == [l.layer_name for l in layers]
+    assert cm.stats["host_layers"] == {} and cm.stats["accelerator_mac_fraction"] == 1.0
+    floats = [l for l in layers if l.output_kind == "float"]
+    assert floats and set(cm.stats["host_epilogues"]) == {l.layer_name for l in floats}
+    for l in floats:  # the digits models' float heads are linears: batch x out_features
+        got = cm.stats["host_epilogues"][l.layer_name]
+        assert "dequantize" in got["op"] and got["elements"] == x.shape[0] * l.w_t.shape[0]
     assert cm.stats["backend"] == "fsim" and cm.target["kind"] == "vta"
     _check_stats_add_up(cm, hw)
 
@@ -79,10 +84,11 @@ def test_other_hw_configs_are_bit_exact(hw_name):
     if hw.ternary_act:
         assert cm.stats["accelerator_layers"] and _regions_ran(cm, 1)
         _check_stats_add_up(cm, hw)
-    else:  # int8: no threshold unit, so a ternary-activation model stays on the host
-        assert not cm.stats["accelerator_layers"]
-        assert all("ternary_act" in r or "float output" in r for r in cm.stats["host_layers"].values())
-        assert cm.stats["cycles"] is None and "no layer" in cm.stats["cost_note"]
+    else:  # int8: no threshold unit, so only the float head (accumulators) is offloaded
+        floats = [l.layer_name for l in frozen.frozen_layers() if l.output_kind == "float"]
+        assert cm.stats["accelerator_layers"] == floats
+        assert cm.stats["host_layers"] and all("ternary_act" in r for r in cm.stats["host_layers"].values())
+        _check_stats_add_up(cm, hw)
 
 
 def test_dual_scale_layers_run_on_host_without_dual_accumulators_and_stay_exact():
@@ -114,9 +120,9 @@ def test_resnet18_style_runs_its_requantizing_convs_on_fsim_exactly():
         def __init__(self):
             self.seen = []
 
-        def run(self, compiled, x):
-            y = super().run(compiled, x)
-            self.seen.append((compiled.spec, x, y))
+        def run(self, compiled, x, residual=None):
+            y = super().run(compiled, x, residual)
+            self.seen.append((compiled.spec, x, residual, y))
             return y
 
     torch.manual_seed(0)
@@ -132,13 +138,15 @@ def test_resnet18_style_runs_its_requantizing_convs_on_fsim_exactly():
     # exact on the activations the whole model really fed it
     first_convs = [l.layer_name for l in frozen.frozen_layers() if l.layer_name.endswith("conv1")]
     assert len(first_convs) == 8 and set(first_convs) <= set(cm.stats["accelerator_layers"])
-    assert sorted(spec.name for spec, _, _ in backend.seen) == sorted(cm.stats["accelerator_layers"])
-    for spec, x_layer, y_layer in backend.seen:
-        assert np.array_equal(y_layer, spec.reference(x_layer)), spec.name
+    assert sorted(spec.name for spec, *_ in backend.seen) == sorted(cm.stats["accelerator_layers"])
+    for spec, x_layer, r_layer, y_layer in backend.seen:
+        assert np.array_equal(y_layer, spec.reference(x_layer, r_layer)), spec.name
     _check_stats_add_up(cm, HwConfig.load("default"))
-    # a residual model's float-output layers (stem, conv2, shortcuts, fc) stay on the host
-    assert all("float output" in r for r in cm.stats["host_layers"].values())
-    assert 0.3 < cm.stats["accelerator_mac_fraction"] < 0.6
+    # every ternary layer runs on the accelerator; float-output ones (their accumulators)
+    # list their host epilogue
+    assert cm.stats["host_layers"] == {} and cm.stats["accelerator_mac_fraction"] == 1.0
+    floats = {l.layer_name for l in frozen.frozen_layers() if l.output_kind == "float"}
+    assert set(cm.stats["host_epilogues"]) == floats
 
 
 @pytest.mark.slow
@@ -170,7 +178,8 @@ def test_teacher_student_ternary_activation_student():
     x = torch.from_numpy(d["x_test"][:32])
     cm = compile_vta(frozen, (x,))
     assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
-    assert len(cm.stats["accelerator_layers"]) == 2  # the two threshold layers; the float head on host
+    # the two threshold layers and the float head (its accumulators)
+    assert len(cm.stats["accelerator_layers"]) == 3
 
 
 def test_model_from_exported_program_names_layers_by_position():
@@ -178,7 +187,8 @@ def test_model_from_exported_program_names_layers_by_position():
     _, frozen = frozen_pair(random_digits_model("mlp", 61), "twn", x, act="ternary")
     cm = compile_vta(torch.export.export(frozen, (x,)), (x,))
     assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
-    assert cm.stats["accelerator_layers"] == ["tlinear_tthreshold#0", "tlinear_tthreshold#1"]
+    assert cm.stats["accelerator_layers"] == ["tlinear_tthreshold#0", "tlinear_tthreshold#1",
+                                              "tlinear_tdequantize#2"]
 
 
 def test_reference_backend_reports_no_accelerator_cost():
@@ -210,7 +220,7 @@ def test_an_error_inside_a_region_reaches_the_caller_typed():
     from vta_ext.runtime import ReferenceBackend
 
     class Trapping(ReferenceBackend):
-        def run(self, compiled, x):
+        def run(self, compiled, x, residual=None):
             raise SimulatorError(f"layer {compiled.name}: buffer overflow", 7)
 
     x = _x((2, 1, 8, 8), 91)
@@ -235,7 +245,7 @@ def test_layer_the_real_lowering_refuses_is_named_runs_on_host_and_stays_exact()
     cm = compile_vta(frozen, (x,))
     assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
     names = [l.layer_name for l in frozen.frozen_layers()]
-    assert cm.stats["accelerator_layers"] == [names[0]]
+    assert cm.stats["accelerator_layers"] == [names[0], names[2]]  # names[2]: the float head
     reason = cm.stats["host_layers"][names[1]]
     assert reason.startswith("lowering refused") and "padding" in reason and names[1] in reason
     assert "tternary_tconv2d_trequantize" in cm.stats["host_ops"]
@@ -247,7 +257,7 @@ def test_uncalibrated_model_is_calibrated_with_a_warning_then_runs_exactly():
     with pytest.warns(UserWarning, match="not calibrated"):
         cm = compile_vta(qm, (x,))
     assert torch.equal(cm(x), tt.quant.run_reference(cm.frozen, x))
-    assert len(cm.stats["accelerator_layers"]) == 2
+    assert len(cm.stats["accelerator_layers"]) == 3  # two threshold layers and the float head
 
 
 def test_layers_kept_in_float_run_on_host_and_are_listed():
@@ -257,8 +267,8 @@ def test_layers_kept_in_float_run_on_host_and_are_listed():
     cm = compile_vta(frozen, (x,))
     assert cm.stats["float_layers"] == frozen.host_layers and len(frozen.host_layers) == 2
     assert cm.stats["host_ops"]["nn.conv2d"] == 1 and cm.stats["host_ops"]["matmul"] == 1
-    assert set(cm.stats["accelerator_layers"]) == {l.layer_name for l in frozen.frozen_layers()
-                                                  if l.output_kind != "float"}
+    # every ternary layer, float-output ones included (skip_first_last keeps nn layers float)
+    assert set(cm.stats["accelerator_layers"]) == {l.layer_name for l in frozen.frozen_layers()}
     # float layers on the host: TVM's float conv / matmul, equal to the CPU build
     assert torch.equal(cm(x), tt.compile(frozen, (x,), target="cpu")(x))
 
@@ -271,3 +281,19 @@ def test_tt_compile_dispatches_target_vta_and_debug_compare_works_on_it():
     assert cm.stats["accelerator_layers"] and cm.stats["backend"] == "fsim"
     assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
     assert tt.debug.compare(cm, frozen, x) is None
+
+
+def test_transformer_ffn_runs_wholly_on_the_accelerator():
+    """Both linears of the FFN block end in a float op (GELU, the block output): their
+    accumulators come from the accelerator, the dequantize epilogue from the host."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 64, generator=torch.Generator().manual_seed(3))
+    _, frozen = frozen_pair(models.transformer_ffn(64, 256), "twn", x)
+    cm = compile_vta(frozen, (x,))
+    assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
+    s = cm.stats
+    assert s["host_layers"] == {} and s["accelerator_mac_fraction"] == 1.0
+    assert {k: v["elements"] for k, v in s["host_epilogues"].items()} == \
+        {name: 10 * width for name, width in zip(s["accelerator_layers"], (256, 64))}
+    assert "nn.gelu" in s["host_ops"] and "nn.layer_norm" in s["host_ops"]
+    _check_stats_add_up(cm, HwConfig.load("default"))

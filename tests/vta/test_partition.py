@@ -67,11 +67,13 @@ def test_specs_reproduce_each_frozen_layer(kind, method, act, seed):
     io = _layer_io(frozen, x)
     layers = {l.layer_name: l for l in frozen.frozen_layers()}
     float_out = [n for n, l in layers.items() if l.output_kind == "float"]
-    # every layer with an integer output is offloaded, the float head stays on the host
-    assert sorted(s.name for s in specs) == sorted(set(layers) - set(float_out))
-    assert sorted(parts.host_layers_names()) == sorted(float_out)
+    # every layer is offloaded, the float head too (its accumulators; the host dequantizes)
+    assert sorted(s.name for s in specs) == sorted(layers)
+    assert parts.host_layers_names() == [] and float_out
+    assert {s.name for s in specs if s.epilogue == "dequantize"} == set(float_out)
     for spec in specs:
         x_layer, y_layer = io[spec.name]
+        assert spec.reference(x_layer).dtype == y_layer.dtype, spec.name
         assert np.array_equal(spec.reference(x_layer), y_layer), spec.name
         # every layer's input quantizer follows ``act``: trits in, or int8 in
         assert spec.input_ternary == act.startswith("ternary"), spec.name
@@ -105,7 +107,8 @@ def test_hw_without_ternary_activations_keeps_threshold_layers_on_host():
         assert "ternary_act" in parts.host_reason(name)
 
 
-def test_two_bit_activation_hw_runs_only_ternary_in_ternary_out_layers():
+def test_two_bit_activation_hw_runs_only_ternary_in_layers_with_trit_or_float_outputs():
+    """2-bit activations: trits in; trits out, or int32 accumulators (float heads), never int8."""
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(9))
     _, frozen = frozen_pair(random_digits_model("cnn", 9), "twn", x, act="ternary")
     hw = HwConfig.load("tiny_tact")
@@ -113,7 +116,7 @@ def test_two_bit_activation_hw_runs_only_ternary_in_ternary_out_layers():
     parts, specs = _partition(frozen, x, hw)
     for layer in frozen.frozen_layers():
         offloaded = layer.layer_name in {s.name for s in specs}
-        assert offloaded == (layer.output_kind == "threshold"), layer.layer_name
+        assert offloaded == (layer.output_kind in ("threshold", "float")), layer.layer_name
     assert all(s.input_ternary for s in specs)
 
 

@@ -38,7 +38,13 @@ from .ternary_values import ternary_vars
 
 _Constant = tvm.ir.expr.Constant  # Relax constants (TVM 0.27 moved the class)
 COMPOSITE_PREFIX = "tternary_vta."
-_EPILOGUE_OF = {"trequantize": "requantize", "tthreshold": "threshold"}
+_EPILOGUE_OF = {"trequantize": "requantize", "tthreshold": "threshold",
+                "tdequantize": "dequantize"}
+# The fused residual epilogue (a second data input r; tvm_ternary.relax.fused_ops), if
+# this build has it: requantize with residual_mult.
+_RESIDUAL = getattr(fused_ops, "RESIDUAL_EPILOGUE", None)
+if _RESIDUAL:
+    _EPILOGUE_OF[_RESIDUAL] = "requantize"
 _KIND_OF = {"tlinear": "dense", "tconv2d": "conv2d"}
 _FUSED_OPS = {ops.op_name(name): name for name in fused_ops.FUSED}
 
@@ -65,21 +71,40 @@ def _const(expr, layer: str, field: str) -> np.ndarray:
     return expr.value.numpy()
 
 
+def data_args(call: relax.Call) -> list:
+    """The data inputs of a fused ternary call, in call order: ``x``, and the shortcut
+    ``r`` of a fused residual epilogue (every other argument is a compile-time constant)."""
+    fused = fused_ops.FUSED[_FUSED_OPS[call.op.name]]
+    body_t, epi_t, _, _ = fused.split(call.args)
+    return [body_t[0], epi_t[1]] if fused.epilogue == _RESIDUAL else [body_t[0]]
+
+
+def _shape(expr) -> tuple:
+    return tuple(int(d) for d in expr.ty.shape)
+
+
 def layer_spec(call: relax.Call, name: str, input_ternary: bool = False) -> LayerSpec:
-    """The LayerSpec of one fused ternary call (``*_trequantize`` / ``*_tthreshold``)."""
+    """The LayerSpec of one fused ternary call (``*_trequantize``, ``*_tthreshold``,
+    ``*_tdequantize``, ``tconv2d_trequantize_residual``)."""
     fused = fused_ops.FUSED[_FUSED_OPS[call.op.name]]
     body_t, epi_t, body_s, epi_s = fused.split(call.args)
     x, w, bias, mult = body_t
     mult = _const(mult, name, "mult").astype(np.int64)
-    fields = dict(name=name, kind=_KIND_OF[fused.body], input_shape=tuple(int(d) for d in x.ty.shape),
+    fields = dict(name=name, kind=_KIND_OF[fused.body], input_shape=_shape(x),
                   weight=_const(w, name, "weight").astype(np.int8),
                   bias=_const(bias, name, "bias").astype(np.int64), mult_p=mult[0], mult_n=mult[1],
                   epilogue=_EPILOGUE_OF[fused.epilogue], input_ternary=input_ternary)
     scalars = [s.value for s in epi_s]
-    if fused.epilogue == "trequantize":
+    if fused.epilogue in ("trequantize", _RESIDUAL):
         fields.update(shift=_const(epi_t[0], name, "shift").astype(np.int64),
                       lo=int(scalars[0]), hi=int(scalars[1]))
-    else:
+    if fused.epilogue == _RESIDUAL:  # epilogue tensors: shift, r, mult_r
+        fields.update(residual_shape=_shape(epi_t[1]),
+                      residual_mult=_const(epi_t[2], name, "mult_r").astype(np.int64))
+    elif fused.epilogue == "tdequantize":
+        fields.update(dq_scale=_const(epi_t[0], name, "scale").astype(np.float32),
+                      dq_bias=_const(epi_t[1], name, "bias").astype(np.float32))
+    elif fused.epilogue != "trequantize":
         fields.update(t_lo=_const(epi_t[0], name, "t_lo").astype(np.int64),
                       t_hi=_const(epi_t[1], name, "t_hi").astype(np.int64))
     if fused.body == "tconv2d":
@@ -98,8 +123,8 @@ def host_reason(op: str) -> str | None:
     activations, buffer sizes) is the lowering's to judge, in one place: ``compile_layer``
     raises ``AcceleratorLayerError`` naming the layer and the field.
     """
-    if fused_ops.FUSED[op].epilogue == "tdequantize":
-        return "float output (dequantize epilogue): the accelerator stores int8 or trits only"
+    # Float outputs run too: the accelerator stores the int32 accumulators and the host
+    # applies the dequantize epilogue (LayerSpec.HOST_EPILOGUE, reported in cm.stats).
     return None
 
 
@@ -115,7 +140,8 @@ def layer_macs(call: relax.Call) -> int:
 def _call_reason(call: relax.Call) -> str | None:
     op = _FUSED_OPS[call.op.name]
     body_t, epi_t, _, _ = fused_ops.FUSED[op].split(call.args)
-    if not all(isinstance(a, _Constant) for a in body_t[1:] + epi_t):
+    data = data_args(call)
+    if not all(isinstance(a, _Constant) for a in body_t + epi_t if not any(a.same_as(d) for d in data)):
         return "weights or epilogue parameters are not compile-time constants"
     return host_reason(op)
 
@@ -190,8 +216,10 @@ class _Offloader(PyExprMutator):
             return call
         inner = _inner_call(func)
         op = _FUSED_OPS[inner.op.name]
-        (x,) = call.args
-        inline = relax.Call(inner.op, [x] + list(inner.args[1:]))
+        bound = {param: arg for param, arg in zip(func.params, call.args)}
+        inline = relax.Call(inner.op, [_lookup(bound, a) for a in inner.args])
+        inputs = data_args(inline)  # x (and a residual layer's r), as the packed function takes them
+        x = inputs[0]
         ternary_in = _is_ternary_arg(x, self.ternary)
         name = self._label(op, inline.args[1], inline.args[2])
         spec = layer_spec(inline, name, ternary_in)
@@ -207,7 +235,15 @@ class _Offloader(PyExprMutator):
             self.error = self.error or err
             return call
         self.placements.append(Placement(name, op, True, "", spec, packed, layer_macs(inline)))
-        return relax.call_dps_packed(packed, relax.Tuple([x]), out_ty=call.ty)
+        return relax.call_dps_packed(packed, relax.Tuple(inputs), out_ty=call.ty)
+
+
+def _lookup(bound: dict, arg):
+    """``arg`` with a composite function's parameter replaced by its call argument."""
+    for param, value in bound.items():
+        if arg.same_as(param):
+            return value
+    return arg
 
 
 def _inner_call(func: relax.Function) -> relax.Call:
@@ -252,5 +288,5 @@ def _host_ops(func: relax.Function) -> dict:
     return dict(counts)
 
 
-__all__ = ["COMPOSITE_PREFIX", "Partitioned", "Placement", "host_reason", "layer_spec",
+__all__ = ["COMPOSITE_PREFIX", "Partitioned", "Placement", "data_args", "host_reason", "layer_spec",
            "partition_for_vta", "patterns"]
