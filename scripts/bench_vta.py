@@ -10,8 +10,9 @@ GEMM-core utilization (useful MACs / (batch x block_in x block_out x cycles)), D
 by memory type, energy breakdown (energy model), and the int8 / ternary energy ratio. Every
 best program also runs once on the functional simulator against the integer reference.
 Then the zero-block experiment (C8, C11 with 90% of their weight blocks zeroed at random)
-and the functional-simulation time of the ResNet-18-style 32x32 model through
-``compile_vta``. Writes bench_vta.json (with provenance), bench_vta.md and bench_vta.png
+and two whole models through ``compile_vta`` (fsim): the ResNet-18-style 32x32 model and the
+transformer FFN block: exactness, fsim time, share of ternary MACs offloaded, host work left,
+accelerator cycles and energy. Writes bench_vta.json (with provenance), bench_vta.md and bench_vta.png
 into ``--out``.
 """
 
@@ -111,17 +112,39 @@ def zero_block_experiment(names, hw: HwConfig, args, rng) -> list[dict]:
 
 
 def resnet_fsim(width: float, repeats: int, seed: int) -> dict:
-    """Compile the ResNet-18-style 32x32 model for the accelerator (fsim backend) and time
-    whole-model calls (host layers included); exact against the integer reference?"""
+    """The ResNet-18-style 32x32 model through ``compile_vta`` (fsim backend)."""
     import torch
 
-    import tvm_ternary as tt
     from tvm_ternary import models
-    from vta_ext.compile import compile_vta
 
     torch.manual_seed(seed)
     model = models.resnet18_cifar(width=width).eval()
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+    return {"model": f"resnet18_cifar(width={width})", **whole_model(model, x, repeats)}
+
+
+def ffn_fsim(repeats: int, seed: int, d_model: int = 256, d_ff: int = 1024, tokens: int = 16) -> dict:
+    """The transformer FFN block (both linears end in float ops: GELU, the block output)."""
+    import torch
+
+    from tvm_ternary import models
+
+    torch.manual_seed(seed)
+    model = models.transformer_ffn(d_model, d_ff).eval()
+    x = torch.randn(1, tokens, d_model, generator=torch.Generator().manual_seed(seed))
+    return {"model": f"transformer_ffn({d_model}, {d_ff})", **whole_model(model, x, repeats)}
+
+
+def whole_model(model, x, repeats: int) -> dict:
+    """Freeze ``model`` (twn, int8 activations), compile it for the accelerator (``default``,
+    fsim backend) and time whole calls (host parts included): exact against the integer
+    reference? Which share of the ternary MACs runs on the accelerator, and what the host
+    still does for offloaded layers (float-output epilogues)."""
+    import torch
+
+    import tvm_ternary as tt
+    from vta_ext.compile import compile_vta
+
     start = time.perf_counter()
     qm = tt.quant.ternarize(model, "twn", act="int8")
     tt.quant.calibrate(qm, [x])
@@ -136,14 +159,20 @@ def resnet_fsim(width: float, repeats: int, seed: int) -> dict:
         y = cm(x)
         times.append(time.perf_counter() - start)
     s = cm.stats
-    return {"model": f"resnet18_cifar(width={width})", "input": [1, 3, 32, 32], "method": "twn",
+    acc_rows = [r for r in s["layers"] if r["placement"] == "accelerator"]
+    return {"input": list(x.shape), "method": "twn",
             "freeze_seconds": freeze_s, "compile_seconds": compile_s,
             "run_seconds_min": min(times), "run_seconds_median": statistics.median(times),
             "repeats": repeats, "exact_vs_reference": bool(torch.equal(y, tt.quant.run_reference(frozen, x))),
             "accelerator_layers": len(s["accelerator_layers"]), "host_layers": len(s["host_layers"]),
             "host_layer_reasons": sorted(set(s["host_layers"].values())),
+            "residual_layers": sum(1 for r in acc_rows if r.get("residual_input")),
+            "host_epilogue_layers": len(s["host_epilogues"]),
+            "host_epilogue_elements": sum(e["elements"] for e in s["host_epilogues"].values()),
+            "host_ops": s["host_ops"],
             "accelerator_mac_fraction": s["accelerator_mac_fraction"], "cycles": s["cycles"],
-            "gemm_utilization": s["gemm_utilization"], "energy_pj": s["energy_pj"]}
+            "gemm_utilization": s["gemm_utilization"], "dram_bytes": s["dram_bytes"],
+            "energy_pj": s["energy_pj"]}
 
 
 def targets(summary: dict, zero: list[dict], resnet: dict | None) -> list[dict]:
@@ -227,16 +256,8 @@ def markdown(report: dict) -> str:
     goals = "\n".join(f"- {g['target']}: {g['measured']:.4g} (want {g['want']})"
                       + ("" if g["met"] is None else (": met" if g["met"] else ": NOT met"))
                       for g in report["targets"])
-    rn = report["resnet_fsim"]
-    resnet = ("(skipped: --no-resnet)" if rn is None else
-              f"{rn['model']}, input {rn['input']}: median call {rn['run_seconds_median']:.2f} s "
-              f"(min {rn['run_seconds_min']:.2f} s over {rn['repeats']}), exact vs the integer "
-              f"reference: {rn['exact_vs_reference']}; compile {rn['compile_seconds']:.1f} s, "
-              f"freeze {rn['freeze_seconds']:.1f} s. {rn['accelerator_layers']} layers on the "
-              f"accelerator ({100 * rn['accelerator_mac_fraction']:.0f}% of the ternary MACs), "
-              f"{rn['host_layers']} on the host ({'; '.join(rn['host_layer_reasons'])}). "
-              f"Accelerator cost: {rn['cycles']} cycles, utilization {rn['gemm_utilization']:.3f}, "
-              f"{rn['energy_pj'] / 1e6:.1f} uJ.")
+    resnet = "\n\n".join("(skipped: --no-resnet)" if m is None else whole_model_text(m)
+                         for m in (report["resnet_fsim"], report.get("ffn_fsim")))
     d, i8 = s["default"], s["int8"]
     return f"""# Accelerator benchmark: ResNet-18 convolutions (ImageNet shapes, batch 1)
 
@@ -284,7 +305,7 @@ GEMM iterations each). C1 issues 16 input channels per block for its 3 (at most 
 
 {zero_table(report['zero_blocks'])}
 
-## ResNet-18-style 32x32 model on the functional simulator (`compile_vta`, backend fsim)
+## Whole models on the functional simulator (`compile_vta`, backend fsim): ResNet-18-style 32x32, transformer FFN
 
 {resnet}
 
@@ -294,6 +315,22 @@ GEMM iterations each). C1 issues 16 input channels per block for its 3 (at most 
 
 ![utilization and energy](bench_vta.png)
 """
+
+
+def whole_model_text(m: dict) -> str:
+    reasons = "; ".join(m["host_layer_reasons"]) or "none"
+    return (f"{m['model']}, input {m['input']}: median call {m['run_seconds_median']:.2f} s "
+            f"(min {m['run_seconds_min']:.2f} s over {m['repeats']}), exact vs the integer "
+            f"reference: {m['exact_vs_reference']}; compile {m['compile_seconds']:.1f} s, "
+            f"freeze {m['freeze_seconds']:.1f} s. {m['accelerator_layers']} layers on the "
+            f"accelerator (**{100 * m['accelerator_mac_fraction']:.0f}% of the ternary MACs**; "
+            f"{m['residual_layers']} with the fused residual add), {m['host_layers']} on the host "
+            f"(reasons: {reasons}). Host work left: the dequantize epilogue of "
+            f"{m['host_epilogue_layers']} float-output layers ({m['host_epilogue_elements']} "
+            f"elements, from their stored int32 accumulators), and the Relax ops "
+            f"{', '.join(f'{k} x{v}' for k, v in sorted(m['host_ops'].items()))}. "
+            f"Accelerator cost: {m['cycles']} cycles, utilization {m['gemm_utilization']:.3f}, "
+            f"DRAM {m['dram_bytes'] / 1e6:.2f} MB, {m['energy_pj'] / 1e6:.1f} uJ.")
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -334,7 +371,8 @@ def main(argv=None) -> int:
     p.add_argument("--top", type=int, default=24, help="schedules ranked best by the estimate")
     p.add_argument("--sample", type=int, default=40, help="schedules drawn at random from the rest")
     p.add_argument("--only", nargs="*", help="layer names (default: C1-C11)")
-    p.add_argument("--no-resnet", action="store_true", help="skip the 32x32 ResNet fsim timing")
+    p.add_argument("--no-resnet", action="store_true",
+                   help="skip the whole models (32x32 ResNet, FFN block) on fsim")
     p.add_argument("--resnet-width", type=float, default=1.0)
     p.add_argument("--repeats", type=int, default=3, help="timed calls of the ResNet model")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -361,7 +399,9 @@ def run(args) -> int:
     zero_names = [n for n in L.ZERO_BLOCK_LAYERS if any(c.name == n for c in convs)]
     zero = zero_block_experiment(zero_names, hws["default"], args, rng)
     resnet = None if args.no_resnet else resnet_fsim(args.resnet_width, args.repeats, args.seed)
+    ffn = None if args.no_resnet else ffn_fsim(args.repeats, args.seed)
     report = {"layers": rows, "summary": summary, "zero_blocks": zero, "resnet_fsim": resnet,
+              "ffn_fsim": ffn,
               "targets": targets(summary, zero, resnet), "args": vars(args),
               "hw": {n: {"hash": hw.hash, **hw.to_dict()} for n, hw in hws.items()},
               "layer_source": "apache/tvm vta/tests/python/integration/test_benchmark_topi_conv2d.py "
