@@ -9,8 +9,10 @@ into the layer's output, so a runtime (fsim or RTL) can run it:
     result = simulate(cl.bind(x), cl.hw)
     y = cl.read_output(result.dram)        # == spec.reference(x)
 
-This is a direct Python loop-nest emitter (``emit.py``) driven by the knobs of
-``schedule.Schedule``; a TIR-scheduled route can replace the emitter behind the same knobs.
+By default the layer is scheduled as one tvm.s_tir PrimFunc from the knobs of
+``schedule.Schedule`` and walked into the instruction stream (the TIR route,
+docs/vta_lowering.md); ``lowering="loops"`` is the direct Python loop-nest emitter
+(``emit.py``) behind the same knobs, the reference the TIR route is tested against.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ LOWERINGS = ("loops", "tir")
 
 
 def compile_layer(spec: LayerSpec, hw: HwConfig, schedule: Schedule | None = None,
-                  lowering: str = "loops") -> CompiledLayer:
+                  lowering: str = "tir") -> CompiledLayer:
     """Lower ``spec`` for ``hw``; AcceleratorLayerError (naming the layer and field) if the
     accelerator cannot run it, KernelConfigError if an explicit ``schedule`` does not fit.
 
