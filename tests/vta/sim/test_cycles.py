@@ -361,3 +361,48 @@ def test_static_counts_match_the_simulator_compiled_conv(cfg, c, o, size, k, str
     cl = compile_layer(spec, cfg)
     prog = cl.bind(rng.integers(-127, 128, spec.input_shape))
     _check_work_matches_fsim(prog, cfg)
+
+
+@pytest.mark.parametrize("kind", ["dequantize", "residual"])
+@pytest.mark.parametrize("dual", [False, True])
+def test_static_counts_match_the_simulator_v16_layers(kind, dual):
+    """Float-output layers (STORE ACC, no ALU) and fused residual layers (LOAD OUT, REQUANT
+    residual), compiled: the static counts equal the simulator's."""
+    from dataclasses import replace
+
+    from vta_ext.compiler.lower import compile_layer
+    cfg = CFG["tiny"]
+    rng = np.random.default_rng(3)
+    spec = _conv_spec(6, 9, 6, 3, 1, 1, rng, dual=dual, block=(cfg.block_out, cfg.block_in))
+    if kind == "dequantize":
+        spec = replace(spec, epilogue="dequantize", dq_scale=np.ones(9, np.float32),
+                       dq_bias=np.zeros(9, np.float32))
+        r = None
+    else:
+        spec = replace(spec, residual_mult=np.full(9, 1 << 20, np.int64))
+        r = rng.integers(-128, 128, spec.output_shape())
+    prog = compile_layer(spec, cfg).bind(rng.integers(-127, 128, spec.input_shape), r)
+    _check_work_matches_fsim(prog, cfg)
+
+
+def test_v16_instructions_cost_by_hand():
+    """LOAD OUT: int8 DRAM bytes, int32 SRAM entries; STORE ACC: 4x the bytes of STORE OUT;
+    REQUANT residual: one more accumulator read and a multiply + 64-bit add per element."""
+    from vta_ext.sim.energy import load_table
+    from vta_ext.sim.cycles import insn_cycles
+    from vta_ext.sim.work import insn_work
+
+    cfg = CFG["default"]  # batch 1, block_out 16: out block 16 B, acc block 64 B
+    load = insn_work(0, Load(mem=MemType.OUT, x_size=3, x_stride=3), cfg)
+    assert load.module == "compute" and load.dram_read_bytes == 3 * 16
+    assert load.sram_write == {"acc": 3 * 64}
+    assert insn_cycles(load, cfg) == L + 6
+    out = insn_work(0, Store(mem=MemType.OUT, x_size=5, x_stride=5), cfg)
+    acc = insn_work(0, Store(mem=MemType.ACC, x_size=5, x_stride=5), cfg)
+    assert (out.dram_write_bytes, acc.dram_write_bytes) == (80, 320)
+    plain = insn_work(0, Alu(op=AluOp.REQUANT, use_imm=True, iter_out=2), cfg)
+    fused = insn_work(0, Alu(op=AluOp.REQUANT, use_imm=True, iter_out=2, residual=True), cfg)
+    assert fused.sram_read["acc"] - plain.sram_read["acc"] == 2 * 64
+    t = load_table()
+    assert t.alu_elem_pj(AluOp.REQUANT, False, True) - t.alu_elem_pj(AluOp.REQUANT, False) == \
+        pytest.approx(t.mult32 + 2 * t.add32)
