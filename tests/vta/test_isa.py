@@ -72,6 +72,14 @@ def test_hand_worked_words():
     assert isa.encode(Alu(op=AluOp.REQUANT, uop_bgn=0, uop_end=0, iter_out=0, iter_in=0,
                           overlap=True)) == 4 | 6 << 7 | 1 << 124
     assert "overlap" in isa.disasm(Alu(op=AluOp.REQUANT, overlap=True, use_imm=True))
+    # ALU residual is bit 125, LOAD OUT is mem 5 (v1.6); a v1.5 word is unchanged
+    assert isa.encode(Alu(op=AluOp.REQUANT, uop_bgn=0, uop_end=0, iter_out=0, iter_in=0,
+                          residual=True)) == 4 | 6 << 7 | 1 << 125
+    assert isa.decode(4 | 6 << 7 | 1 << 125).residual is True
+    assert isa.decode(4 | 6 << 7 | 1 << 124).residual is False
+    assert "residual" in isa.disasm(Alu(op=AluOp.REQUANT, residual=True, use_imm=True))
+    assert isa.encode(Load(mem=MemType.OUT, y_size=0, x_size=0, x_stride=0)) == 5 << 7
+    assert isa.ISA_VERSION == "1.6"
 
 
 @pytest.mark.parametrize("insn, field", [
