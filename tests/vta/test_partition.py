@@ -157,3 +157,60 @@ def test_non_constant_weights_stay_on_host():
     assert not placement.on_accelerator
     assert "not compile-time constants" in placement.reason
     assert placement.name == "tlinear_trequantize#0"
+
+
+def _residual_module(rng):
+    """main(x, r) = R.tternary_tconv2d_trequantize_residual(x, w, bias, mult, shift, r, mult_r,
+    stride 1, pad 1, dilation 1, groups 1, pad_value 0, lo 0, hi 127, axis 1)."""
+    from tvm import relax
+
+    from tvm_ternary.relax import fused_ops, ops
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType([2, 4, 5, 5], "int8"))
+    r = relax.Var("r", relax.TensorType([2, 6, 5, 5], "int8"))
+    consts = dict(w=rng.integers(-1, 2, (6, 4, 3, 3)).astype(np.int8),
+                  bias=rng.integers(-2**20, 2**20, 6), mult=rng.integers(2**14, 2**15, (2, 6)),
+                  shift=np.full(6, 17, np.int64), mult_r=rng.integers(0, 2**17, 6))
+    with bb.function("main", [x, r]):
+        with bb.dataflow():
+            call = ops.call(fused_ops.RESIDUAL_FUSED, [
+                x, relax.const(consts["w"]), relax.const(consts["bias"].astype(np.int64)),
+                relax.const(consts["mult"].astype(np.int32)), relax.const(consts["shift"]), r,
+                relax.const(consts["mult_r"].astype(np.int64))], [1, 1, 1, 1, 1, 1, 1, 0, 0, 127, 1])
+            out = bb.emit_output(bb.emit(call))
+        bb.emit_func_output(out)
+    return bb.get(), consts
+
+
+def test_fused_residual_layer_is_one_region_with_two_inputs():
+    """The residual op's shortcut r becomes the region's second input; the spec carries
+    Mr and r's shape; the compiled model (fsim) equals the numpy reference of the layer."""
+    import tvm
+    from tvm import relax
+
+    from tvm_ternary import target as targets
+    from tvm_ternary.quant import reference as ref
+    from vta_ext.runtime import Session
+
+    rng = np.random.default_rng(12)
+    mod, c = _residual_module(rng)
+    session = Session(DEFAULT, "fsim")
+    parts = partition_for_vta(mod, session.offload)
+    (placement,) = parts.placements
+    assert placement.on_accelerator and placement.op == "tconv2d_trequantize_residual"
+    spec = placement.spec
+    assert spec.residual_shape == (2, 6, 5, 5) and np.array_equal(spec.residual_mult, c["mult_r"])
+    assert (spec.lo, spec.hi) == (0, 127)
+    assert 'R.call_dps_packed("tternary.vta.' in str(parts.mod["main"])
+    executable, _, _ = passes.build(parts.mod, targets.resolve("cpu"))
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    x = rng.integers(-128, 128, (2, 4, 5, 5)).astype(np.int8)
+    r = rng.integers(-128, 128, (2, 6, 5, 5)).astype(np.int8)
+    y = vm["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(r)).numpy()
+    acc_p, acc_n = ref.conv2d_acc(x, c["w"], (1, 1), (1, 1))  # independent of LayerSpec
+    z = ref.scaled_acc(acc_p, acc_n, c["bias"], c["mult"][0], c["mult"][1], axis=1)
+    want = ref.requantize(ref.add_residual(z, r, c["mult_r"], axis=1), c["shift"], 0, 127, axis=1)
+    assert np.unique(want).size > 20
+    np.testing.assert_array_equal(y, want)
+    assert session.regions[0].calls == 1
