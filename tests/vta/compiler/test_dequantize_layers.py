@@ -102,3 +102,16 @@ def test_host_epilogue_is_the_float32_formula():
     y = spec.host_epilogue(np.array([[5]]), np.array([[1]]))
     assert y.dtype == np.float32 and y.tolist() == [[10.25]]
     assert ref.dequantize(np.array([[20]]), [0.5], [0.25], axis=1).tolist() == [[10.25]]
+
+
+@pytest.mark.parametrize("field, value", [("dq_scale", None), ("dq_bias", np.zeros(3, np.float32))])
+def test_dequantize_parameters_must_match_the_channels(field, value):
+    from dataclasses import replace
+
+    from tvm_ternary.errors import AcceleratorLayerError
+    from vta_ext.compiler.lower import compile_layer
+
+    rng = np.random.default_rng(0)
+    spec = dequantize_spec(rng, layer_spec(rng, "dense", (2, 8), trits(rng, (5, 8))))
+    with pytest.raises(AcceleratorLayerError, match=rf"layer dense_test: {field} must have shape \(5,\)"):
+        compile_layer(replace(spec, **{field: value}), CFG["tiny"])
