@@ -89,11 +89,7 @@ def _same_program(spec, hw, s, rng):
     np.testing.assert_array_equal(tir.read_output(result.dram), spec.reference(x, r))
 
 
-@settings(max_examples=80, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(data=st.data(), cfg=st.sampled_from(sorted(CONFIGS)), double_buffer=st.booleans(),
-       reuse=st.sampled_from(["weight", "input"]))
-def test_tir_route_gives_the_loop_nests_program(data, cfg, double_buffer, reuse):
+def _check_random_layer(data, cfg, double_buffer, reuse):
     hw = CONFIGS[cfg]
     spec, rng = data.draw(layers(hw))
     space = [s for s in schedule_space(problem_of(spec, hw), hw)
@@ -105,6 +101,25 @@ def test_tir_route_gives_the_loop_nests_program(data, cfg, double_buffer, reuse)
     event(f"double_buffer={s.double_buffer}, reuse={s.reuse}")
     event(f"epilogue {spec.epilogue}{' + residual' if spec.has_residual else ''}")
     _same_program(spec, hw, s, rng)
+
+
+_LAYER_ARGS = dict(data=st.data(), cfg=st.sampled_from(sorted(CONFIGS)),
+                   double_buffer=st.booleans(), reuse=st.sampled_from(["weight", "input"]))
+_SETTINGS = dict(deadline=None,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@settings(max_examples=40, **_SETTINGS)
+@given(**_LAYER_ARGS)
+def test_tir_route_gives_the_loop_nests_program(data, cfg, double_buffer, reuse):
+    _check_random_layer(data, cfg, double_buffer, reuse)
+
+
+@pytest.mark.slow
+@settings(max_examples=400, **_SETTINGS)
+@given(**_LAYER_ARGS)
+def test_tir_route_gives_the_loop_nests_program_many(data, cfg, double_buffer, reuse):
+    _check_random_layer(data, cfg, double_buffer, reuse)
 
 
 @pytest.mark.parametrize("double_buffer", [True, False])
