@@ -77,9 +77,22 @@ def compile_vta(model, example_inputs, hw="default", backend="fsim", host="cpu")
                           frozen, session, parts)
     cm.imported = mod
     cm.stats.update(model_stats(parts, session, hw, state))
+    cm.stats["lowering"] = _lowerings(parts, session)
     # layers the user kept in float (keep_float / skip_first_last): host float ops
     cm.stats["float_layers"] = list(frozen.host_layers) if frozen is not None else []
     return cm
+
+
+def _lowerings(parts: Partitioned, session: Session) -> dict:
+    """Accelerator layer -> the route that lowered its program (``LayerStats.lowering``:
+    "tir" by default); a backend that runs no program (reference) lowers nothing."""
+    out = {}
+    for p in parts.placements:
+        stats = getattr(session.region(p.packed_func).compiled, "stats", None) \
+            if p.on_accelerator else None
+        if stats is not None:
+            out[p.name] = stats.lowering
+    return out
 
 
 def _hw_config(hw) -> HwConfig:

@@ -143,3 +143,20 @@ def test_walked_tiles_are_the_tilers():
     p = problem_of(spec, hw)
     for s in schedule_space(p, hw)[::9]:
         assert [w.tile for w in walk_layer(p, s)] == list(tiles(p, s))
+
+
+def test_whole_model_compiles_through_the_tir_route():
+    """tt.compile(target="vta") lowers every accelerator layer by the TIR route (cm.stats
+    records it) and stays bit-exact with the frozen model's integer reference."""
+    import torch
+
+    import tvm_ternary as tt
+
+    from ...quant.helpers import frozen_pair, random_digits_model
+
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(7))
+    _, frozen = frozen_pair(random_digits_model("cnn", 7), "twn", x, act="int8")
+    cm = tt.compile(frozen, (x,), target="vta", hw="tiny", backend="fsim")
+    assert cm.stats["accelerator_layers"]
+    assert cm.stats["lowering"] == {name: "tir" for name in cm.stats["accelerator_layers"]}
+    assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
