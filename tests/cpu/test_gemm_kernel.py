@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tvm_ternary.cpu.gemm_kernel import AVX2_CHUNK, X_BIAS, GemmSpec
+from tvm_ternary.cpu.gemm_kernel import AVX2_CHUNK, ISA_VECTOR_BYTES, LOCAL_BYTES, X_BIAS, GemmSpec
 from tvm_ternary.cpu.gemm_linear import linear_plan
+from tvm_ternary.cpu.gemm_tiles import KNOBS, tile_shape
 from tvm_ternary.errors import KernelConfigError, OverflowRiskError
 from tvm_ternary.quant import reference as ref
 
@@ -15,8 +16,8 @@ ISAS = host_isas()
 pytestmark = pytest.mark.skipif(not ISAS, reason="host has no AVX2")
 
 
-def _run_linear(x, w, mult, bias, isa, threads=2):
-    spec, consts = linear_plan(w, mult, x.shape[0], isa, threads)
+def _run_linear(x, w, mult, bias, isa, threads=2, knobs=None):
+    spec, consts = linear_plan(w, mult, x.shape[0], isa, threads, knobs)
     xu = np.full((x.shape[0], spec.k_padded), X_BIAS, np.uint8)
     xu[:, :x.shape[1]] = (x.astype(np.int16) + X_BIAS).astype(np.uint8)
     return run_kernel(spec, xu, consts, bias)
@@ -37,6 +38,29 @@ def test_random_shapes_match_reference(isa, m, n, k, seed, threads):
     mult = rng.integers(2**14, 2**15, n)
     bias = rng.integers(-2**40, 2**40, n)
     assert np.array_equal(_run_linear(x, w, mult, bias, isa, threads), _expected(x, w, mult, bias))
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.sampled_from(ISAS or ["avx2"]), st.sampled_from(KNOBS["tile_rows"]), st.sampled_from(KNOBS["tile_pixels"]),
+       st.sampled_from(KNOBS["splits"]), st.integers(1, 30), st.integers(1, 70), st.integers(1, 200),
+       st.integers(0, 2**31))
+def test_every_knob_value_matches_reference(isa, rows, pixels, splits, m, n, k, seed):
+    # the schedule template's knobs change tiling and parallel axis, never the result
+    knobs = {"tile_rows": rows, "tile_pixels": pixels, "splits": splits}
+    r, b = tile_shape(isa, knobs)
+    if r * b * ISA_VECTOR_BYTES[isa] > LOCAL_BYTES:
+        return  # refused (test_too_many_accumulators_are_refused)
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-1, 2, (n, k)).astype(np.int8)
+    x = rng.integers(-127, 128, (m, k)).astype(np.int8)
+    mult, bias = rng.integers(2**14, 2**15, n), rng.integers(-2**40, 2**40, n)
+    assert np.array_equal(_run_linear(x, w, mult, bias, isa, knobs=knobs), _expected(x, w, mult, bias))
+
+
+def test_too_many_accumulators_are_refused():
+    with pytest.raises(KernelConfigError, match="GemmSpec.tile_rows x tile_pixels: 4 x 8"):
+        GemmSpec(isa="vnni512", groups=1, rows=64, pixels=8, k_padded=64, x_shape=(8, 64),
+                 x_group_stride=0, out_shape=(8, 64), out_channel_stride=1, tile_rows=4, tile_pixels=8)
 
 
 @pytest.mark.parametrize("isa", ISAS)

@@ -17,14 +17,17 @@ from tvm import te, tirx
 
 from tvm_ternary.errors import ShapeMismatchError
 from tvm_ternary.quant.reference import conv_out_size
-from tvm_ternary.strategy.registry import Impl, register
+from tvm_ternary.strategy.registry import Impl, knob_values, register
 from tvm_ternary.target import cpu_features
 
 from .gemm_emit import constant as _constant
 from .gemm_emit import current_target, emit_gemm
 from .gemm_kernel import ISA_VECTOR_BYTES, X_BIAS, GemmSpec, reduction_padded
 from .gemm_layout import STEP_K, lanes_2bit, pad_channels, round_up
-from .gemm_tiles import TILES, choose_isa, parallel_splits
+from .gemm_tiles import KNOBS, choose_isa, parallel_splits, tile_shape
+
+
+IMPL_NAME = "conv2d_gemm_tiled"
 
 
 def _int(arg) -> int:
@@ -45,8 +48,9 @@ def conv_geometry(x_shape, w_shape, stride, padding, dilation, groups):
 
 
 def conv_plan(x_shape, w_t: np.ndarray, mult: np.ndarray, stride, padding, dilation, groups: int,
-              isa: str, threads: int):
-    """The kernel spec and constant operands for ``tconv2d`` (symmetric multipliers)."""
+              isa: str, threads: int, knobs: dict | None = None):
+    """The kernel spec and constant operands for ``tconv2d`` (symmetric multipliers);
+    ``knobs``: values of ``gemm_tiles.KNOBS`` (missing or 0: the ISA's defaults)."""
     batch, chans, height, width = x_shape
     out_ch, _, kh, kw = w_t.shape
     oh, ow, cin_g, out_g = conv_geometry(x_shape, w_t.shape, stride, padding, dilation, groups)
@@ -54,7 +58,7 @@ def conv_plan(x_shape, w_t: np.ndarray, mult: np.ndarray, stride, padding, dilat
     hp, wp_ = height + 2 * padding[0], width + 2 * padding[1]
     ctot = groups * cp
     k = kh * kw * cp
-    rows, pixels = TILES[isa]
+    rows, pixels = tile_shape(isa, knobs)
     lanes = ISA_VECTOR_BYTES[isa] // STEP_K
     m = batch * oh * ow
     pixel_tiles = -(-m // pixels)
@@ -62,7 +66,7 @@ def conv_plan(x_shape, w_t: np.ndarray, mult: np.ndarray, stride, padding, dilat
                     x_shape=(batch, hp, wp_, ctot), x_group_stride=cp,
                     out_shape=(batch, out_ch, oh, ow), out_channel_stride=oh * ow,
                     tile_rows=rows, tile_pixels=pixels,
-                    splits=parallel_splits(groups * -(-out_g // (rows * lanes)), pixel_tiles, threads),
+                    splits=parallel_splits(groups * -(-out_g // (rows * lanes)), pixel_tiles, threads, knobs),
                     window=(kh, kw), stride=tuple(stride), dilation=tuple(dilation), tap_bytes=cp)
     # weights tap-major, channels padded: [G, out_g, kh, kw, cp] -> [G, out_g, kh * kw * cp]
     w_g = np.zeros((groups, out_g, kh, kw, cp), np.int8)
@@ -111,10 +115,10 @@ def _emit(bb, call):
     target = current_target()
     isa = choose_isa(target, w_t.shape[0] // groups)
     spec, consts = conv_plan(x_shape, w_t, _constant(mult)[0], (sh, sw), (ph, pw), (dh, dw), groups,
-                             isa, int(target.get("num-cores", 1)))
+                             isa, int(target.get("num-cores", 1)), knob_values(IMPL_NAME, KNOBS, call))
     xu = bb.emit(bb.call_te(lambda t: biased_nhwc(t, spec, w_t.shape[1], (ph, pw), pad_value), x,
                             primfunc_name_hint="biased_nhwc"))
     return emit_gemm(bb, spec, xu, consts, bias)
 
 
-register("tconv2d", Impl("conv2d_gemm_tiled", _applies, _emit))
+register("tconv2d", Impl(IMPL_NAME, _applies, _emit, KNOBS))

@@ -46,6 +46,9 @@ CONST_OPERANDS = ("wp", "obase", "mult", "corr")
 # ISA -> bytes per vector (one pmaddubsw / vpdpbusd operand); lanes = bytes / 4
 ISA_VECTOR_BYTES = {"avx2": 32, "vnni256": 32, "vnni512": 64}
 INDEX_LIMIT = 2**31   # tables and flat offsets are int32
+# TVM moves local buffers larger than this off the stack (a workspace allocation per loop
+# iteration), which keeps the accumulators out of registers
+LOCAL_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,9 @@ class GemmSpec:
         for field in ("groups", "rows", "pixels", "tile_rows", "tile_pixels", "splits", "k_padded"):
             if getattr(self, field) < 1:
                 raise KernelConfigError(f"GemmSpec.{field}: {getattr(self, field)} must be >= 1")
+        if self.tile_rows * self.tile_pixels * self.vector_bytes > LOCAL_BYTES:
+            raise KernelConfigError(f"GemmSpec.tile_rows x tile_pixels: {self.tile_rows} x {self.tile_pixels} "
+                                    f"accumulators of {self.vector_bytes} bytes exceed {LOCAL_BYTES} bytes")
         if self.k_padded % BLOCK_K:
             raise KernelConfigError(f"GemmSpec.k_padded: {self.k_padded} is not a multiple of {BLOCK_K}")
         if self.x_group_stride % STEP_K:

@@ -14,15 +14,16 @@ import numpy as np
 from tvm import te, tirx
 
 from tvm_ternary.relax import fused_ops
-from tvm_ternary.strategy.registry import Impl, register
+from tvm_ternary.strategy.registry import Impl, knob_values, register
 from tvm_ternary.target import cpu_features
 
 from .gemm_emit import constant as _constant
 from .gemm_emit import current_target, emit_gemm
 from .gemm_kernel import ISA_VECTOR_BYTES, X_BIAS, GemmSpec, reduction_padded
 from .gemm_layout import STEP_K, lanes_2bit, pad_channels
-from .gemm_tiles import TILES, choose_isa, parallel_splits
+from .gemm_tiles import KNOBS, choose_isa, parallel_splits, tile_shape
 
+IMPL_NAME = "gemm_tiled"
 GEMM_MIN_BATCH = 16  # below it the GEMV kernels win (measured: batch 8 on par, 32 1.4x)
 
 
@@ -30,21 +31,23 @@ def _has_avx2(target: dict) -> bool:
     return "avx2" in cpu_features(target)
 
 
-def linear_plan(w_t: np.ndarray, mult: np.ndarray, batch: int, isa: str, threads: int):
+def linear_plan(w_t: np.ndarray, mult: np.ndarray, batch: int, isa: str, threads: int,
+                knobs: dict | None = None):
     """The kernel spec and constant operands of ``z = mult * (x @ w_t.T) + bias``.
 
     Returns ``(spec, consts)``; ``consts`` maps ``CONST_OPERANDS`` names to arrays.
+    ``knobs``: values of ``gemm_tiles.KNOBS`` (missing or 0: the ISA's defaults).
     """
     n, k = w_t.shape
     kp = reduction_padded(k, isa)
-    rows, pixels = TILES[isa]
+    rows, pixels = tile_shape(isa, knobs)
     lanes = ISA_VECTOR_BYTES[isa] // STEP_K
     row_tiles = -(-n // (rows * lanes))
     pixel_tiles = -(-batch // pixels)
     spec = GemmSpec(isa=isa, groups=1, rows=n, pixels=batch, k_padded=kp, x_shape=(batch, kp),
                     x_group_stride=0, out_shape=(batch, n), out_channel_stride=1,
                     tile_rows=rows, tile_pixels=pixels,
-                    splits=parallel_splits(row_tiles, pixel_tiles, threads))
+                    splits=parallel_splits(row_tiles, pixel_tiles, threads, knobs))
     row = np.minimum(np.arange(spec.pixels_padded), batch - 1).astype(np.int32)
     mult64 = np.asarray(mult, np.int64)
     consts = {
@@ -83,7 +86,8 @@ def _emit(bb, call):
     batch = int(x.ty.shape[0])
     target = current_target()
     isa = choose_isa(target, w_t.shape[0])
-    spec, consts = linear_plan(w_t, _constant(mult)[0], batch, isa, int(target.get("num-cores", 1)))
+    spec, consts = linear_plan(w_t, _constant(mult)[0], batch, isa, int(target.get("num-cores", 1)),
+                               knob_values(IMPL_NAME, KNOBS, call))
     xu = bb.emit(bb.call_te(biased_rows, x, spec.k_padded, primfunc_name_hint="biased_rows"))
     return emit_gemm(bb, spec, xu, consts, bias)
 
@@ -94,7 +98,7 @@ def _emit_fused(bb, call):
     return _with_epilogue(_emit)(bb, call)
 
 
-register("tlinear", Impl("gemm_tiled", _applies, _emit))
+register("tlinear", Impl(IMPL_NAME, _applies, _emit, KNOBS))
 for _name, _fused in fused_ops.FUSED.items():
     if _fused.body == "tlinear":
-        register(_name, Impl("gemm_tiled", _applies, _emit_fused))
+        register(_name, Impl(IMPL_NAME, _applies, _emit_fused, KNOBS))

@@ -53,12 +53,15 @@ def schedule_gemm(spec):
     sch.unroll(dc)
     _vectorize_init(sch, sch.decompose_reduction(top, red_outer))
     if avx2:
-        # dot16's loops below the chunk: (b, r, l, h, si, tt) -> (si, b, r, l, h, tt)
-        db, dr, dl16, dh, dsi, dtt = sch.get_loops(dot)[-6:]
-        sch.reorder(dsi, db, dr, dl16, dh, dtt)
-        sch.unroll(db)
-        sch.unroll(dr)
-        _vectorize_init(sch, sch.decompose_reduction(dot, dsi))
+        # dot16's loops below the chunk, (b, r, l, h, si, tt) without the unit-extent ones
+        # compute_at leaves out, reordered to (si, b, r, l, h, tt)
+        tile = [n for n, extent in (("b", spec.tile_pixels), ("r", spec.tile_rows)) if extent > 1]
+        loops = dict(zip(tile + ["l", "h", "si", "tt"], sch.get_loops(dot)[-(len(tile) + 4):]))
+        sch.reorder(loops["si"], *(loops[n] for n in tile), loops["l"], loops["h"], loops["tt"])
+        for n in tile:
+            sch.unroll(loops[n])
+        dl16 = loops["l"]
+        _vectorize_init(sch, sch.decompose_reduction(dot, loops["si"]))
         sch.tensorize(dl16, gemm_intrin.AVX2_DOT16)
         sch.tensorize(l, gemm_intrin.AVX2_WIDEN)
     else:

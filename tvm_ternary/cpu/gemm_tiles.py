@@ -17,6 +17,19 @@ from tvm_ternary.target import cpu_features
 # avx2 4x3 11.2 / 3.0 ms vs 2x6 17.7 / 3.2; vnni512 4x4 5.4 / 1.0 ms vs 2x8 6.3 / 2.0.
 TILES = {"avx2": (4, 3), "vnni256": (4, 6), "vnni512": (4, 4)}
 
+# The schedule template's knobs (``strategy.registry.Impl.knobs``: candidates, the first the
+# default): 0 means "the ISA's measured default" (``TILES``, ``parallel_splits``).
+# ``splits`` chooses the parallel axis: 1 parallelizes over row tiles only, more also
+# splits the pixel range.
+KNOBS = {"tile_rows": (0, 1, 2, 4), "tile_pixels": (0, 2, 3, 4, 6, 8), "splits": (0, 1, 2, 4, 8)}
+
+
+def tile_shape(isa: str, knobs: dict | None) -> tuple[int, int]:
+    """``(R, B)`` from the knobs, defaulting per ISA."""
+    knobs = knobs or {}
+    rows, pixels = TILES[isa]
+    return knobs.get("tile_rows") or rows, knobs.get("tile_pixels") or pixels
+
 
 def choose_isa(target: dict, rows_per_group: int) -> str:
     """The widest usable ISA: 16-lane vectors only where a group has more than 8 output
@@ -26,8 +39,11 @@ def choose_isa(target: dict, rows_per_group: int) -> str:
     return "avx2"
 
 
-def parallel_splits(row_tasks: int, pixel_tiles: int, threads: int) -> int:
+def parallel_splits(row_tasks: int, pixel_tiles: int, threads: int, knobs: dict | None = None) -> int:
     """Split the pixel range when there are too few row tiles to feed every thread
-    (at least 4 pixel tiles per piece, so each piece amortizes its weight decode)."""
+    (at least 4 pixel tiles per piece, so each piece amortizes its weight decode), unless
+    the ``splits`` knob says how many pieces."""
+    if (knobs or {}).get("splits"):
+        return min(knobs["splits"], pixel_tiles)
     want = max(1, (4 * threads + row_tasks - 1) // row_tasks)
     return max(1, min(want, pixel_tiles // 4))
