@@ -303,16 +303,18 @@ class GemmPattern:
 
     def __init__(self, products: np.ndarray):
         self.products = products
+        self._out_span, self._in_span = (int(v) + 1 for v in products[:, :2].max(axis=0, initial=0))
         self._clipped: dict = {}
 
     def clipped(self, out_left: int, in_left: int) -> list:
         """The products of output blocks below ``out_left`` and input blocks below
         ``in_left`` (an edge tile or step), memoized."""
-        key = (min(out_left, 1 << 30), min(in_left, 1 << 30))
+        # every tile but the edge ones has the same key: the pattern's own extents
+        key = (min(out_left, self._out_span), min(in_left, self._in_span))
         if key not in self._clipped:
             pr = self.products
             keep = (pr[:, 0] < out_left) & (pr[:, 1] < in_left)
-            self._clipped[key] = [tuple(int(v) for v in row) for row in pr[keep]]
+            self._clipped[key] = list(map(tuple, pr[keep].tolist()))
         return self._clipped[key]
 
 
