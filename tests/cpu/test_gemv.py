@@ -192,3 +192,26 @@ def test_k_chunks_split_the_groups_evenly():
     plan = GemvPlan(AVX2, 1, 8, 86 * 128)
     assert (plan.groups, plan.chunk, plan.padded_groups) == (86, 15, 90)
     assert GemvPlan(AVX2, 1, 8, 32 * 128).chunk == 16 and GemvPlan(AVX2, 1, 8, 100).padded_groups == 1
+
+
+@pytest.mark.skipif("avx2" not in _FLAGS, reason="no AVX2")
+def test_tuner_knob_values_reach_the_compiled_kernel():
+    # a tuner's config (registry configs) picks the rows / k-chunk of the compiled kernel
+    import tvm_ternary.cpu.strategy  # noqa: F401  (registers the CPU kernels, as tt.compile does)
+    from tvm_ternary.pipeline import import_model
+    from tvm_ternary.relax import passes
+
+    x = torch.randn(1, 700)
+    qm = tt.quant.ternarize(_one_layer(700, 21, 3), "twn")
+    tt.quant.calibrate(qm, [x])
+    frozen = tt.quant.freeze(qm)
+    mod, _, _ = import_model(frozen, (x,))
+    configs = {"avx2_pmaddubsw_gemv": {"rows": 4, "groups_per_call": 2}}
+    target = {"kind": "llvm", "mcpu": "znver3", "num-cores": 2}
+    executable, _, _ = passes.build(mod, target, configs)
+    # the kernel's symbol names its configuration (rows 4, 2 groups per intrinsic call)
+    assert executable.mod.implements_function("ternary_gemv_avx2_b1_n21_k700_r4_c2", query_imports=True)
+    assert not executable.mod.implements_function("ternary_gemv_avx2_b1_n21_k700_r8_c6", query_imports=True)
+    vm = tvm.relax.VirtualMachine(executable, tvm.cpu())
+    y = torch.from_dlpack(vm["main"](tvm.runtime.tensor(x.numpy())))
+    assert torch.equal(y, tt.quant.run_reference(frozen, x))
