@@ -89,9 +89,9 @@ class GemmSpec:
             raise OverflowRiskError(f"GemmSpec.k_padded: {self.k_padded} x 255 (biased activations) "
                                     "could overflow the int32 accumulator")
         steps = self.k_padded // STEP_K
-        if self.isa == "avx2" and steps % -(-steps // AVX2_CHUNK):
+        if self.isa == "avx2" and chunk_steps(steps) * 2 < min(steps, AVX2_CHUNK):
             raise KernelConfigError(f"GemmSpec.k_padded: {self.k_padded} does not split into equal int16 "
-                                    f"chunks of at most {AVX2_CHUNK} steps (use reduction_padded)")
+                                    f"chunks of about {AVX2_CHUNK} steps (use reduction_padded)")
         if self.tap_bytes % STEP_K or self.window[0] * self.window[1] * self.tap_bytes > self.k_padded:
             raise KernelConfigError(f"GemmSpec.tap_bytes: {self.tap_bytes} x window {self.window} does not fit "
                                     f"k_padded {self.k_padded} in 4-byte steps")
@@ -146,10 +146,9 @@ class GemmSpec:
 
     @property
     def chunk(self) -> int:
-        """AVX2: reduction steps summed in int16 before widening (<= AVX2_CHUNK, divides
-        the steps; ``reduction_padded`` pads K so that one does)."""
-        steps = self.k_padded // STEP_K
-        return steps // -(-steps // AVX2_CHUNK)
+        """AVX2: reduction steps summed in int16 before widening: the largest divisor of the
+        steps up to AVX2_CHUNK (``reduction_padded`` pads K so that a large one exists)."""
+        return chunk_steps(self.k_padded // STEP_K)
 
     @property
     def packed_shape(self) -> tuple:
@@ -162,13 +161,22 @@ class GemmSpec:
         return f"ternary_gemm_{self.isa}_r{self.tile_rows}b{self.tile_pixels}_{key}"
 
 
+def chunk_steps(steps: int) -> int:
+    """The largest divisor of ``steps`` that is at most ``AVX2_CHUNK``."""
+    return next(c for c in range(min(steps, AVX2_CHUNK), 0, -1) if steps % c == 0)
+
+
 def reduction_padded(k: int, isa: str) -> int:
     """``k`` padded for the kernel: to ``BLOCK_K``, and on AVX2 to equal int16 chunks."""
     steps = -(-k // BLOCK_K) * BLOCK_K // STEP_K
     if isa == "avx2":
-        chunks = -(-steps // AVX2_CHUNK)
-        per_chunk = -(-steps // chunks)
-        steps = chunks * ((per_chunk + 3) // 4 * 4)   # whole 16-byte packed blocks
+        fewest = -(-steps // AVX2_CHUNK)
+        # equal chunks without padding when a few more chunks divide the steps (a conv's
+        # 9 x 32 steps: 6 x 48, not 5 x 60 with 12 wasted steps and a clamped tap index)
+        exact = [n for n in range(fewest, 2 * fewest + 1) if steps % n == 0]
+        if not exact:
+            per_chunk = -(-steps // fewest)
+            steps = fewest * ((per_chunk + 3) // 4 * 4)   # whole 16-byte packed blocks
     return steps * STEP_K
 
 
