@@ -22,7 +22,7 @@ from tvm_ternary.relax.ternary_inputs import has_ternary_input
 from tvm_ternary.strategy.registry import Impl, knob_values, register
 from tvm_ternary.target import cpu_features
 
-from . import gemv, intrin_trit
+from . import gemv, intrin_trit, quantize
 from .params import typed
 from .popcount_gemv import KNOBS_AVX2, KNOBS_VPOPCNTDQ, make_popcount_gemv, weight_planes
 from .sparse_gemv import AVX2, VNNI512, block_zero_fraction, csr_blocks, make_sparse_gemv
@@ -97,10 +97,13 @@ def _linear_args(call):
     return x, w, typed(bias, "int64"), typed(mult, "int32")
 
 
-def _opaque(kernel):
-    """A finished kernel is opaque to Relax's FuseOps: a schedulable (block) PrimFunc would
-    otherwise be fused with its epilogue, which FuseTIR rejects (and would unschedule)."""
-    return kernel.with_attr("op_pattern", 8)  # TVM's OpPatternKind kOpaque
+def _finished(kernel):
+    """A finished kernel is opaque to Relax's FuseOps (a schedulable block PrimFunc would
+    otherwise be fused with its epilogue, which FuseTIR rejects) and marked scheduled, so
+    the host scheduler (relax/schedule_host.py) leaves a kernel with only serial loops
+    alone (it fails on non-block functions)."""
+    return kernel.with_attrs({"op_pattern": 8,  # TVM's OpPatternKind kOpaque
+                              "tirx.is_scheduled": True})
 
 
 def _kernel_emitter(build):
@@ -114,7 +117,7 @@ def _kernel_emitter(build):
         n, k = w_t.shape
         batch = int(x.ty.shape[0])
         kernel, weights = build(w_t, batch, n, k, not _symmetric(call))
-        gv = bb.add_func(_opaque(kernel), str(kernel.attrs["global_symbol"]))
+        gv = bb.add_func(_finished(kernel), str(kernel.attrs["global_symbol"]))
         return relax.call_tir(gv, [x, *(relax.const(a) for a in weights), mult, bias],
                               out_ty=relax.TensorType([batch, n], "int64"))
 
@@ -193,3 +196,40 @@ _register_linear("avx512_vnni_gemv",
 _register_linear("avx2_pmaddubsw_gemv",
                  lambda call, target: has_avx2(target) and _constant_linear(call),
                  _gemv_emitter("avx2_pmaddubsw_gemv", intrin_trit.AVX2), gemv.KNOBS[intrin_trit.AVX2])
+
+
+def _number(arg):
+    """The Python number a scalar argument carries (PrimValue -> IntImm / FloatImm)."""
+    value = arg.value
+    return value.value if hasattr(value, "value") else value
+
+
+def _static_float32(call) -> bool:
+    x = call.args[0]
+    return x.ty.dtype == "float32" and all(isinstance(d, tvm.tirx.IntImm) for d in x.ty.shape)
+
+
+def _quantize_emitter(name: str, make):
+    """A flat float32 -> int8 kernel ``make(size, *scalars, lanes=...)`` on a reshaped view
+    of the input (reshapes are free views in the VM)."""
+
+    def emit(bb, call):
+        x = call.args[0]
+        shape = [int(d) for d in x.ty.shape]
+        size = int(np.prod(shape))
+        kernel = make(size, *(_number(a) for a in call.args[1:]),
+                      **knob_values(name, quantize.KNOBS, call))
+        gv = bb.add_func(_finished(kernel), str(kernel.attrs["global_symbol"]))
+        flat = bb.emit(relax.op.reshape(x, [size]))
+        q = bb.emit(relax.call_tir(gv, [flat], out_ty=relax.TensorType([size], "int8")))
+        return relax.op.reshape(q, shape)
+
+    return emit
+
+
+# Input quantization: float32 vector code; AVX2 CPUs (a CPU without SSE4.1 has no vector
+# rounding and would call libm per value: the generic compute is as good there).
+for _op, _name, _make in (("tquantize", "cpu_quantize", quantize.make_quantize),
+                          ("tquantize_ternary", "cpu_quantize_ternary", quantize.make_quantize_ternary)):
+    register(_op, Impl(_name, lambda call, target: has_avx2(target) and _static_float32(call),
+                       _quantize_emitter(_name, _make), quantize.KNOBS))
