@@ -30,7 +30,8 @@ from . import tir_intrin as ti
 from .geometry import ConvProblem
 from .schedule import Schedule
 from .tiling import Span, Tile
-from .tir_layer import ALU, OUTER_LOOPS, LayerShape, layer_shape, scheduled_layer
+from .tir_layer import (ACCUMULATE, ALU, OUTER_LOOPS, RESIDUAL, LayerShape, layer_shape,
+                        scheduled_layer)
 
 
 class WalkError(AssertionError):
@@ -237,7 +238,7 @@ class _Decoder:
 def run_plan(plan: list, p: ConvProblem, s: Schedule, ls: LayerShape) -> list[TileWork]:
     dec = _Decoder(ls)
     out: list[TileWork] = []
-    state = {"steps": [], "products": []}
+    state = {"steps": [], "products": [], "events": []}
     _run(plan, {}, p, s, dec, state, out)
     return out
 
@@ -255,6 +256,7 @@ def _run(nodes: list, env: dict, p, s, dec, state, out) -> None:
 
 def _on_event(ev: Event, env: dict, p, s, dec: _Decoder, state: dict, out: list) -> None:
     base = [b.at(env) for b in ev.bases]
+    state["events"].append((ev.symbol, base))
     if ev.symbol == ti.LOAD_INP:
         n, g, cb, r, c = (int(v) for v in dec.at(base[0], dec.inp))
         state["steps"].append((n, g, cb, r, c))
@@ -262,9 +264,10 @@ def _on_event(ev: Event, env: dict, p, s, dec: _Decoder, state: dict, out: list)
         state["products"].append(_step_products(ev, base, p, s, dec, state["steps"][-1]))
     elif ev.symbol == ti.STORE:
         out.append(_tile(base[0], p, s, dec, state))
-        state["steps"], state["products"] = [], []
+        _check_tile_events(state["events"], out[-1].tile, p, dec)
+        state["steps"], state["products"], state["events"] = [], [], []
     # LOAD_WGT, LOAD_PAR, LOAD_RES, ALU: their regions follow from the tile and step
-    # (checked through the products' offsets); the emitter decides their instructions.
+    # (checked at the tile's STORE); the emitter's builder decides their instructions.
 
 
 def _step_products(ev: Event, base: list, p: ConvProblem, s: Schedule, dec: _Decoder,
@@ -329,6 +332,35 @@ def _tile(store_base: int, p: ConvProblem, s: Schedule, dec: _Decoder, state: di
     tile = Tile(n, g, Span(ob, min(s.tile_out_blocks, p.out_blocks - ob)), rows, cols,
                 tuple(steps))
     return TileWork(tile, list(state["products"]))
+
+
+def _check_tile_events(events: list, t: Tile, p: ConvProblem, dec: _Decoder) -> None:
+    """The tile's intrinsics, in order: per step its input and weight loads and its GEMM,
+    then the parameter (and residual) loads, the ALU and the STORE (or the STORE alone
+    when the accumulators are stored), each on the tile's and step's own blocks."""
+    ls = dec.ls
+    tail = {ALU: [ti.LOAD_PAR, ti.ALU], RESIDUAL: [ti.LOAD_PAR, ti.LOAD_RES, ti.ALU],
+            ACCUMULATE: []}[ls.epilogue]
+    want = [ti.LOAD_INP, ti.LOAD_WGT, ti.GEMM] * len(t.in_steps) + tail + [ti.STORE]
+    if [sym for sym, _ in events] != want:
+        raise WalkError(f"layer {p.layer}: tile intrinsics {[sym for sym, _ in events]}, "
+                        f"expected {want}")
+    origin = (t.image_group, t.group, t.out_blocks.start, t.rows.start, t.cols.start)
+    steps = iter(t.in_steps)
+    for sym, base in events:
+        if sym == ti.LOAD_WGT:
+            got, exp = dec.at(base[0], dec.wgt), (t.group, t.out_blocks.start, next(steps).start,
+                                                  0, 0)
+        elif sym == ti.LOAD_PAR:
+            got = divmod(base[0] // ls.block_out, ls.out_blocks)
+            exp = (t.group, t.out_blocks.start)
+        elif sym in (ti.LOAD_RES, ti.ALU):
+            got, exp = dec.at(base[0], dec.acc), origin
+        else:
+            continue
+        got = tuple(int(v) for v in got)
+        if got != exp:
+            raise WalkError(f"layer {p.layer}: {sym} reads {got}, the tile's blocks are {exp}")
 
 
 def walk_layer(p: ConvProblem, s: Schedule, epilogue: str = ALU) -> list[TileWork]:

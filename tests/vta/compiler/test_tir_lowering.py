@@ -98,6 +98,7 @@ def _check_random_layer(data, cfg, double_buffer, reuse):
         event("no tiling fits")  # compile_layer's own error path (test_errors)
         return
     s = space[data.draw(st.integers(0, len(space) - 1))]
+    s = dataclasses.replace(s, skip_zero_blocks=data.draw(st.sampled_from([None, True, False])))
     event(f"double_buffer={s.double_buffer}, reuse={s.reuse}")
     event(f"epilogue {spec.epilogue}{' + residual' if spec.has_residual else ''}")
     _same_program(spec, hw, s, rng)
