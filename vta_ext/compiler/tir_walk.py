@@ -96,11 +96,11 @@ class Loop:
 @dataclass
 class Event:
     """One intrinsic: ``bases`` are its offsets (outer-loop affine forms) at the first
-    iteration of its own loops; ``inner`` the offsets over its own loops, ``[n, k]``."""
+    iteration of its own loops; ``inner`` (GEMM only) its offsets over its own loops, ``[n, k]``."""
 
     symbol: str
     bases: tuple
-    inner: np.ndarray
+    inner: np.ndarray | None
     pattern: GemmPattern | None = None  # GEMM: ``inner`` decoded once (``compile_plan``)
 
 
@@ -112,17 +112,18 @@ def _loop_grid(loops: list) -> dict:
 
 
 def _event(symbol: str, loops: list, offsets: list) -> Event:
+    """An event's bases; its own offsets over its loops only for a GEMM (the walker reads
+    a copy or an ALU at its origin, the first iteration of its own loops)."""
     names = {name for name, _ in loops}
+    parts = [off.split(names) for off in offsets]
+    bases = tuple(rest for _, rest in parts)
+    if symbol != ti.GEMM:
+        return Event(symbol, bases, None)
     grid = _loop_grid(loops)
     size = next(iter(grid.values())).size if grid else 1
-    bases, inner = [], []
-    for off in offsets:
-        own, rest = off.split(names)
-        bases.append(rest)
-        inner.append(np.broadcast_to(sum((c * grid[v] for v, c in own.coef), np.zeros(size,
-                                                                                     np.int64)),
-                                     (size,)))
-    return Event(symbol, tuple(bases), np.stack(inner, axis=1))
+    inner = [sum((c * grid[v] for v, c in own.coef), np.zeros(size, np.int64))
+             for own, _ in parts]
+    return Event(symbol, bases, np.stack(inner, axis=1))
 
 
 _STORES, _LOADS = ("BufferStore", "TensorStore"), ("BufferLoad", "TensorLoad")  # 0.27 names both
