@@ -23,7 +23,7 @@ from vta_ext.sim.fsim import simulate  # noqa: E402
 from .specs import (dequantize_spec, layer_input, layer_spec, residual_input,  # noqa: E402
                     residual_spec, trits, zero_blocks)
 
-CONFIGS = {name: HwConfig.load(name) for name in ("tiny", "default", "tiny_tact", "int8")}
+CONFIGS = {name: HwConfig.load(name) for name in ("tiny", "default", "tiny_tact", "int8", "large")}
 CONFIGS.update({f"tiny_b{b}": dataclasses.replace(CONFIGS["tiny"], name=f"tiny_b{b}", batch=b)
                 for b in (2, 4)})
 
