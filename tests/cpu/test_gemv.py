@@ -74,29 +74,42 @@ def test_gemv_matches_reference_on_large_shapes(kernel, mcpu, dual, n, k):
     assert np.array_equal(_run(kernel, mcpu, x, w, mult, bias, dual), _expected(x, w, mult, bias))
 
 
+@pytest.mark.skipif(not {"avx512_vnni", "avx512bw"} <= _FLAGS, reason="no AVX-512 VNNI")
+@pytest.mark.parametrize("n,k", [(4096, 4096), (37, 128 * 16 * 3 + 5)])
+def test_split_decode_matches_reference_on_large_shapes(n, k):
+    x, w, mult, bias = _random_layer(np.random.default_rng(n + k), 1, n, k)
+    assert np.array_equal(_run(VNNI, "cascadelake", x, w, mult, bias, **SPLIT), _expected(x, w, mult, bias))
+
+
 @pytest.mark.parametrize("kernel,mcpu", KERNELS)
 @settings(max_examples=10, deadline=None)
 @given(data=st.data(), n=st.integers(1, 70), k=st.integers(1, 3000), dual=st.booleans(), seed=st.integers(0, 2**31))
 def test_gemv_matches_reference_for_every_knob_value(kernel, mcpu, data, n, k, dual, seed):
     # the tuner's space: every rows / k-chunk / unroll choice computes the same layer
     knobs = {name: data.draw(st.sampled_from(choices), label=name) for name, choices in KNOBS[kernel].items()}
+    plan = GemvPlan.from_knobs(kernel, 1, n, k, dual, knobs)
     x, w, mult, bias = _random_layer(np.random.default_rng(seed), 1, n, k, dual)
-    out = _run(kernel, mcpu, x, w, mult, bias, dual, rows=knobs["dual_rows" if dual else "rows"],
-               groups_per_call=knobs["groups_per_call"], unroll_rows=knobs["unroll_rows"])
+    out = _run(kernel, mcpu, x, w, mult, bias, dual, rows=plan.rows, groups_per_call=plan.groups_per_call,
+               unroll_rows=plan.unroll_rows, split=plan.split)
     assert np.array_equal(out, _expected(x, w, mult, bias))
 
 
-@pytest.mark.parametrize("kernel,mcpu", KERNELS)
+SPLIT = {"split": True, "rows": 4}  # VNNI's field-split decode (cpu/intrin_split.py)
+
+
+@pytest.mark.parametrize("kernel,mcpu,knobs", [pytest.param(*p.values, {}, marks=p.marks) for p in KERNELS] + [
+    pytest.param(VNNI, "cascadelake", SPLIT, marks=KERNELS[1].marks)])
 @pytest.mark.parametrize("w_val,x_val", [(1, 127), (1, -128), (-1, -128), (-1, 127)])
-def test_saturation_worst_case(kernel, mcpu, w_val, x_val):
+def test_saturation_worst_case(kernel, mcpu, knobs, w_val, x_val):
     # AVX2 adds 64 pair sums of (w + 1) * x in int16 before widening: with x = -128 and
     # w = +1 each int16 lane reaches exactly -32768. K spans several such chunks plus a tail.
+    # The split decode multiplies the masked field 3 (128 for w = +1) by x = -128.
     n, k = 5, 128 * 16 * 2 + 77
     w = np.full((n, k), w_val, np.int8)
     x = np.full((2, k), x_val, np.int8)
     mult = np.full((2, n), 2**15 - 1, np.int32)
     bias = np.zeros(n, np.int64)
-    out = _run(kernel, mcpu, x, w, mult, bias)
+    out = _run(kernel, mcpu, x, w, mult, bias, **knobs)
     assert (out == (2**15 - 1) * w_val * x_val * k).all()  # hand-worked: every product is w x
 
 
@@ -184,6 +197,14 @@ def test_bad_layer_shapes_are_named(kernel, dual, batch, n, k, field):
 def test_bad_knob_values_are_named(knob, value, message):
     with pytest.raises(KernelConfigError, match=f"gemv_avx2: {message}"):
         GemvPlan(AVX2, 1, 8, 300, **{knob: value})
+
+
+@pytest.mark.parametrize("kernel,dual", [(AVX2, False), (VNNI, True)])
+def test_split_decode_needs_vnni_and_a_symmetric_layer(kernel, dual):
+    # pmaddubsw's int16 pair sums cannot hold 128 * 127 * 2; a dual layer would need 8
+    # accumulators per row
+    with pytest.raises(KernelConfigError, match=f"gemv_{kernel.name}: the field-split decode needs"):
+        GemvPlan(kernel, 1, 8, 300, dual, split=True)
 
 
 def test_k_chunks_split_the_groups_evenly():

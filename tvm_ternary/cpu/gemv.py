@@ -27,6 +27,7 @@ from tvm.script import tirx as T
 
 from tvm_ternary.errors import KernelConfigError
 
+from .intrin_split import FIELDS, field_lanes, field_term, split_dot_intrin, split_lane_sum_intrin
 from .intrin_trit import AVX2, VNNI, Isa, dot_intrin, lane_sum_intrin, trit_term
 from .layout import check_layer_dims, interleaved_2bit
 from .parallel import PARALLEL_MIN_WEIGHTS
@@ -34,8 +35,10 @@ from .parallel import PARALLEL_MIN_WEIGHTS
 # The template's space: knob -> candidates, the first being the default (measured on
 # GEMV 4096: VNNI 16 rows symmetric / 8 dual, AVX2 8 / 8; see docs/cpu_kernels.md).
 KNOBS = {
-    VNNI: {"rows": [16, 8, 4], "dual_rows": [8, 4, 16], "groups_per_call": [1, 2, 4], "unroll_rows": [True, False]},
-    AVX2: {"rows": [8, 4, 16], "dual_rows": [8, 4], "groups_per_call": [16, 8, 4], "unroll_rows": [True, False]},
+    VNNI: {"rows": [16, 8, 4], "dual_rows": [8, 4, 16], "groups_per_call": [1, 2, 4], "unroll_rows": [True, False],
+           "decode": ["shift", "split"], "split_rows": [4, 2, 6]},
+    AVX2: {"rows": [8, 4, 16], "dual_rows": [8, 4], "groups_per_call": [16, 8, 4], "unroll_rows": [True, False],
+           "decode": ["shift"], "split_rows": [4]},
 }
 
 
@@ -55,14 +58,20 @@ class GemvPlan:
     rows: int = 0            # 0: the ISA default for a symmetric / dual layer
     groups_per_call: int = 0  # 0: the ISA default, shrunk to balance the chunks
     unroll_rows: bool = True
+    split: bool = False      # field-split decode (cpu/intrin_split.py; VNNI, symmetric)
 
     def __post_init__(self):
         check_layer_dims(f"gemv_{self.isa.name}", self.batch, self.n, self.k)
         knobs = defaults(self.isa)
+        for flag in ("dual", "unroll_rows", "split"):  # the compute's Python ifs need bools
+            object.__setattr__(self, flag, bool(getattr(self, flag)))
         if not self.rows:
             object.__setattr__(self, "rows", knobs["dual_rows" if self.dual else "rows"])
         if not self.groups_per_call:
             object.__setattr__(self, "groups_per_call", knobs["groups_per_call"])
+        if self.split and (self.isa is not VNNI or self.dual):
+            raise KernelConfigError(f"gemv_{self.isa.name}: the field-split decode needs AVX-512 VNNI and a "
+                                    "symmetric layer")
         if self.rows < 1:
             raise KernelConfigError(f"gemv_{self.isa.name}: rows per block must be >= 1, got {self.rows!r}")
         if not 1 <= self.groups_per_call <= self.isa.max_groups:
@@ -72,8 +81,10 @@ class GemvPlan:
     @classmethod
     def from_knobs(cls, isa: Isa, batch: int, n: int, k: int, dual: bool, knobs: dict) -> "GemvPlan":
         """The plan for a layer under a tuner's (or the default) knob values."""
-        return cls(isa, batch, n, k, dual, rows=knobs["dual_rows" if dual else "rows"],
-                   groups_per_call=knobs["groups_per_call"], unroll_rows=knobs["unroll_rows"])
+        split = knobs["decode"] == "split" and not dual  # dual layers keep the shift decode
+        rows = knobs["dual_rows"] if dual else knobs["split_rows"] if split else knobs["rows"]
+        return cls(isa, batch, n, k, dual, rows=rows, groups_per_call=knobs["groups_per_call"],
+                   unroll_rows=knobs["unroll_rows"], split=split)
 
     @property
     def groups(self) -> int:
@@ -106,7 +117,7 @@ class GemvPlan:
         different ones never clash."""
         kind = "dual_" if self.dual else ""
         return (f"ternary_{kind}gemv_{self.isa.name}_b{self.batch}_n{self.n}_k{self.k}"
-                f"_r{self.rows}_c{self.chunk}{'' if self.unroll_rows else '_nu'}")
+                f"_r{self.rows}_c{self.chunk}{'' if self.unroll_rows else '_nu'}{'_split' if self.split else ''}")
 
 
 def compute(plan: GemvPlan) -> tvm.tirx.PrimFunc:
@@ -115,7 +126,8 @@ def compute(plan: GemvPlan) -> tvm.tirx.PrimFunc:
     B, N, K, R = plan.batch, plan.n, plan.k, plan.rows
     L, LW, GT, G, NB = isa.lanes, isa.acc_lanes, isa.group, plan.padded_groups, plan.row_blocks
     KP = G * GT
-    acc_shape = (B, NB, R, 2, LW) if dual else (B, NB, R, LW)
+    split = plan.split
+    acc_shape = (B, NB, R, 2, LW) if dual else (B, NB, R, FIELDS, LW) if split else (B, NB, R, LW)
     tot_shape = (B, NB, R, 2) if dual else (B, NB, R)
 
     @T.prim_func(s_tir=True)
@@ -164,6 +176,26 @@ def compute(plan: GemvPlan) -> tvm.tirx.PrimFunc:
                             - T.Cast("int64", mult[1, vnb * R + vr]) * (
                                 T.Cast("int64", tot[vb, vnb, vr, 1]) - T.Cast("int64", tot[vb, vnb, vr, 0] - sx[vb]))
                             + bias[vnb * R + vr])
+            elif split:
+                for r, f, l, g, q in T.grid(R, FIELDS, LW, G, 4):
+                    with T.sblock("dot"):
+                        vnb, vb, vr, vf, vl, vg, vq = T.axis.remap("SSSSSRR", [nb, b, r, f, l, g, q])
+                        with T.init():
+                            acc[vb, vnb, vr, vf, vl] = 0
+                        acc[vb, vnb, vr, vf, vl] = acc[vb, vnb, vr, vf, vl] + field_term(
+                            w[vnb, vg, vr, 4 * vl + vq], xp[vb, vg * GT + vf * L + 4 * vl + vq], vf)
+                for r, f, l in T.grid(R, FIELDS, LW):
+                    with T.sblock("lanes"):
+                        vnb, vb, vr, vf, vl = T.axis.remap("SSSRR", [nb, b, r, f, l])
+                        with T.init():
+                            tot[vb, vnb, vr] = 0
+                        tot[vb, vnb, vr] = tot[vb, vnb, vr] + field_lanes(acc[vb, vnb, vr, vf, vl], vf)
+                for r in range(R):
+                    with T.sblock("scale"):
+                        vnb, vb, vr = T.axis.remap("SSS", [nb, b, r])
+                        T.where(nb * R + r < N)
+                        z[vb, vnb * R + vr] = T.Cast("int64", mult[0, vnb * R + vr]) * T.Cast(
+                            "int64", tot[vb, vnb, vr] - sx[vb]) + bias[vnb * R + vr]
             else:
                 for r, l, g, j, q in T.grid(R, LW, G, 4, 4):
                     with T.sblock("dot"):
@@ -195,7 +227,7 @@ def schedule(plan: GemvPlan) -> tvm.tirx.PrimFunc:
     sch = tvm.s_tir.Schedule(compute(plan))
     dot, lanes = sch.get_sblock("dot"), sch.get_sblock("lanes")
     nb, _, r, *inner = sch.get_loops(dot)
-    g = inner.pop(-3)  # inner: [s,] l, j, q
+    g = inner.pop(-2 if plan.split else -3)  # inner: [s,] l, j, q or f, l, q
     go, gi = sch.split(g, [None, plan.chunk])
     sch.reorder(go, r, gi, *inner)
     if plan.n * plan.k > PARALLEL_MIN_WEIGHTS:  # before tensorize: it checks the dataflow
@@ -203,12 +235,13 @@ def schedule(plan: GemvPlan) -> tvm.tirx.PrimFunc:
 
     init = sch.decompose_reduction(dot, go)
     sch.vectorize(sch.get_loops(init)[-1])  # vectorize before decompose (DESIGN.md)
-    sch.tensorize(gi if plan.chunk > 1 else inner[0], dot_intrin(plan.isa, plan.dual, plan.chunk))
+    dot_name = split_dot_intrin(plan.isa, plan.chunk) if plan.split else dot_intrin(plan.isa, plan.dual, plan.chunk)
+    sch.tensorize(gi if plan.chunk > 1 else inner[0], dot_name)
     if plan.unroll_rows:
         sch.unroll(r)
-    lane_loop = sch.get_loops(lanes)[-1]
+    lane_loop = sch.get_loops(lanes)[-2 if plan.split else -1]  # split: the (field, lane) pair
     sch.decompose_reduction(lanes, lane_loop)
-    sch.tensorize(lane_loop, lane_sum_intrin(plan.isa))
+    sch.tensorize(lane_loop, split_lane_sum_intrin(plan.isa) if plan.split else lane_sum_intrin(plan.isa))
     # op_pattern 8 (TVM's kOpaque): Relax's FuseOps must not fuse a finished kernel with
     # its epilogue (FuseTIR rejects a scheduled block PrimFunc, and would unschedule it)
     return sch.mod["main"].with_attr("global_symbol", plan.symbol).with_attr("op_pattern", 8)

@@ -201,7 +201,8 @@ def _lane_sum_impl(isa: Isa):
 _REGISTERED: set[str] = set()
 
 
-def _register(name: str, desc, impl) -> str:
+def register_once(name: str, desc, impl) -> str:
+    """Register a tensor intrinsic the first time its name is asked for; returns the name."""
     if name not in _REGISTERED:
         TensorIntrin.register(name, desc, impl, override=True)
         _REGISTERED.add(name)
@@ -214,9 +215,9 @@ def dot_intrin(isa: Isa, dual: bool, groups: int) -> str:
         raise KernelConfigError(f"{isa.name} dot intrinsic: groups per call must be in [1, {isa.max_groups}] "
                                 f"(int16 headroom), got {groups!r}")
     name = f"tternary_{isa.name}_{'dual_' if dual else ''}trit_dot_g{groups}"
-    return _register(name, _dot_desc(isa, dual, groups), _dot_impl(isa, dual, groups))
+    return register_once(name, _dot_desc(isa, dual, groups), _dot_impl(isa, dual, groups))
 
 
 def lane_sum_intrin(isa: Isa) -> str:
     """The registered intrinsic adding one accumulator register's lanes into a scalar."""
-    return _register(f"tternary_{isa.name}_lane_sum", _lane_sum_desc(isa), _lane_sum_impl(isa))
+    return register_once(f"tternary_{isa.name}_lane_sum", _lane_sum_desc(isa), _lane_sum_impl(isa))
