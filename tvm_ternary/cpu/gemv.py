@@ -14,7 +14,9 @@ stream and its ``rows`` rows share every activation load.
 Knobs (``KNOBS``, searched by the tuner through the strategy registry): ``rows`` per
 row block (the weight layout's interleave; ``dual_rows`` for dual-scale layers, which keep
 two accumulators per row), ``groups_per_call`` (the k-chunk one intrinsic call sums; AVX2's
-int16 stage takes up to 16), ``unroll_rows``.
+int16 stage takes up to 16), ``unroll_rows``; on VNNI also ``decode``: ``shift`` (shift +
+mask per field) or ``split`` (mask in place into one accumulator per field,
+``cpu/intrin_split.py``: fewer uops, for L2-resident layers) with its own ``split_rows``.
 """
 
 from __future__ import annotations
@@ -37,8 +39,7 @@ from .parallel import PARALLEL_MIN_WEIGHTS
 KNOBS = {
     VNNI: {"rows": [16, 8, 4], "dual_rows": [8, 4, 16], "groups_per_call": [1, 2, 4], "unroll_rows": [True, False],
            "decode": ["shift", "split"], "split_rows": [4, 2, 6]},
-    AVX2: {"rows": [8, 4, 16], "dual_rows": [8, 4], "groups_per_call": [16, 8, 4], "unroll_rows": [True, False],
-           "decode": ["shift"], "split_rows": [4]},
+    AVX2: {"rows": [8, 4, 16], "dual_rows": [8, 4], "groups_per_call": [16, 8, 4], "unroll_rows": [True, False]},
 }
 
 
@@ -81,7 +82,7 @@ class GemvPlan:
     @classmethod
     def from_knobs(cls, isa: Isa, batch: int, n: int, k: int, dual: bool, knobs: dict) -> "GemvPlan":
         """The plan for a layer under a tuner's (or the default) knob values."""
-        split = knobs["decode"] == "split" and not dual  # dual layers keep the shift decode
+        split = knobs.get("decode") == "split" and not dual  # dual layers keep the shift decode
         rows = knobs["dual_rows"] if dual else knobs["split_rows"] if split else knobs["rows"]
         return cls(isa, batch, n, k, dual, rows=rows, groups_per_call=knobs["groups_per_call"],
                    unroll_rows=knobs["unroll_rows"], split=split)
