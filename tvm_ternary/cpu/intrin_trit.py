@@ -1,7 +1,7 @@
 """Tensor intrinsics for ternary x int8 dot products: 2-bit decode + an x86 int8 dot.
 
 Shared by the CPU kernels (H4 GEMV; H5 GEMM / conv and H6 sparse / popcount may import
-it): ``dot_intrin(isa, dual, groups)`` and ``lane_sum_intrin(isa, dual)`` return the name
+it): ``dot_intrin(isa, dual, groups)`` and ``lane_sum_intrin(isa)`` return the name
 of a ``tvm.s_tir.TensorIntrin`` registered on first use (desc + impl), to pass to
 ``sch.tensorize``.
 

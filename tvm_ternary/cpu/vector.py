@@ -28,10 +28,3 @@ def plus_codes(w_vec, j: int, lanes: int):
     shift + mask)."""
     return T.call_llvm_pure_intrin(f"uint8x{lanes}", "llvm.usub.sat", trit_codes(w_vec, j, lanes),
                                    T.broadcast(T.uint8(1), lanes))
-
-
-def dual_scaled(mult_p, mult_n, acc, acc_p, bias):
-    """``z = Mp acc_p - Mn acc_n + bias`` (int64, ``reference.scaled_acc``) from the ternary
-    dot product ``acc`` and ``acc_p = sum x[w = +1]``: ``acc_n = acc_p - acc``."""
-    return (T.Cast("int64", mult_p) * T.Cast("int64", acc_p)
-            - T.Cast("int64", mult_n) * (T.Cast("int64", acc_p) - T.Cast("int64", acc)) + bias)
