@@ -36,8 +36,10 @@ def run_conv(x, w, mult, bias, stride, padding, dilation, groups, pad_value, isa
 
 
 def expected(x, w, mult, bias, stride, padding, dilation, groups, pad_value):
+    """``mult``: M [out_ch] or [Mp, Mn] [2, out_ch]."""
     acc_p, acc_n = ref.conv2d_acc(x, w, stride, padding, dilation, groups, pad_value)
-    return ref.scaled_acc(acc_p, acc_n, bias, mult, mult, axis=1)
+    mp, mn = (mult, mult) if np.ndim(mult) == 1 else mult
+    return ref.scaled_acc(acc_p, acc_n, bias, mp, mn, axis=1)
 
 
 @st.composite
@@ -57,7 +59,7 @@ def conv_cases(draw):
     return dict(batch=draw(st.integers(1, 3)), groups=groups, cin_g=cin_g, out_g=out_g, kh=kh, kw=kw,
                 stride=stride, dilation=dilation, padding=padding, h=h, w=w,
                 pad_value=draw(st.sampled_from([0, -1, 5])), seed=draw(st.integers(0, 2**31)),
-                isa=draw(st.sampled_from(ISAS or ["avx2"])))
+                isa=draw(st.sampled_from(ISAS or ["avx2"])), dual=draw(st.booleans()))
 
 
 @settings(max_examples=30, deadline=None)
@@ -68,7 +70,8 @@ def test_random_convolutions_match_reference(case):
     x = rng.integers(-127, 128, (case["batch"], g * case["cin_g"], case["h"], case["w"])).astype(np.int8)
     w = rng.integers(-1, 2, (g * case["out_g"], case["cin_g"], case["kh"], case["kw"])).astype(np.int8)
     n = w.shape[0]
-    mult, bias = rng.integers(2**14, 2**15, n), rng.integers(-2**40, 2**40, n)
+    mult = rng.integers(2**14, 2**15, (2, n) if case["dual"] else n)
+    bias = rng.integers(-2**40, 2**40, n)
     args = (case["stride"], case["padding"], case["dilation"], g, case["pad_value"])
     assert np.array_equal(run_conv(x, w, mult, bias, *args, case["isa"]), expected(x, w, mult, bias, *args))
 

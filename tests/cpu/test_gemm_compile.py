@@ -16,10 +16,10 @@ pytestmark = pytest.mark.skipif("avx2" not in cpu_info()["flags"], reason="host 
 AVX2_ONLY = {"kind": "llvm", "mcpu": "znver3", "num-cores": 2}
 
 
-def _frozen_linear(batch, k, n, seed):
+def _frozen_linear(batch, k, n, seed, method="twn"):
     torch.manual_seed(seed)
     x = torch.randn(batch, k)
-    qm = tt.quant.ternarize(nn.Sequential(nn.Linear(k, n)), "twn")
+    qm = tt.quant.ternarize(nn.Sequential(nn.Linear(k, n)), method)
     tt.quant.calibrate(qm, [x])
     return tt.quant.freeze(qm), x
 
@@ -34,6 +34,16 @@ def test_batched_linear_uses_the_gemm_and_is_exact(target, extra, k, n):
     assert torch.equal(y, frozen(x)) and torch.equal(y, tt.quant.run_reference(frozen, x))
 
 
+@pytest.mark.parametrize("target", ["cpu", AVX2_ONLY])
+def test_dual_scale_linear_uses_the_gemm_and_is_exact(target):
+    # TTQ (Mp != Mn per channel) at batch >= GEMM_MIN_BATCH: the GEMM's second accumulator
+    frozen, x = _frozen_linear(GEMM_MIN_BATCH + 5, 333, 45, 9, method="ttq")
+    cm = tt.compile(frozen, (x,), target=target)
+    assert any(s.startswith("tlinear") and s.endswith(": gemm_tiled") for s in cm.stats["kernels"])
+    y = cm(x)
+    assert torch.equal(y, frozen(x)) and torch.equal(y, tt.quant.run_reference(frozen, x))
+
+
 def test_batch_below_threshold_keeps_the_gemv():
     frozen, x = _frozen_linear(GEMM_MIN_BATCH - 1, 200, 20, 5)
     cm = tt.compile(frozen, (x,))
@@ -41,7 +51,7 @@ def test_batch_below_threshold_keeps_the_gemv():
 
 
 @pytest.mark.parametrize("target", ["cpu", AVX2_ONLY])
-@pytest.mark.parametrize("method,act", [("twn", "int8"), ("absmean", "ternary_half")])
+@pytest.mark.parametrize("method,act", [("twn", "int8"), ("absmean", "ternary_half"), ("ttq", "int8")])
 def test_digits_cnn_is_bit_exact(target, method, act):
     x = torch.rand(GEMM_MIN_BATCH + 3, 1, 8, 8)
     _, frozen = frozen_pair(random_digits_model("cnn", 11), method, x, act=act)

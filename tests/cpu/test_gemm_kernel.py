@@ -24,8 +24,34 @@ def _run_linear(x, w, mult, bias, isa, threads=2, knobs=None):
 
 
 def _expected(x, w, mult, bias):
+    """``mult``: M [N] or [Mp, Mn] [2, N]."""
     acc_p, acc_n = ref.linear_acc(x, w)
-    return ref.scaled_acc(acc_p, acc_n, bias, mult, mult)
+    mp, mn = (mult, mult) if np.ndim(mult) == 1 else mult
+    return ref.scaled_acc(acc_p, acc_n, bias, mp, mn)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(ISAS or ["avx2"]), st.integers(1, 23), st.integers(1, 41), st.integers(1, 300),
+       st.integers(0, 2**31), st.sampled_from([0, 2, 4, 6]))
+def test_dual_scales_match_reference(isa, m, n, k, seed, tile_rows):
+    # TTQ / EC2T layers (Mp != Mn): the second accumulator on the +1 codes
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-1, 2, (n, k)).astype(np.int8)
+    x = rng.integers(-127, 128, (m, k)).astype(np.int8)
+    mult = rng.integers(2**14, 2**15, (2, n))
+    bias = rng.integers(-2**40, 2**40, n)
+    got = _run_linear(x, w, mult, bias, isa, knobs={"tile_rows": tile_rows, "tile_pixels": 2})
+    assert np.array_equal(got, _expected(x, w, mult, bias))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("x_val,w_val", [(127, 1), (-127, 1), (127, -1)])
+def test_dual_worst_case_does_not_saturate(isa, x_val, w_val):
+    k, n, m = AVX2_CHUNK * 4 * 2 + 52, 5, 3
+    w = np.full((n, k), w_val, np.int8)
+    x = np.full((m, k), x_val, np.int8)
+    mult, bias = np.stack([np.full(n, 2**15 - 1), np.full(n, 2**14)]), np.full(n, 7)
+    assert np.array_equal(_run_linear(x, w, mult, bias, isa), _expected(x, w, mult, bias))
 
 
 @settings(max_examples=25, deadline=None)

@@ -6,8 +6,8 @@ channels padded to the vector width ``Cp``); the reduction of output pixel ``p``
 the ``kh * kw`` taps of ``Cp`` contiguous bytes of its window (tap-major, as the weights
 are packed), which the kernel addresses in closed form from the spec's window, stride and
 dilation (``gemm_compute.activation_word``). The kernel writes
-``z = M * acc + bias`` straight into NCHW order. Dual-scale layers stay on the portable
-path.
+``z = M * acc + bias`` straight into NCHW order (dual-scale layers: ``Mp acc_p - Mn acc_n
++ bias``, ``gemm_scales``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from tvm_ternary.target import cpu_features
 from .gemm_emit import constant as _constant
 from .gemm_emit import current_target, emit_gemm
 from .gemm_kernel import ISA_VECTOR_BYTES, X_BIAS, GemmSpec, reduction_padded
-from .gemm_layout import STEP_K, lanes_2bit, pad_channels, round_up
+from .gemm_layout import STEP_K, lanes_2bit, round_up
+from .gemm_scales import scale_operands, scale_pair
 from .gemm_tiles import KNOBS, choose_isa, parallel_splits, tile_shape
 
 
@@ -49,8 +50,9 @@ def conv_geometry(x_shape, w_shape, stride, padding, dilation, groups):
 
 def conv_plan(x_shape, w_t: np.ndarray, mult: np.ndarray, stride, padding, dilation, groups: int,
               isa: str, threads: int, knobs: dict | None = None):
-    """The kernel spec and constant operands for ``tconv2d`` (symmetric multipliers);
-    ``knobs``: values of ``gemm_tiles.KNOBS`` (missing or 0: the ISA's defaults)."""
+    """The kernel spec and constant operands for ``tconv2d``: ``mult`` is ``M [out_ch]``
+    or ``[Mp, Mn]`` (dual scales when they differ); ``knobs``: values of
+    ``gemm_tiles.KNOBS`` (missing or 0: the ISA's defaults)."""
     batch, chans, height, width = x_shape
     out_ch, _, kh, kw = w_t.shape
     oh, ow, cin_g, out_g = conv_geometry(x_shape, w_t.shape, stride, padding, dilation, groups)
@@ -58,7 +60,9 @@ def conv_plan(x_shape, w_t: np.ndarray, mult: np.ndarray, stride, padding, dilat
     hp, wp_ = height + 2 * padding[0], width + 2 * padding[1]
     ctot = groups * cp
     k = kh * kw * cp
-    rows, pixels = tile_shape(isa, knobs)
+    mult_p, mult_n = scale_pair(mult)
+    dual = not np.array_equal(mult_p, mult_n)
+    rows, pixels = tile_shape(isa, knobs, dual)
     lanes = ISA_VECTOR_BYTES[isa] // STEP_K
     m = batch * oh * ow
     pixel_tiles = -(-m // pixels)
@@ -66,23 +70,21 @@ def conv_plan(x_shape, w_t: np.ndarray, mult: np.ndarray, stride, padding, dilat
                     x_shape=(batch, hp, wp_, ctot), x_group_stride=cp,
                     out_shape=(batch, out_ch, oh, ow), out_channel_stride=oh * ow,
                     tile_rows=rows, tile_pixels=pixels,
-                    splits=parallel_splits(groups * -(-out_g // (rows * lanes)), pixel_tiles, threads, knobs),
-                    window=(kh, kw), stride=tuple(stride), dilation=tuple(dilation), tap_bytes=cp)
+                    splits=parallel_splits(groups * -(-out_g // (rows // (2 if dual else 1) * lanes)), pixel_tiles,
+                                           threads, knobs),
+                    window=(kh, kw), stride=tuple(stride), dilation=tuple(dilation), tap_bytes=cp, dual=dual)
     # weights tap-major, channels padded: [G, out_g, kh, kw, cp] -> [G, out_g, kh * kw * cp]
     w_g = np.zeros((groups, out_g, kh, kw, cp), np.int8)
     w_g[..., :cin_g] = w_t.reshape(groups, out_g, cin_g, kh, kw).transpose(0, 1, 3, 4, 2)
     p = np.minimum(np.arange(spec.pixels_padded), m - 1)
     b, oy, ox = p // (oh * ow), p // ow % oh, p % ow
-    mult64 = np.asarray(mult, np.int64)
-    corr = -X_BIAS * mult64 * w_t.astype(np.int64).reshape(out_ch, -1).sum(axis=1)
     consts = {
         "wp": lanes_2bit(w_g.reshape(groups, out_g, -1), lanes, spec.tile_channels, what="tconv2d weight",
                          k_padded=spec.k_padded),
         "obase": (b * out_ch * oh * ow + oy * ow + ox).astype(np.int32),
-        "mult": pad_channels(mult64.reshape(groups, out_g), spec.rows_padded),
-        # xu = x + 128 everywhere, padding included: 128 * sum(w) per channel, times M
-        "corr": pad_channels(corr.reshape(groups, out_g), spec.rows_padded),
     }
+    # xu = x + 128 everywhere, padding included: the correction is per channel
+    consts.update(scale_operands(w_g, mult_p, mult_n, spec.rows_padded))
     return spec, consts
 
 
@@ -104,7 +106,7 @@ def _applies(call, target) -> bool:
     if "avx2" not in cpu_features(target):
         return False
     w, mult = _constant(call.args[1]), _constant(call.args[3])
-    return w is not None and mult is not None and np.array_equal(mult[0], mult[1])
+    return w is not None and mult is not None
 
 
 def _emit(bb, call):
@@ -114,7 +116,7 @@ def _emit(bb, call):
     x_shape = [int(d) for d in x.ty.shape]
     target = current_target()
     isa = choose_isa(target, w_t.shape[0] // groups)
-    spec, consts = conv_plan(x_shape, w_t, _constant(mult)[0], (sh, sw), (ph, pw), (dh, dw), groups,
+    spec, consts = conv_plan(x_shape, w_t, _constant(mult), (sh, sw), (ph, pw), (dh, dw), groups,
                              isa, int(target.get("num-cores", 1)), knob_values(IMPL_NAME, KNOBS, call))
     xu = bb.emit(bb.call_te(lambda t: biased_nhwc(t, spec, w_t.shape[1], (ph, pw), pad_value), x,
                             primfunc_name_hint="biased_nhwc"))

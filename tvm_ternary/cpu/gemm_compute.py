@@ -4,13 +4,17 @@ and tensorizes its register tile onto ``gemm_intrin``.
 Blocks, over the padded domain (``spec.pixels_padded`` pixels, ``spec.rows_padded``
 channels per group as ``NC`` vectors of ``L`` lanes, ``KS`` 4-byte reduction steps):
 
-- ``decode``: ``wdec[g, c, s, l, t]``, the int8 weight {-1, 0, 1} of channel ``c L + l`` at
-  ``k = 4 s + t`` from the ``lanes_2bit`` bytes (shift + mask - 1).
+- ``decode``: ``wdec[g, v, s, l, t]``, the int8 weight {-1, 0, 1} of channel ``c L + l`` at
+  ``k = 4 s + t`` from the ``lanes_2bit`` bytes (shift + mask - 1), ``v = c``. Dual-scale
+  kernels have two vectors per channel vector, ``v = 2c`` the weights and ``v = 2c + 1``
+  the one-bit codes of ``w = +1`` (``code >> 1``) of the same bytes, so the same dot
+  yields ``acc_p = sum x[w = +1]`` beside ``acc`` (the GEMV's dual path, as a GEMM).
 - ``dot`` (VNNI) or ``dot16`` + ``widen`` (AVX2): ``acc[g, p, c, l] = sum_{s, t}
   xu[4 word(g, p, s) + t] wdec[g, c, s, l, t]`` in int32; on AVX2 the sum
   runs in int16 pairs over ``spec.chunk`` steps (``acc16``) and is widened once per chunk.
-- ``store``: ``out[obase[p] + n OC] = M[n] acc + corr[n] + bias[n]`` (int64) for the real
-  pixels and channels only.
+- ``store``: ``out[obase[p] + n OC] = M[n] acc + M_p[n] acc_p + corr[n] + bias[n]`` (int64)
+  for the real pixels and channels only; ``M = Mn``, ``M_p = Mp - Mn`` and ``corr``
+  removes the activation bias: ``Mp acc_p - Mn acc_n = (Mp - Mn) acc_p + Mn acc``.
 
 The input ``xu`` and output ``out`` are flat. ``word(g, p, s)`` is where reduction step
 ``s`` of pixel ``p`` sits in ``xu`` (in 4-byte words), in closed form from the spec's
@@ -55,85 +59,92 @@ def activation_word(spec, g, p, s):
 def make_compute(spec):
     """The unscheduled PrimFunc of ``spec`` (a ``gemm_kernel.GemmSpec``)."""
     G, NG, NGP, L, VB = spec.groups, spec.rows, spec.rows_padded, spec.lanes, spec.vector_bytes
-    M, P, KS, KQ, NC = spec.pixels, spec.pixels_padded, spec.k_padded // STEP_K, spec.k_padded // 16, spec.rows_padded // spec.lanes
+    M, P, KS, KQ = spec.pixels, spec.pixels_padded, spec.k_padded // STEP_K, spec.k_padded // 16
+    D = spec.vectors_per_channel_vector
+    NC = spec.rows_padded // L          # channel vectors
+    NV = NC * D                         # accumulator vectors
     XL, OL, OC = _prod(spec.x_shape), _prod(spec.out_shape), spec.out_channel_stride
+
     def word(g, p, s):
         return activation_word(spec, g, p, s)
 
+    def weight(wp, g, v, s, l, t):
+        code = T.bitwise_and(T.shift_right(wp[g, v // D, s // 4, l * 4 + t], T.Cast("uint8", s % 4 * 2)), T.uint8(3))
+        if D == 1:
+            return T.Cast("int8", code) - T.int8(1)
+        return T.Select(v % 2 == 0, T.Cast("int8", code) - T.int8(1), T.Cast("int8", T.shift_right(code, T.uint8(1))))
+
+    def scaled(acc, mult, mult_p, corr, g, p, c, l):
+        n = g * NGP + c * L + l
+        if D == 1:
+            return mult[n] * T.Cast("int64", acc[g, p, c, l]) + corr[n]
+        return (mult[n] * T.Cast("int64", acc[g, p, 2 * c, l])
+                + mult_p[n] * T.Cast("int64", acc[g, p, 2 * c + 1, l]) + corr[n])
+
     if spec.isa == "avx2":
-        return _avx2(G, NG, NGP, L, VB, M, P, KS, KQ, NC, XL, OL, OC, word, spec.chunk)
-    return _vnni(G, NG, NGP, L, VB, M, P, KS, KQ, NC, XL, OL, OC, word)
+        CH = spec.chunk
+        NCH = KS // CH
 
+        @T.prim_func(s_tir=True)
+        def gemm(xu: T.Buffer((XL,), "uint8"), wp: T.Buffer((G, NC, KQ, VB), "uint8"),
+                 obase: T.Buffer((P,), "int32"), mult: T.Buffer((G * NGP,), "int64"),
+                 mult_p: T.Buffer((G * NGP,), "int64"), corr: T.Buffer((G * NGP,), "int64"),
+                 bias: T.Buffer((G * NG,), "int64"), out: T.Buffer((OL,), "int64")):
+            T.func_attr({"tirx.noalias": True})
+            wdec = T.sblock_alloc_buffer((G, NV, KS, L, STEP_K), "int8")
+            acc16 = T.sblock_alloc_buffer((G, P, NV, NCH, L, 2), "int16")
+            acc = T.sblock_alloc_buffer((G, P, NV, L), "int32")
+            for g, v, s, l, t in T.grid(G, NV, KS, L, STEP_K):
+                with T.sblock("decode"):
+                    vg, vv, vs, vl, vt = T.axis.remap("SSSSS", [g, v, s, l, t])
+                    wdec[vg, vv, vs, vl, vt] = weight(wp, vg, vv, vs, vl, vt)
+            for g, p, v, ch, l, h, si, tt in T.grid(G, P, NV, NCH, L, 2, CH, 2):
+                with T.sblock("dot16"):
+                    vg, vp, vv, vch, vl, vh, vsi, vtt = T.axis.remap("SSSSSSRR", [g, p, v, ch, l, h, si, tt])
+                    with T.init():
+                        acc16[vg, vp, vv, vch, vl, vh] = T.int16(0)
+                    acc16[vg, vp, vv, vch, vl, vh] = acc16[vg, vp, vv, vch, vl, vh] + T.Cast(
+                        "int16", xu[word(vg, vp, vch * CH + vsi) * 4 + vh * 2 + vtt]) * T.Cast(
+                        "int16", wdec[vg, vv, vch * CH + vsi, vl, vh * 2 + vtt])
+            for g, p, v, l, ch, h in T.grid(G, P, NV, L, NCH, 2):
+                with T.sblock("widen"):
+                    vg, vp, vv, vl, vch, vh = T.axis.remap("SSSSRR", [g, p, v, l, ch, h])
+                    with T.init():
+                        acc[vg, vp, vv, vl] = 0
+                    acc[vg, vp, vv, vl] = acc[vg, vp, vv, vl] + T.Cast("int32", acc16[vg, vp, vv, vch, vl, vh])
+            for g, p, c, l in T.grid(G, P, NC, L):
+                with T.sblock("store"):
+                    vg, vp, vc, vl = T.axis.remap("SSSS", [g, p, c, l])
+                    if vp < M and vc * L + vl < NG:
+                        out[obase[vp] + (vg * NG + vc * L + vl) * OC] = (
+                            scaled(acc, mult, mult_p, corr, vg, vp, vc, vl) + bias[vg * NG + vc * L + vl])
 
-def _vnni(G, NG, NGP, L, VB, M, P, KS, KQ, NC, XL, OL, OC, word):
+        return gemm
+
     @T.prim_func(s_tir=True)
     def gemm(xu: T.Buffer((XL,), "uint8"), wp: T.Buffer((G, NC, KQ, VB), "uint8"),
              obase: T.Buffer((P,), "int32"), mult: T.Buffer((G * NGP,), "int64"),
-             corr: T.Buffer((G * NGP,), "int64"), bias: T.Buffer((G * NG,), "int64"),
-             out: T.Buffer((OL,), "int64")):
+             mult_p: T.Buffer((G * NGP,), "int64"), corr: T.Buffer((G * NGP,), "int64"),
+             bias: T.Buffer((G * NG,), "int64"), out: T.Buffer((OL,), "int64")):
         T.func_attr({"tirx.noalias": True})
-        wdec = T.sblock_alloc_buffer((G, NC, KS, L, STEP_K), "int8")
-        acc = T.sblock_alloc_buffer((G, P, NC, L), "int32")
-        for g, c, s, l, t in T.grid(G, NC, KS, L, STEP_K):
+        wdec = T.sblock_alloc_buffer((G, NV, KS, L, STEP_K), "int8")
+        acc = T.sblock_alloc_buffer((G, P, NV, L), "int32")
+        for g, v, s, l, t in T.grid(G, NV, KS, L, STEP_K):
             with T.sblock("decode"):
-                vg, vc, vs, vl, vt = T.axis.remap("SSSSS", [g, c, s, l, t])
-                wdec[vg, vc, vs, vl, vt] = T.Cast("int8", T.bitwise_and(T.shift_right(
-                    wp[vg, vc, vs // 4, vl * 4 + vt], T.Cast("uint8", vs % 4 * 2)), T.uint8(3))) - T.int8(1)
-        for g, p, c, l, s, t in T.grid(G, P, NC, L, KS, STEP_K):
+                vg, vv, vs, vl, vt = T.axis.remap("SSSSS", [g, v, s, l, t])
+                wdec[vg, vv, vs, vl, vt] = weight(wp, vg, vv, vs, vl, vt)
+        for g, p, v, l, s, t in T.grid(G, P, NV, L, KS, STEP_K):
             with T.sblock("dot"):
-                vg, vp, vc, vl, vs, vt = T.axis.remap("SSSSRR", [g, p, c, l, s, t])
+                vg, vp, vv, vl, vs, vt = T.axis.remap("SSSSRR", [g, p, v, l, s, t])
                 with T.init():
-                    acc[vg, vp, vc, vl] = 0
-                acc[vg, vp, vc, vl] = acc[vg, vp, vc, vl] + T.Cast(
-                    "int32", xu[word(vg, vp, vs) * 4 + vt]) * T.Cast("int32", wdec[vg, vc, vs, vl, vt])
+                    acc[vg, vp, vv, vl] = 0
+                acc[vg, vp, vv, vl] = acc[vg, vp, vv, vl] + T.Cast(
+                    "int32", xu[word(vg, vp, vs) * 4 + vt]) * T.Cast("int32", wdec[vg, vv, vs, vl, vt])
         for g, p, c, l in T.grid(G, P, NC, L):
             with T.sblock("store"):
                 vg, vp, vc, vl = T.axis.remap("SSSS", [g, p, c, l])
                 if vp < M and vc * L + vl < NG:
                     out[obase[vp] + (vg * NG + vc * L + vl) * OC] = (
-                        mult[vg * NGP + vc * L + vl] * T.Cast("int64", acc[vg, vp, vc, vl])
-                        + corr[vg * NGP + vc * L + vl] + bias[vg * NG + vc * L + vl])
-
-    return gemm
-
-
-def _avx2(G, NG, NGP, L, VB, M, P, KS, KQ, NC, XL, OL, OC, word, CH):
-    NCH = KS // CH
-
-    @T.prim_func(s_tir=True)
-    def gemm(xu: T.Buffer((XL,), "uint8"), wp: T.Buffer((G, NC, KQ, VB), "uint8"),
-             obase: T.Buffer((P,), "int32"), mult: T.Buffer((G * NGP,), "int64"),
-             corr: T.Buffer((G * NGP,), "int64"), bias: T.Buffer((G * NG,), "int64"),
-             out: T.Buffer((OL,), "int64")):
-        T.func_attr({"tirx.noalias": True})
-        wdec = T.sblock_alloc_buffer((G, NC, KS, L, STEP_K), "int8")
-        acc16 = T.sblock_alloc_buffer((G, P, NC, NCH, L, 2), "int16")
-        acc = T.sblock_alloc_buffer((G, P, NC, L), "int32")
-        for g, c, s, l, t in T.grid(G, NC, KS, L, STEP_K):
-            with T.sblock("decode"):
-                vg, vc, vs, vl, vt = T.axis.remap("SSSSS", [g, c, s, l, t])
-                wdec[vg, vc, vs, vl, vt] = T.Cast("int8", T.bitwise_and(T.shift_right(
-                    wp[vg, vc, vs // 4, vl * 4 + vt], T.Cast("uint8", vs % 4 * 2)), T.uint8(3))) - T.int8(1)
-        for g, p, c, ch, l, h, si, tt in T.grid(G, P, NC, NCH, L, 2, CH, 2):
-            with T.sblock("dot16"):
-                vg, vp, vc, vch, vl, vh, vsi, vtt = T.axis.remap("SSSSSSRR", [g, p, c, ch, l, h, si, tt])
-                with T.init():
-                    acc16[vg, vp, vc, vch, vl, vh] = T.int16(0)
-                acc16[vg, vp, vc, vch, vl, vh] = acc16[vg, vp, vc, vch, vl, vh] + T.Cast(
-                    "int16", xu[word(vg, vp, vch * CH + vsi) * 4 + vh * 2 + vtt]) * T.Cast(
-                    "int16", wdec[vg, vc, vch * CH + vsi, vl, vh * 2 + vtt])
-        for g, p, c, l, ch, h in T.grid(G, P, NC, L, NCH, 2):
-            with T.sblock("widen"):
-                vg, vp, vc, vl, vch, vh = T.axis.remap("SSSSRR", [g, p, c, l, ch, h])
-                with T.init():
-                    acc[vg, vp, vc, vl] = 0
-                acc[vg, vp, vc, vl] = acc[vg, vp, vc, vl] + T.Cast("int32", acc16[vg, vp, vc, vch, vl, vh])
-        for g, p, c, l in T.grid(G, P, NC, L):
-            with T.sblock("store"):
-                vg, vp, vc, vl = T.axis.remap("SSSS", [g, p, c, l])
-                if vp < M and vc * L + vl < NG:
-                    out[obase[vp] + (vg * NG + vc * L + vl) * OC] = (
-                        mult[vg * NGP + vc * L + vl] * T.Cast("int64", acc[vg, vp, vc, vl])
-                        + corr[vg * NGP + vc * L + vl] + bias[vg * NG + vc * L + vl])
+                        scaled(acc, mult, mult_p, corr, vg, vp, vc, vl) + bias[vg * NG + vc * L + vl])
 
     return gemm

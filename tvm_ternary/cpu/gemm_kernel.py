@@ -41,7 +41,8 @@ X_BIAS = 128          # xu = x + X_BIAS puts int8 activations on the unsigned si
 AVX2_CHUNK = 64       # pmaddubsw steps per int16 lane before widening (64 * 510 < 2**15)
 
 # the operands between ``xu`` and ``bias``, in order: constants of a compiled layer
-CONST_OPERANDS = ("wp", "obase", "mult", "corr")
+# (z = mult acc + mult_p acc_p + corr + bias: mult_p = Mp - Mn, zero and unread when symmetric)
+CONST_OPERANDS = ("wp", "obase", "mult", "mult_p", "corr")
 
 # ISA -> bytes per vector (one pmaddubsw / vpdpbusd operand); lanes = bytes / 4
 ISA_VECTOR_BYTES = {"avx2": 32, "vnni256": 32, "vnni512": 64}
@@ -71,6 +72,7 @@ class GemmSpec:
     stride: tuple = (1, 1)
     dilation: tuple = (1, 1)
     tap_bytes: int = 0             # input bytes per tap and group (0: the whole k_padded)
+    dual: bool = False             # dual scales (Mp != Mn): a second accumulator on the +1 codes
 
     def __post_init__(self):
         if self.isa not in ISA_VECTOR_BYTES:
@@ -78,6 +80,9 @@ class GemmSpec:
         for field in ("groups", "rows", "pixels", "tile_rows", "tile_pixels", "splits", "k_padded"):
             if getattr(self, field) < 1:
                 raise KernelConfigError(f"GemmSpec.{field}: {getattr(self, field)} must be >= 1")
+        if self.dual and self.tile_rows % 2:
+            raise KernelConfigError(f"GemmSpec.tile_rows: {self.tile_rows} must be even for a dual-scale "
+                                    "kernel (each channel vector has a +1-code vector beside it)")
         if self.tile_rows * self.tile_pixels * self.vector_bytes > LOCAL_BYTES:
             raise KernelConfigError(f"GemmSpec.tile_rows x tile_pixels: {self.tile_rows} x {self.tile_pixels} "
                                     f"accumulators of {self.vector_bytes} bytes exceed {LOCAL_BYTES} bytes")
@@ -109,8 +114,13 @@ class GemmSpec:
         return self.vector_bytes // STEP_K
 
     @property
+    def vectors_per_channel_vector(self) -> int:
+        """Accumulator vectors per ``lanes`` channels: 2 (``acc``, ``acc_p``) when dual."""
+        return 2 if self.dual else 1
+
+    @property
     def tile_channels(self) -> int:
-        return self.tile_rows * self.lanes
+        return self.tile_rows // self.vectors_per_channel_vector * self.lanes
 
     @property
     def row_tiles(self) -> int:
@@ -188,13 +198,13 @@ def _prod(shape) -> int:
 
 
 def make_gemm(spec: GemmSpec):
-    """The scheduled PrimFunc ``gemm(xu, wp, pbase, koff, obase, mult, corr, bias, out)`` of
+    """The scheduled PrimFunc ``gemm(xu, wp, obase, mult, mult_p, corr, bias, out)`` of
     ``spec`` (``gemm_compute`` + ``gemm_schedule``).
 
     ``xu`` uint8, flat ``prod(spec.x_shape)``; ``wp`` uint8 ``spec.packed_shape``;
-    ``pbase``/``obase`` int32 ``[spec.pixels_padded]`` (``pbase`` in 4-byte words; entries
-    past the real pixels repeat a valid pixel, their results are not stored); ``koff`` int32
-    ``[k_padded / 4]`` (words); ``mult``/``corr`` int64 ``[groups * rows_padded]``; ``bias``
+    ``obase`` int32 ``[spec.pixels_padded]`` (where pixel ``p``'s outputs start; entries
+    past the real pixels are not stored); ``mult``/``mult_p``/``corr`` int64
+    ``[groups * rows_padded]``; ``bias``
     int64 ``[groups * rows]``; ``out`` int64, flat ``prod(spec.out_shape)``.
     """
     from .gemm_schedule import schedule_gemm

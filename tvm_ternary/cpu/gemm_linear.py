@@ -2,10 +2,9 @@
 
 Registered before the GEMV implementation (cpu/__init__.py imports this first), and
 applies only where it wins: 2-D inputs with at least ``GEMM_MIN_BATCH`` rows, constant
-ternary weights, symmetric constant multipliers, int8 (not ternary) inputs; also for the
-fused ``tlinear_<epilogue>`` ops (kernel, then the epilogue's compute). Dual-scale layers
-(Mp != Mn) stay on the portable path (they need two accumulators; not built here), and
-ternary-input layers on the popcount kernel.
+ternary weights and multipliers (symmetric, or dual-scale: a second accumulator on the +1
+codes), int8 (not ternary) inputs; also for the fused ``tlinear_<epilogue>`` ops (kernel,
+then the epilogue's compute). Ternary-input layers go to the popcount kernel.
 """
 
 from __future__ import annotations
@@ -20,7 +19,8 @@ from tvm_ternary.target import cpu_features
 from .gemm_emit import constant as _constant
 from .gemm_emit import current_target, emit_gemm
 from .gemm_kernel import ISA_VECTOR_BYTES, X_BIAS, GemmSpec, reduction_padded
-from .gemm_layout import STEP_K, lanes_2bit, pad_channels
+from .gemm_layout import STEP_K, lanes_2bit
+from .gemm_scales import scale_operands, scale_pair
 from .gemm_tiles import KNOBS, choose_isa, parallel_splits, tile_shape
 
 IMPL_NAME = "gemm_tiled"
@@ -33,30 +33,28 @@ def _has_avx2(target: dict) -> bool:
 
 def linear_plan(w_t: np.ndarray, mult: np.ndarray, batch: int, isa: str, threads: int,
                 knobs: dict | None = None):
-    """The kernel spec and constant operands of ``z = mult * (x @ w_t.T) + bias``.
-
-    Returns ``(spec, consts)``; ``consts`` maps ``CONST_OPERANDS`` names to arrays.
-    ``knobs``: values of ``gemm_tiles.KNOBS`` (missing or 0: the ISA's defaults).
+    """The kernel spec and constant operands of ``z = Mp acc_p - Mn acc_n + bias`` with
+    ``acc = x @ w_t.T``: ``mult`` is ``M [N]`` (symmetric) or ``[Mp, Mn]`` ``[2, N]`` (dual
+    scales when they differ). Returns ``(spec, consts)``; ``consts`` maps
+    ``CONST_OPERANDS`` names to arrays. ``knobs``: values of ``gemm_tiles.KNOBS`` (missing
+    or 0: the ISA's defaults).
     """
     n, k = w_t.shape
     kp = reduction_padded(k, isa)
-    rows, pixels = tile_shape(isa, knobs)
+    mult_p, mult_n = scale_pair(mult)
+    dual = not np.array_equal(mult_p, mult_n)
+    rows, pixels = tile_shape(isa, knobs, dual)
     lanes = ISA_VECTOR_BYTES[isa] // STEP_K
-    row_tiles = -(-n // (rows * lanes))
+    row_tiles = -(-n // (rows // (2 if dual else 1) * lanes))
     pixel_tiles = -(-batch // pixels)
     spec = GemmSpec(isa=isa, groups=1, rows=n, pixels=batch, k_padded=kp, x_shape=(batch, kp),
                     x_group_stride=0, out_shape=(batch, n), out_channel_stride=1,
                     tile_rows=rows, tile_pixels=pixels,
-                    splits=parallel_splits(row_tiles, pixel_tiles, threads, knobs))
+                    splits=parallel_splits(row_tiles, pixel_tiles, threads, knobs), dual=dual)
     row = np.minimum(np.arange(spec.pixels_padded), batch - 1).astype(np.int32)
-    mult64 = np.asarray(mult, np.int64)
-    consts = {
-        "wp": lanes_2bit(w_t[None], lanes, spec.tile_channels, k_padded=kp, what="tlinear weight"),
-        "obase": row * n,
-        "mult": pad_channels(mult64, spec.rows_padded),
-        # xu = x + 128: remove 128 * sum_k w[n, k] from every accumulator, times M
-        "corr": pad_channels(-X_BIAS * mult64 * w_t.astype(np.int64).sum(axis=1), spec.rows_padded),
-    }
+    consts = {"wp": lanes_2bit(w_t[None], lanes, spec.tile_channels, k_padded=kp, what="tlinear weight"),
+              "obase": row * n}
+    consts.update(scale_operands(w_t.reshape(1, n, k), mult_p, mult_n, spec.rows_padded))
     return spec, consts
 
 
@@ -76,8 +74,7 @@ def _applies(call, target) -> bool:
         return False
     if has_ternary_input(call):  # ternary x ternary: the popcount kernel's (cpu/strategy.py)
         return False
-    mult_v = _constant(mult)
-    return _constant(w) is not None and mult_v is not None and np.array_equal(mult_v[0], mult_v[1])
+    return _constant(w) is not None and _constant(mult) is not None
 
 
 def _emit(bb, call):
@@ -86,7 +83,7 @@ def _emit(bb, call):
     batch = int(x.ty.shape[0])
     target = current_target()
     isa = choose_isa(target, w_t.shape[0])
-    spec, consts = linear_plan(w_t, _constant(mult)[0], batch, isa, int(target.get("num-cores", 1)),
+    spec, consts = linear_plan(w_t, _constant(mult), batch, isa, int(target.get("num-cores", 1)),
                                knob_values(IMPL_NAME, KNOBS, call))
     xu = bb.emit(bb.call_te(biased_rows, x, spec.k_padded, primfunc_name_hint="biased_rows"))
     return emit_gemm(bb, spec, xu, consts, bias)

@@ -40,7 +40,9 @@ def schedule_gemm(spec):
 
     store = sch.get_sblock("store")
     sch.reverse_compute_at(store, mb)
-    for loop in sch.get_loops(store)[-3:]:
+    # its tile loops (pixels, channel vectors, lanes); reverse_compute_at leaves out unit ones
+    tile_loops = 1 + (spec.tile_pixels > 1) + (spec.tile_rows // spec.vectors_per_channel_vector > 1)
+    for loop in sch.get_loops(store)[-tile_loops:]:
         sch.unroll(loop)
     sch.unroll(b)
     sch.unroll(r)

@@ -24,11 +24,13 @@ TILES = {"avx2": (4, 3), "vnni256": (4, 6), "vnni512": (4, 4)}
 KNOBS = {"tile_rows": (0, 1, 2, 4), "tile_pixels": (0, 2, 3, 4, 6, 8), "splits": (0, 1, 2, 4, 8)}
 
 
-def tile_shape(isa: str, knobs: dict | None) -> tuple[int, int]:
-    """``(R, B)`` from the knobs, defaulting per ISA."""
+def tile_shape(isa: str, knobs: dict | None, dual: bool = False) -> tuple[int, int]:
+    """``(R, B)`` from the knobs, defaulting per ISA. A dual-scale tile holds R / 2
+    channel vectors and their +1-code vectors, so R is rounded up to even."""
     knobs = knobs or {}
     rows, pixels = TILES[isa]
-    return knobs.get("tile_rows") or rows, knobs.get("tile_pixels") or pixels
+    rows = knobs.get("tile_rows") or rows
+    return rows + (rows % 2 if dual else 0), knobs.get("tile_pixels") or pixels
 
 
 def choose_isa(target: dict, rows_per_group: int) -> str:
