@@ -20,7 +20,7 @@ import numpy as np
 
 from tvm_ternary.models import RESNET18_IMAGENET_CONVS
 from vta_ext import HwConfig
-from vta_ext.compiler import tir_intrin, tir_layer, tir_walk
+from vta_ext.compiler import tir_intrin, tir_walk
 from vta_ext.compiler.geometry import problem_of
 from vta_ext.compiler.layer import LayerSpec
 from vta_ext.compiler.lower import compile_layer
@@ -44,7 +44,6 @@ def _timed(fn) -> float:
 
 
 def _clear_caches() -> None:
-    tir_layer.scheduled_layer.cache_clear()
     tir_walk.compile_plan.cache_clear()
 
 

@@ -28,7 +28,6 @@ depends on what each slot still holds (reuse across tiles), which the walker tra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 from . import tir_intrin as ti
 from .geometry import ConvProblem, ceil_div
@@ -44,7 +43,7 @@ ALU, RESIDUAL, ACCUMULATE = "alu", "residual", "accumulate"
 @dataclass(frozen=True)
 class LayerShape:
     """Everything the PrimFunc depends on: the shape class of a (problem, schedule). Two
-    layers with equal LayerShapes share one PrimFunc (``scheduled_layer`` is cached)."""
+    layers with equal LayerShapes share one walked PrimFunc (``tir_walk.compile_plan``)."""
 
     image_groups: int
     groups: int
@@ -117,9 +116,8 @@ def _compute(ls: LayerShape):
     return inputs + [te.compute(shape, lambda *ax: R(*ax), name="O")]
 
 
-@lru_cache(maxsize=256)
 def scheduled_layer(ls: LayerShape):
-    """The scheduled, tensorized PrimFunc of ``ls`` (built once per shape class)."""
+    """The scheduled, tensorized PrimFunc of ``ls``."""
     import tvm
     from tvm import te
 

@@ -199,6 +199,7 @@ def compile_plan(ls: LayerShape) -> list:
     for ev in _events(plan):
         if ev.symbol == ti.GEMM:
             ev.pattern = _gemm_pattern(ev, dec)
+            ev.inner = None  # decoded: the cache keeps only the step's products
     return plan
 
 
