@@ -5,10 +5,11 @@ AVX-512 VNNI where the target's CPU has it, else AVX2 (the floor); other CPUs ke
 portable path. Dual-scale layers (``Mp != Mn``) get the GEMV's ``dual`` variant (a second
 accumulator for ``acc_p``), symmetric ones the single-accumulator kernel. A linear whose
 input ``relax.ternary_inputs`` marked ternary runs the bit-plane popcount kernel instead
-(symmetric or dual-scale); a symmetric one whose weights have at least
-``SPARSE_MIN_ZERO_BLOCKS`` all-zero blocks runs the block-sparse GEMV. Each is registered
+(symmetric or dual-scale); one whose weights have at least ``SPARSE_MIN_ZERO_BLOCKS``
+all-zero blocks runs the block-sparse GEMV (symmetric or dual-scale). Each is registered
 for the bare ``tlinear`` and for the fused ``tlinear_<epilogue>`` ops (body kernel, then the
-epilogue's compute), so the input annotation on the fused call is seen.
+epilogue's compute), so the input annotation on the fused call is seen. ``tquantize`` and
+``tquantize_ternary`` run ``cpu/quantize.py``'s kernels on AVX2 CPUs.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tvm_ternary.target import cpu_features
 from . import gemv, intrin_trit, quantize
 from .params import typed
 from .popcount_gemv import KNOBS_AVX2, KNOBS_VPOPCNTDQ, make_popcount_gemv, weight_planes
-from .sparse_gemv import AVX2, VNNI512, block_zero_fraction, csr_blocks, make_sparse_gemv
+from . import sparse_gemv
 
 
 def has_avx2(target: dict) -> bool:
@@ -56,17 +57,15 @@ def _symmetric(call) -> bool:
     return np.array_equal(mult[0], mult[1])
 
 
-def _symmetric_constant_linear(call) -> bool:
-    return _constant_linear(call) and _symmetric(call)
-
-
 # Below this fraction of all-zero blocks the dense kernels are as fast (measured on GEMV 4096:
 # the sparse kernel pays an indirect group index and no int16 chunking per block).
 SPARSE_MIN_ZERO_BLOCKS = 0.2
 
 
 def _sparse_enough(call, isa) -> bool:
-    return block_zero_fraction(_constant(call.args[1]), isa) >= SPARSE_MIN_ZERO_BLOCKS
+    """At the ISA's default block rows (a tuned ``rows`` may find more or fewer)."""
+    rows = sparse_gemv.default_rows(isa, not _symmetric(call))
+    return sparse_gemv.block_zero_fraction(_constant(call.args[1]), isa, rows) >= SPARSE_MIN_ZERO_BLOCKS
 
 
 def _body_call(call) -> relax.Call:
@@ -155,14 +154,21 @@ def _gemv_emitter(name: str, isa):
     return emit
 
 
-def _sparse_emitter(isa):
-    """The block-sparse GEMV (symmetric layers only: its ``applies`` checks)."""
+def _sparse_emitter(name: str, isa):
+    """The block-sparse GEMV (symmetric or dual-scale) with ``name``'s knob values."""
 
-    def build(w_t, batch, n, k, dual):
-        csr = csr_blocks(w_t, isa.rows, isa.lanes)
-        return make_sparse_gemv(batch, n, k, csr.nnz, isa), [csr.ptr, csr.col, csr.blocks]
+    def emit(bb, call):
+        values = knob_values(name, sparse_gemv.KNOBS[isa], call)
 
-    return _kernel_emitter(build)
+        def build(w_t, batch, n, k, dual):
+            rows = values["dual_rows" if dual else "rows"]
+            csr = sparse_gemv.csr_blocks(w_t, rows, isa.lanes)
+            kernel = sparse_gemv.make_sparse_gemv(batch, n, k, csr.nnz, isa, dual, rows, values["unroll_rows"])
+            return kernel, [csr.ptr, csr.col, csr.blocks]
+
+        return _kernel_emitter(build)(bb, call)
+
+    return emit
 
 
 def _register_linear(name: str, applies, body_emit, knobs: dict | None = None) -> None:
@@ -182,14 +188,15 @@ def _register_popcount(name: str, has_isa, knobs: dict) -> None:
 
 _register_popcount("avx512_vpopcntdq_popcount_gemv", has_vpopcntdq, KNOBS_VPOPCNTDQ)
 _register_popcount("avx2_popcount_gemv", has_avx2, KNOBS_AVX2)
-_register_linear("avx512_vnni_sparse_gemv",
-                 lambda call, target: (has_vnni512(target) and _symmetric_constant_linear(call)
-                                       and _sparse_enough(call, VNNI512)),
-                 _sparse_emitter(VNNI512))
-_register_linear("avx2_sparse_gemv",
-                 lambda call, target: (has_avx2(target) and _symmetric_constant_linear(call)
-                                       and _sparse_enough(call, AVX2)),
-                 _sparse_emitter(AVX2))
+def _register_sparse(name: str, has_isa, isa) -> None:
+    """The block-sparse GEMV for constant weights with enough all-zero blocks."""
+    _register_linear(name, lambda call, target: (has_isa(target) and _constant_linear(call)
+                                                 and _sparse_enough(call, isa)),
+                     _sparse_emitter(name, isa), sparse_gemv.KNOBS[isa])
+
+
+_register_sparse("avx512_vnni_sparse_gemv", has_vnni512, intrin_trit.VNNI)
+_register_sparse("avx2_sparse_gemv", has_avx2, intrin_trit.AVX2)
 _register_linear("avx512_vnni_gemv",
                  lambda call, target: has_vnni512(target) and _constant_linear(call),
                  _gemv_emitter("avx512_vnni_gemv", intrin_trit.VNNI), gemv.KNOBS[intrin_trit.VNNI])
