@@ -26,15 +26,24 @@ def test_compiled_model_equals_frozen_and_reference(kind, method, act):
     assert cm.stats["target"]["kind"] == "llvm"
 
 
-def test_residual_model_compiles_with_float_host_ops():
+def test_residual_model_adds_on_integers():
     torch.manual_seed(0)
     model = models.resnet18_cifar(width=0.125)
     randomize_batchnorm(model, torch.Generator().manual_seed(0))
     x = torch.rand(2, 3, 32, 32)
     _, frozen = frozen_pair(model, "twn", x)
     cm = tt.compile(frozen, (x,))
-    # adds, ReLUs and the average pool run in float on the host: equal up to float rounding
+    # blocks 0-6 add their shortcut in the second conv's epilogue (integers end to end);
+    # the last block's add, its ReLU and the average pool run in float on the host
+    assert str(cm.imported).count("R.tternary_trequantize_residual(") == 7
+    assert cm.stats["fallback"]["host_ops"].get("add") == 1
+    # route: one record per conv; the residual layers name their body kernel (no fused
+    # residual kernel yet: the body kernel, then the epilogue compute reading its z)
+    assert sum(k.startswith("tconv2d") for k in cm.stats["kernels"]) == 20
+    assert "trequantize_residual" in str(cm.relax_mod)
     torch.testing.assert_close(cm(x), frozen(x), rtol=1e-5, atol=1e-6)
+    found = tt.debug.compare(cm, frozen, x)  # every integer layer exact, residual ones too
+    assert found is None or found.layer == "<host ops>", str(found)
 
 
 def test_uncalibrated_model_is_calibrated_with_a_warning():
@@ -163,14 +172,15 @@ def _check_whole_model(name: str, seed: int, method: str, act: str, lsb_check: b
     ("cnn", 41, "twn", "int8"), ("cnn", 42, "ttq", "ternary"), ("mlp", 43, "absmean", "int8"),
     ("ffn", 45, "twn", "int8"), ("ffn", 46, "absmean", "ternary"),
     # ~90 s (debug.compare compiles every layer alone when host ops move a tie); the fast
-    # residual representative is test_residual_model_compiles_with_float_host_ops
+    # residual representative is test_residual_model_adds_on_integers. Its 1-LSB check
+    # is test_resnet_layer_integers_within_one_lsb (not met since the adds are integer).
     pytest.param("resnet", 44, "twn", "int8", marks=pytest.mark.slow),
 ])
 def test_whole_models_match_reference_and_fake_quant(name, seed, method, act):
     from tvm_ternary.cpu.strategy import has_avx2
     from tvm_ternary.target import host_target
 
-    cm = _check_whole_model(name, seed, method, act)
+    cm = _check_whole_model(name, seed, method, act, lsb_check=name != "resnet")
     if name == "ffn":
         # layer norm and GELU stay on the host; the [batch, tokens, K] linears are
         # flattened to rows, which the CPU kernels take
@@ -178,6 +188,17 @@ def test_whole_models_match_reference_and_fake_quant(name, seed, method, act):
         if has_avx2(host_target()):
             assert not any(k.startswith("tlinear") and k.endswith(": generic")
                            for k in cm.stats["kernels"])
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "measured: with integer residual adds a 1-LSB flip on a block's output is carried by "
+    "the identity shortcut into every later block, and each requantize rounds with DESIGN's "
+    "15-bit multiplier (2**-16 relative): fake-quant vs frozen at layers.4.conv2 99.75% "
+    "within 1 LSB (99.95% with float adds); with 28-bit multipliers the integers equal the "
+    "fake-quant model's (tests/quant/test_freeze_residual.py)"))
+def test_resnet_layer_integers_within_one_lsb():
+    _check_whole_model("resnet", 44, "twn", "int8")
 
 
 @pytest.mark.slow

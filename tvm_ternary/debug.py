@@ -64,9 +64,9 @@ class _LayerTrace(fx.Interpreter):
         module = self.fetch_attr(target)
         if not isinstance(module, FrozenTernaryLayer):
             return super().call_module(target, args, kwargs)
-        x = args[0].detach()
-        y = torch.from_numpy(np.ascontiguousarray(module.forward_reference(x.numpy())))
-        self.trace.append((module.layer_name, module, x, y))
+        xs = tuple(a.detach() for a in args)  # (x,) or, for a residual epilogue, (x, r)
+        y = torch.from_numpy(np.ascontiguousarray(module.forward_reference(*(a.numpy() for a in xs))))
+        self.trace.append((module.layer_name, module, xs, y))
         return y
 
 
@@ -77,8 +77,8 @@ class _SingleLayer(nn.Module):
         super().__init__()
         self.layer = layer
 
-    def forward(self, x):
-        return self.layer(x)
+    def forward(self, *xs):
+        return self.layer(*xs)
 
 
 def _reference_model(cm, qm):
@@ -103,11 +103,11 @@ def compare(cm, qm, *inputs: torch.Tensor, rtol: float = 1e-5, atol: float = 1e-
     found = first_difference(cm(*inputs).numpy(), expected.numpy(), rtol, atol)
     if found is None:
         return None
-    for name, layer, x, y in tracer.trace:
+    for name, layer, xs, y in tracer.trace:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            single = compile_model(_SingleLayer(layer), (x,), target=cm.target)
-        diff = first_difference(single(x).numpy(), y.numpy(), rtol, atol)
+            single = compile_model(_SingleLayer(layer), xs, target=cm.target)
+        diff = first_difference(single(*xs).numpy(), y.numpy(), rtol, atol)
         if diff is not None:
             return Mismatch(name, diff[0], diff[1], diff[2], diff[3], y.numel())
     index, got, want, count = found

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from tvm_ternary.quant.residual import ResidualQuant
+
 
 def _w(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
@@ -77,11 +79,14 @@ class BasicBlock(nn.Module):
         if stride != 1 or cin != cout:
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
                                           nn.BatchNorm2d(cout))
+        # identity in float; ternarize(act="int8") quantizes the branch so the add sums
+        # integers (shared with conv1's input quantizer on an identity shortcut)
+        self.residual_quant = ResidualQuant()
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu2(out + self.shortcut(x))
+        return self.relu2(out + self.residual_quant(self.shortcut(x)))
 
 
 class ResNetCifar(nn.Module):

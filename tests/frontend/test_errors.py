@@ -84,3 +84,25 @@ def test_export_failure_has_torch_error_and_what_to_change():
     assert "torch.export failed" in message and "traceable" in message
     assert isinstance(err.value.__cause__, Exception)  # torch's own error is kept
     assert str(err.value.__cause__).split("\n")[0] in message
+
+
+def _relax_tensor(shape, dtype="int64"):
+    from tvm import relax
+
+    return relax.Var("t", relax.TensorType(list(shape), dtype))
+
+
+@pytest.mark.parametrize("field,shapes", [
+    ("r", [(1, 4, 5, 5), (4,), (1, 4, 5, 4), (4,)]),        # residual not of the output's shape
+    ("mult_r", [(1, 4, 5, 5), (4,), (1, 4, 5, 5), (3,)]),   # one multiplier per channel
+    ("shift", [(1, 4, 5, 5), (5,), (1, 4, 5, 5), (4,)]),
+])
+def test_residual_epilogue_shapes_name_the_layer_and_field(field, shapes):
+    from tvm_ternary.frontend.checks import check_layer_shapes
+
+    tensors = [_relax_tensor(s) for s in shapes]
+    with pytest.raises(ShapeMismatchError, match=rf"layer 'layers.3.conv2': {field} has shape"):
+        check_layer_shapes("trequantize_residual", "layers.3.conv2", tensors, [-127, 127, 1])
+    good = [(1, 4, 5, 5), (4,), (1, 4, 5, 5), (4,)]
+    check_layer_shapes("trequantize_residual", "layers.3.conv2", [_relax_tensor(s) for s in good],
+                       [-127, 127, 1])

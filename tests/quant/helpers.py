@@ -63,7 +63,7 @@ def frozen_integers(frozen, x: torch.Tensor) -> dict[str, torch.Tensor]:
     found, hooks = {}, []
     for layer in frozen.frozen_layers():
         def hook(mod, inp, out, layer=layer):
-            (v,) = inp
+            v = inp[0]  # a residual layer's second input is its shortcut
             if layer.input_kind == "int8":
                 v = torch.from_numpy(reference.quantize(v.numpy(), layer.input_params["scale"]))
             elif layer.input_kind == "ternary":

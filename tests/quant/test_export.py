@@ -22,9 +22,13 @@ def test_resnet18_cifar_exports_and_round_trips(tmp_path):
     ep = torch.export.export(frozen, (x,))
     ops = _tternary_ops(ep)
     assert {"tternary.tquantize.default", "tternary.tconv2d.default", "tternary.trequantize.default",
-            "tternary.tlinear.default", "tternary.tdequantize.default"} <= ops
+            "tternary.trequantize_residual.default", "tternary.tlinear.default",
+            "tternary.tdequantize.default"} <= ops
     n_convs = sum(1 for n in ep.graph.nodes if str(n.target) == "tternary.tconv2d.default")
     assert n_convs == 20  # stem + 16 block convs + 3 shortcut convs
+    # every block but the last (its consumer is the float average pool) adds on integers
+    n_residual = sum(1 for n in ep.graph.nodes if str(n.target) == "tternary.trequantize_residual.default")
+    assert n_residual == 7
     eager = frozen(x)
     assert torch.equal(ep.module()(x), eager)
     path = tmp_path / "resnet.pt2"

@@ -97,6 +97,12 @@ class Int8Act(ActQuantizer):
                 self.initialized.fill_(True)
         return self._fake_quant(x, self.scale)
 
+    def fake_quant_current(self, x: Tensor) -> Tensor:
+        """Fake-quantize with the current scale, never updating or observing it: a second
+        reader of a tensor whose first reader already calls this quantizer (a residual
+        branch sharing a layer's input quantizer)."""
+        return x if self.observing else self._fake_quant(x, self.scale)
+
     @property
     def calibrated(self) -> bool:
         return self.dynamic or bool(self.initialized)

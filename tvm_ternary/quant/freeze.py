@@ -3,14 +3,18 @@
 The model is traced with ``torch.fx``. For each ternary layer, the chain of single-user
 ops after it (an optional BatchNorm, then any of ReLU / MaxPool2d / Flatten, and the
 eval-mode no-ops Dropout / Identity) is followed.
-When every consumer at the end of the chain is a ternary layer with the same input
-quantizer, the chain is folded into the layer's epilogue:
+When every consumer at the end of the chain is a ternary layer (or a residual branch's
+``ResidualQuant``) with the same input quantizer, the chain is folded into the layer's
+epilogue:
 
 * int8 consumers: BN and the scales become a per-channel fixed-point multiplier and shift
   (``requantize``), ReLU becomes the clamp ``[0, 127]``;
 * ternary consumers: BN, scales and ReLU become two integer thresholds (``threshold``);
 
-and the consumers read integers directly. MaxPool and Flatten stay in the graph (they
+and the consumers read integers directly. A conv's chain may also hold a residual add
+``[BN] -> add(., ResidualQuant(...)) -> [ReLU]``: with int8 consumers it folds into a
+residual epilogue (``requantize(z + Mr * r)``, ``reference.add_residual``), and the
+shortcut's producer requantizes at the residual quantizer's scale. MaxPool and Flatten stay in the graph (they
 commute with a monotonic quantizer, so they run on the integers). Otherwise the layer
 dequantizes to float (``dequantize``) and the following ops run on the host in float.
 
@@ -21,6 +25,7 @@ so every multiplier stays non-negative and every threshold compares the same way
 from __future__ import annotations
 
 import copy
+import operator
 
 import numpy as np
 import torch
@@ -32,8 +37,10 @@ from tvm_ternary.errors import FreezeError
 from . import reference
 from .act import Int8Act, TernaryAct
 from .frozen import FrozenModel, FrozenTernaryLayer
+from .frozen import FrozenResidualQuant
 from .layers import TERNARY_LAYERS
 from .methods.base import dequantized
+from .residual import ResidualQuant
 
 _NEVER = -(2**62)  # a threshold no int64 scaled accumulator is below / above
 _DUAL_BITS = 14   # resolution of the Mp:Mn ratio for dual-scale thresholds and floats
@@ -41,7 +48,7 @@ _DUAL_BITS = 14   # resolution of the Mp:Mn ratio for dual-scale thresholds and 
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, TERNARY_LAYERS) or super().is_leaf_module(m, qualname)
+        return isinstance(m, (ResidualQuant, *TERNARY_LAYERS)) or super().is_leaf_module(m, qualname)
 
 
 def _node_kind(node: fx.Node, modules: dict) -> str | None:
@@ -59,6 +66,10 @@ def _node_kind(node: fx.Node, modules: dict) -> str | None:
             return "flatten"
         if isinstance(m, TERNARY_LAYERS):
             return "ternary"
+        if isinstance(m, ResidualQuant):
+            return "residual"
+    if node.op == "call_function" and node.target in (operator.add, torch.add) and not node.kwargs:
+        return "add"
     if node.op == "call_function" and node.target in (F.relu, torch.relu):
         return "relu"
     if node.op == "call_function" and node.target is torch.flatten:
@@ -108,16 +119,45 @@ class _Plan:
         self.folded: list[fx.Node] = []  # BN / ReLU nodes to remove
         self.passthrough: list[str] = []  # maxpool / flatten kept on integers
         self.consumer: tuple | None = None  # descriptor of the consumers' input quantizer
+        self.residual: fx.Node | None = None  # the ResidualQuant added in the epilogue
+        self.residual_scale = 0.0             # ... its int8 scale
+        self.add: fx.Node | None = None       # ... by this add node
 
 
-def _plan_chain(plan: _Plan, plans: dict, modules: dict) -> None:
+class _ResidualPlan:
+    """A ``ResidualQuant`` node: an int8 reader like a ternary layer's input quantizer."""
+
+    def __init__(self, node: fx.Node, descriptor):
+        self.node = node
+        self.descriptor = descriptor
+        self.int_input = False   # its producer emits integers at its scale
+        self.fused = False       # its add runs in a layer's residual epilogue
+
+
+def _residual_operand(add: fx.Node, chain: fx.Node, residuals: dict) -> fx.Node | None:
+    """The other operand of ``add`` if it is a ResidualQuant with a static int8 quantizer."""
+    if len(add.args) != 2 or chain not in add.args or add.args[0] is add.args[1]:
+        return None
+    other = add.args[1] if add.args[0] is chain else add.args[0]
+    plan = residuals.get(other)
+    return other if plan is not None and plan.descriptor[0] == "int8" else None
+
+
+def _plan_chain(plan: _Plan, plans: dict, modules: dict, residuals: dict) -> None:
     """Decide whether ``plan``'s output chain folds into its epilogue."""
     node, folded, passthrough, bn, relu = plan.node, [], [], None, False
+    residual, add = None, None
+    readers = {**plans, **residuals}
     while len(node.users) == 1:
         nxt = next(iter(node.users))
         kind = _node_kind(nxt, modules)
         if kind == "bn" and not folded and not passthrough and not modules[nxt.target].training:
             bn = modules[nxt.target]
+            folded.append(nxt)
+        elif (kind == "add" and add is None and folded == ([] if bn is None else folded[:1])
+              and isinstance(plan.layer, nn.Conv2d)
+              and _residual_operand(nxt, node, residuals) is not None):
+            residual, add = _residual_operand(nxt, node, residuals), nxt
             folded.append(nxt)
         elif kind == "relu" and len(nxt.args) == 1:
             relu = True
@@ -130,17 +170,23 @@ def _plan_chain(plan: _Plan, plans: dict, modules: dict) -> None:
             break
         node = nxt
     consumers = list(node.users)
-    if not consumers or any(c not in plans for c in consumers):
+    if not consumers or any(c not in readers for c in consumers):
         return
-    descs = [plans[c].descriptor for c in consumers]
+    descs = [readers[c].descriptor for c in consumers]
     if not all(_same_descriptor(descs[0], d) for d in descs):
         return
     if descs[0][0] == "ternary" and descs[0][1]["t_lo"].numel() > 1 and "flatten" in passthrough:
         return  # per-channel thresholds no longer line up with channels after a flatten
+    if residual is not None and descs[0][0] != "int8":
+        return  # the residual epilogue requantizes; a thresholded sum stays in float
     plan.bn, plan.relu, plan.folded, plan.passthrough = bn, relu, folded, passthrough
     plan.consumer = descs[0]
+    plan.residual, plan.add = residual, add
+    if residual is not None:
+        residuals[residual].fused = True
+        plan.residual_scale = residuals[residual].descriptor[1]["scale"]
     for c in consumers:
-        plans[c].int_input = True
+        readers[c].int_input = True
 
 
 # ----------------------------------------------------------------------------- arithmetic
@@ -224,6 +270,23 @@ def _requant_params(name: str, unit_p, unit_n, out_scale: float):
     return np.array(mp), np.array(mn), np.array(shift)
 
 
+def _residual_mults(name: str, r_scale: float, out_scale: float, shift, mult_p, mult_n, bias,
+                    k: int, max_in: int) -> Tensor:
+    """``Mr[c] = round_half_away(r_scale / out_scale * 2**shift[c])``: the shortcut's unit
+    in ``z`` units, so ``z + Mr * r`` shares the layer's shift and one rounding. Each
+    channel's worst-case sum must stay inside the reference's int64 headroom (2**62)."""
+    mr = reference.round_half_away(r_scale / out_scale * np.exp2(shift.astype(np.float64)))
+    for c in range(len(mr)):
+        worst = ((int(mult_p[c]) + int(mult_n[c])) * k * max_in + abs(int(bias[c]))
+                 + int(mr[c]) * reference.INT8_MAX)
+        if worst >= 2**62:
+            raise FreezeError(
+                f"layer {name!r} channel {c}: residual multiplier Mr = {int(mr[c])} (shortcut "
+                f"scale {r_scale:.4g} / output scale {out_scale:.4g} * 2**{int(shift[c])}) makes "
+                "z + Mr * r exceed the int64 range; the shortcut's scale is far above the output's")
+    return torch.from_numpy(mr.astype(np.int64))
+
+
 def _thresholds(t_lo, t_hi, z_unit, offset, relu: bool):
     t_lo = np.broadcast_to(t_lo.double().numpy(), z_unit.shape)
     t_hi = np.broadcast_to(t_hi.double().numpy(), z_unit.shape)
@@ -265,6 +328,11 @@ def _frozen_layer(name: str, plan: _Plan, input_unit: float) -> FrozenTernaryLay
         bias = _requant_bias(name, offset, out_scale, shift)
         out_params = {"shift": torch.from_numpy(shift.astype(np.int32)),
                       "lo": 0 if plan.relu else reference.INT8_MIN, "hi": reference.INT8_MAX}
+        if plan.residual is not None:
+            kind = "requant_residual"
+            r_scale = plan.residual_scale
+            out_params["mult_r"] = _residual_mults(name, r_scale, out_scale, shift, mult_p,
+                                                   mult_n, bias.numpy(), k, max_in)
     else:
         kind = "threshold"  # the offset folds into the thresholds exactly; no bias
         t_lo, t_hi = _thresholds(plan.consumer[1]["t_lo"], plan.consumer[1]["t_hi"], z_unit,
@@ -303,6 +371,39 @@ def _float_layer(layer) -> nn.Module:
     return new
 
 
+def _fuse_residual_add(graph: fx.Graph, plan: _Plan) -> None:
+    """``relu(bn(layer(h)) + r)`` -> ``layer(h, r)``: the layer's epilogue adds ``Mr * r``.
+
+    The new call sits where the add was: ``r`` (the shortcut) is computed after the layer
+    in the traced order, and the call must follow both of its inputs.
+    """
+    at = plan.folded.index(plan.add)
+    with graph.inserting_before(plan.add):
+        fused = graph.call_module(plan.node.target, (plan.node.args[0], plan.residual))
+    plan.add.replace_all_uses_with(fused)
+    for node in plan.folded[at + 1:]:  # ReLU / no-ops after the add
+        node.replace_all_uses_with(node.args[0])
+        graph.erase_node(node)
+    graph.erase_node(plan.add)
+    for node in reversed(plan.folded[:at]):  # the batch norm
+        graph.erase_node(node)
+    graph.erase_node(plan.node)
+
+
+def _freeze_residual(gm: fx.GraphModule, rplan: _ResidualPlan) -> None:
+    """A residual branch's quantizer in the integer model: nothing when integers at its
+    scale flow into a residual epilogue; else quantize a float input and / or dequantize
+    for an add that stayed in float (the fake-quant model's value either way)."""
+    node = rplan.node
+    if rplan.int_input and rplan.fused:
+        node.replace_all_uses_with(node.args[0])
+        gm.graph.erase_node(node)
+        return
+    gm.add_submodule(node.target, FrozenResidualQuant(
+        node.target, rplan.descriptor[1]["scale"], quantize=not rplan.int_input,
+        dequantize=not rplan.fused))
+
+
 @torch.no_grad()
 def freeze(qm: nn.Module) -> FrozenModel:
     """Freeze a calibrated fake-quant model into a ``FrozenModel`` (integer semantics)."""
@@ -317,9 +418,11 @@ def freeze(qm: nn.Module) -> FrozenModel:
     modules = dict(gm.named_modules())
 
     plans: dict[fx.Node, _Plan] = {}
+    residuals: dict[fx.Node, _ResidualPlan] = {}
     host_layers: list[str] = []
     for node in gm.graph.nodes:
-        if _node_kind(node, modules) == "ternary":
+        kind = _node_kind(node, modules)
+        if kind == "ternary":
             layer = modules[node.target]
             desc = _input_descriptor(node.target, layer)
             if desc is None:
@@ -327,17 +430,26 @@ def freeze(qm: nn.Module) -> FrozenModel:
                 gm.add_submodule(node.target, _float_layer(layer))
                 continue
             plans[node] = _Plan(node, layer, desc)
+        elif kind == "residual":
+            desc = _input_descriptor(node.target, modules[node.target])
+            if desc is not None:  # a float residual branch (act != "int8") stays as it is
+                residuals[node] = _ResidualPlan(node, desc)
     for plan in plans.values():
-        _plan_chain(plan, plans, modules)
+        _plan_chain(plan, plans, modules, residuals)
 
     fused = {}
     for node, plan in plans.items():
         unit = plan.descriptor[1]["scale"]
         gm.add_submodule(node.target, _frozen_layer(node.target, plan, unit))
         fused[node.target] = [_node_kind(n, modules) for n in plan.folded] + plan.passthrough
+        if plan.residual is not None:
+            _fuse_residual_add(gm.graph, plan)
+            continue
         for folded in plan.folded:
             folded.replace_all_uses_with(folded.args[0])
             gm.graph.erase_node(folded)
+    for rplan in residuals.values():
+        _freeze_residual(gm, rplan)
     gm.graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()

@@ -8,6 +8,8 @@ A ``FrozenTernaryLayer`` is one ternary Linear/Conv2d with everything folded int
     body   : z = tlinear / tconv2d(x, w_t, bias, mult)      (int64 scaled accumulator,
              z = Mp * acc_p - Mn * acc_n + bias)
     output : "requant"    requantize(z, shift, lo, hi) -> int8 for the next ternary layer
+             "requant_residual"  requantize(z + Mr * r, shift, lo, hi): a residual block's
+                          output, ``r`` the int8 shortcut (``forward(x, r)``)
              "threshold"  threshold(z, t_lo, t_hi)      -> ternary for the next layer
              "float"      dequantize(z, scale, bias)    -> float32 for host ops
 
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, fx, nn
 
-from tvm_ternary.errors import FrozenModelError
+from tvm_ternary.errors import FrozenModelError, ShapeMismatchError
 
 from . import ops, reference
 
@@ -54,7 +56,8 @@ class FrozenTernaryLayer(nn.Module):
                 f"in={self.input_kind}, out={self.output_kind}")
 
     # ----------------------------------------------------------------- torch custom ops
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, r: Tensor | None = None) -> Tensor:
+        r = self._residual(r)
         if self.input_kind == "int8":
             x = ops.tquantize(x, self.input_params["scale"], reference.INT8_MIN, reference.INT8_MAX)
         elif self.input_kind == "ternary":
@@ -67,13 +70,34 @@ class FrozenTernaryLayer(nn.Module):
                             c["dilation"], c["groups"], c["pad_value"])
         if self.output_kind == "requant":
             return ops.trequantize(z, self.shift, self.lo, self.hi, self.axis)
+        if self.output_kind == "requant_residual":
+            self._check_residual_shape(r.shape, z.shape)
+            return ops.trequantize_residual(z, self.shift, r, self.mult_r, self.lo, self.hi,
+                                            self.axis)
         if self.output_kind == "threshold":
             return ops.tthreshold(z, self.t_lo, self.t_hi, self.axis)
         return ops.tdequantize(z, self.scale, self.out_bias, self.axis)
 
+    def _residual(self, r):
+        """The shortcut a residual epilogue adds: required there, refused elsewhere."""
+        if (r is None) != (self.output_kind != "requant_residual"):
+            raise FrozenModelError(
+                f"layer {self.layer_name!r}: output {self.output_kind!r} "
+                + ("adds a residual r: call layer(x, r)" if r is None else "takes no residual r"))
+        if r is not None and r.dtype != torch.int8:
+            raise FrozenModelError(f"layer {self.layer_name!r}: residual r must be int8 "
+                                   f"(the shortcut's integers), got {r.dtype}")
+        return r
+
+    def _check_residual_shape(self, r_shape, z_shape) -> None:
+        if tuple(r_shape) != tuple(z_shape):
+            raise ShapeMismatchError(f"layer {self.layer_name!r}: residual r has shape "
+                                     f"{list(r_shape)}, the output {list(z_shape)}")
+
     # ----------------------------------------------------------------- numpy reference
-    def forward_reference(self, x: np.ndarray) -> np.ndarray:
+    def forward_reference(self, x: np.ndarray, r: np.ndarray | None = None) -> np.ndarray:
         ref = reference
+        r = self._residual(None if r is None else torch.from_numpy(np.asarray(r)))
         if self.input_kind == "int8":
             x = ref.quantize(x, self.input_params["scale"])
         elif self.input_kind == "ternary":
@@ -89,9 +113,47 @@ class FrozenTernaryLayer(nn.Module):
         z = ref.scaled_acc(acc_p, acc_n, self.bias.numpy(), mult[0], mult[1], self.axis)
         if self.output_kind == "requant":
             return ref.requantize(z, self.shift.numpy(), self.lo, self.hi, self.axis)
+        if self.output_kind == "requant_residual":
+            self._check_residual_shape(r.shape, z.shape)
+            total = ref.add_residual(z, r.numpy(), self.mult_r.numpy(), self.axis)
+            return ref.requantize(total, self.shift.numpy(), self.lo, self.hi, self.axis)
         if self.output_kind == "threshold":
             return ref.threshold(z, self.t_lo.numpy(), self.t_hi.numpy(), self.axis)
         return ref.dequantize(z, self.scale.numpy(), self.out_bias.numpy(), self.axis)
+
+
+class FrozenResidualQuant(nn.Module):
+    """A residual branch's int8 quantizer (``quant.ResidualQuant``) in the integer model.
+
+    ``quantize``: the branch's input is float (no layer emitted integers at this scale);
+    ``dequantize``: the add stayed in float, so it gets ``float32(r) * scale``, the value
+    the fake-quant model adds. When neither is needed ``freeze`` removes the branch's
+    quantizer altogether (integers flow into a layer's residual epilogue).
+    """
+
+    def __init__(self, name: str, scale: float, quantize: bool, dequantize: bool):
+        super().__init__()
+        self.layer_name = name
+        self.quantize, self.dequantize = quantize, dequantize
+        self.scale_value = float(scale)
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
+
+    def extra_repr(self) -> str:
+        return f"{self.layer_name}: quantize={self.quantize}, dequantize={self.dequantize}"
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.quantize:
+            x = ops.tquantize(x, self.scale_value, reference.INT8_MIN, reference.INT8_MAX)
+        if self.dequantize:
+            x = x.to(torch.float32) * self.scale
+        return x
+
+    def forward_reference(self, x: np.ndarray) -> np.ndarray:
+        if self.quantize:
+            x = reference.quantize(x, self.scale_value)
+        if self.dequantize:
+            x = np.asarray(x).astype(np.float32) * np.float32(self.scale_value)
+        return x
 
 
 class FrozenModel(nn.Module):
@@ -129,9 +191,9 @@ class _ReferenceInterpreter(fx.Interpreter):
 
     def call_module(self, target, args, kwargs):
         module = self.fetch_attr(target)
-        if isinstance(module, FrozenTernaryLayer):
-            (x,) = args
-            return torch.from_numpy(np.ascontiguousarray(module.forward_reference(x.detach().numpy())))
+        if isinstance(module, (FrozenTernaryLayer, FrozenResidualQuant)):
+            arrays = [a.detach().numpy() for a in args]
+            return torch.from_numpy(np.ascontiguousarray(module.forward_reference(*arrays)))
         return super().call_module(target, args, kwargs)
 
 

@@ -11,6 +11,7 @@ from tvm_ternary.errors import FrozenModelError, NonFiniteWeightError, Unsupport
 
 from .act import make_act_quantizer
 from .layers import TernaryConv2d, TernaryLinear
+from .residual import attach_residual_quantizers
 from .methods.registry import lookup
 
 # Layers with weights that we cannot ternarize (yet): kept float, or an error under strict.
@@ -39,7 +40,9 @@ def ternarize(model: nn.Module, method: str = "twn", *, act: str | None = "defau
     ``skip_first_last`` keeps the first and last ternarizable layers in float. Other layers
     with weights that cannot be ternarized (Conv1d, ConvTranspose, ...) stay float with a
     warning, or raise ``UnsupportedLayerError`` under ``strict=True``. ``opts`` go to the
-    method's weight quantizer.
+    method's weight quantizer. With ``act="int8"``, every ``ResidualQuant`` of the model
+    (a quantizer on a residual branch, e.g. in ``models.BasicBlock``) gets an int8
+    quantizer, so residual adds can run on integers (``quant.residual``).
     """
     factory, default_act = lookup(method)
     if getattr(model, "is_frozen", False):
@@ -72,5 +75,7 @@ def ternarize(model: nn.Module, method: str = "twn", *, act: str | None = "defau
         act_quant = make_act_quantizer(act)
         cls = TernaryConv2d if isinstance(layer, nn.Conv2d) else TernaryLinear
         _set_submodule(qm, name, cls.from_float(layer, quant, act_quant))
+    if act == "int8":  # integer residual adds need int8 on both branches
+        attach_residual_quantizers(qm)
     qm.ternary_method = method
     return qm
