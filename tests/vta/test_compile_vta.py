@@ -111,7 +111,7 @@ def test_dual_scale_layers_run_on_host_without_dual_accumulators_and_stay_exact(
 
 
 @pytest.mark.slow  # ~25 s (torch.export of 21 layers); the digits models are the fast tier
-def test_resnet18_style_runs_its_requantizing_convs_on_fsim_exactly():
+def test_resnet18_style_runs_every_ternary_layer_on_fsim_exactly():
     from vta_ext.fsim_backend import FsimBackend
 
     class Recording(FsimBackend):
@@ -132,10 +132,10 @@ def test_resnet18_style_runs_its_requantizing_convs_on_fsim_exactly():
     _, frozen = frozen_pair(model, "twn", x)
     backend = Recording()
     cm = compile_vta(frozen, (x,), backend=backend)
-    # residual adds run in float on the host (TVM's float ops: equal up to float rounding)
-    torch.testing.assert_close(cm(x), frozen(x), rtol=1e-5, atol=1e-6)
-    # each block's first conv requantizes for the next ternary conv: on the accelerator,
-    # exact on the activations the whole model really fed it
+    # integer residual adds (fused into each block's second conv where the block's
+    # consumers read int8): the whole model equals the frozen integer reference
+    assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
+    # every layer on the accelerator, exact on the activations the whole model fed it
     first_convs = [l.layer_name for l in frozen.frozen_layers() if l.layer_name.endswith("conv1")]
     assert len(first_convs) == 8 and set(first_convs) <= set(cm.stats["accelerator_layers"])
     assert sorted(spec.name for spec, *_ in backend.seen) == sorted(cm.stats["accelerator_layers"])
@@ -147,6 +147,8 @@ def test_resnet18_style_runs_its_requantizing_convs_on_fsim_exactly():
     assert cm.stats["host_layers"] == {} and cm.stats["accelerator_mac_fraction"] == 1.0
     floats = {l.layer_name for l in frozen.frozen_layers() if l.output_kind == "float"}
     assert set(cm.stats["host_epilogues"]) == floats
+    fused = [spec.name for spec, _, r, _ in backend.seen if r is not None]
+    assert len(fused) == 7 and all(n.endswith("conv2") for n in fused)  # 8 blocks, the last feeds the float pool
 
 
 @pytest.mark.slow
@@ -297,3 +299,26 @@ def test_transformer_ffn_runs_wholly_on_the_accelerator():
         {name: 10 * width for name, width in zip(s["accelerator_layers"], (256, 64))}
     assert "nn.gelu" in s["host_ops"] and "nn.layer_norm" in s["host_ops"]
     _check_stats_add_up(cm, HwConfig.load("default"))
+
+
+def test_resnet_blocks_run_their_residual_adds_on_the_accelerator():
+    """A stem and three residual blocks (identity and 1x1-conv shortcuts): each block whose
+    output feeds an int8 consumer fuses its add into its second conv (LOAD OUT of the
+    shortcut, REQUANT residual); every ternary MAC runs on the accelerator, exact."""
+    from torch import nn
+
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                          models.BasicBlock(8, 8, 1), models.BasicBlock(8, 16, 2),
+                          models.BasicBlock(16, 16, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(16, 10))
+    randomize_batchnorm(model, torch.Generator().manual_seed(7))
+    x = _x((2, 3, 12, 12), 141)
+    _, frozen = frozen_pair(model.eval(), "twn", x)
+    cm = compile_vta(frozen, (x,), hw="tiny")
+    assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
+    s = cm.stats
+    fused = [r["name"] for r in s["layers"] if r.get("residual_input")]
+    assert len(fused) >= 2 and all(n.endswith("conv2") for n in fused)
+    assert s["host_layers"] == {} and s["accelerator_mac_fraction"] == 1.0
+    _check_stats_add_up(cm, HwConfig.load("tiny"))
