@@ -3,6 +3,7 @@
 import numpy as np
 import tvm
 
+from tvm_ternary.cpu.gemm_epilogue import OPERANDS, out_dtype
 from tvm_ternary.cpu.gemm_kernel import CONST_OPERANDS, make_gemm
 from tvm_ternary.target import cpu_info
 
@@ -20,13 +21,16 @@ def host_isas() -> list[str]:
 _cache: dict = {}
 
 
-def run_kernel(spec, xu, consts, bias):
-    """Compile (cached per spec) and run; returns the int64 output array."""
+def run_kernel(spec, xu, consts, bias, epilogue=()):
+    """Compile (cached per spec) and run; returns the output array (int64, or int8 after a
+    fused epilogue, whose operands ``epilogue`` gives: flat, up to three)."""
     if spec not in _cache:
         target = tvm.target.Target({"kind": "llvm", "mcpu": MCPU[spec.isa], "num-cores": 2})
         _cache[spec] = tvm.compile(make_gemm(spec), target=target)
-    out = np.zeros(int(np.prod(spec.out_shape)), np.int64)   # the kernel's input and output are flat
-    args = [xu.reshape(-1)] + [consts[n] for n in CONST_OPERANDS] + [np.asarray(bias, np.int64), out]
+    out = np.zeros(int(np.prod(spec.out_shape)), out_dtype(spec.epilogue))   # input and output are flat
+    extra = [np.asarray(e).reshape(-1) for e in epilogue]
+    extra += [np.zeros(1, np.int64)] * (OPERANDS - len(extra))
+    args = [xu.reshape(-1)] + [consts[n] for n in CONST_OPERANDS] + [np.asarray(bias, np.int64), *extra, out]
     args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in args]
     _cache[spec](*args)
     return args[-1].numpy().reshape(spec.out_shape)

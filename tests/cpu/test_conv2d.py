@@ -1,12 +1,14 @@
 """tconv2d on the tiled GEMM equals the integer reference (conv2d_acc + scaled_acc)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from tvm_ternary.cpu.conv2d import conv_plan
 from tvm_ternary.cpu.gemm_kernel import X_BIAS
-from tvm_ternary.errors import ShapeMismatchError
+from tvm_ternary.errors import KernelConfigError, ShapeMismatchError
 from tvm_ternary.quant import reference as ref
 
 from .gemm_helpers import host_isas, run_kernel
@@ -29,10 +31,12 @@ def _biased_nhwc(x, spec, cin_g, groups, padding, pad_value):
     return xu
 
 
-def run_conv(x, w, mult, bias, stride, padding, dilation, groups, pad_value, isa, threads=2):
+def run_conv(x, w, mult, bias, stride, padding, dilation, groups, pad_value, isa, threads=2,
+             epilogue="", clamp=(-127, 127), epilogue_operands=()):
     spec, consts = conv_plan(x.shape, w, mult, stride, padding, dilation, groups, isa, threads)
+    spec = dataclasses.replace(spec, epilogue=epilogue, clamp=clamp)
     xu = _biased_nhwc(x, spec, w.shape[1], groups, padding, pad_value)
-    return run_kernel(spec, xu, consts, bias)
+    return run_kernel(spec, xu, consts, bias, epilogue_operands)
 
 
 def expected(x, w, mult, bias, stride, padding, dilation, groups, pad_value):
@@ -84,6 +88,44 @@ def test_resnet_sized_layer(isa):
     mult, bias = rng.integers(2**14, 2**15, 72), rng.integers(-2**30, 2**30, 72)
     args = ((2, 2), (1, 1), (1, 1), 1, -1)
     assert np.array_equal(run_conv(x, w, mult, bias, *args, isa), expected(x, w, mult, bias, *args))
+
+
+@settings(max_examples=20, deadline=None)
+@given(conv_cases(), st.sampled_from(["trequantize", "tthreshold", "trequantize_residual"]),
+       st.sampled_from([(-127, 127), (0, 127)]))
+def test_fused_store_epilogues_match_reference(case, epilogue, clamp):
+    # the int8 / trit result written by the kernel's store == the reference's epilogue of z
+    rng = np.random.default_rng(case["seed"])
+    g = case["groups"]
+    x = rng.integers(-127, 128, (case["batch"], g * case["cin_g"], case["h"], case["w"])).astype(np.int8)
+    w = rng.integers(-1, 2, (g * case["out_g"], case["cin_g"], case["kh"], case["kw"])).astype(np.int8)
+    n = w.shape[0]
+    mult = rng.integers(2**14, 2**15, (2, n) if case["dual"] else n)
+    bias = rng.integers(-2**20, 2**20, n)
+    args = (case["stride"], case["padding"], case["dilation"], g, case["pad_value"])
+    z = expected(x, w, mult, bias, *args)
+    shift = rng.integers(15, 30, n)
+    if epilogue == "trequantize":
+        operands, want = [shift], ref.requantize(z, shift, *clamp, axis=1)
+    elif epilogue == "tthreshold":
+        t_lo = rng.integers(-2**24, 2**22, n)
+        t_hi = t_lo + rng.integers(0, 2**24, n)
+        operands, want = [t_lo, t_hi], ref.threshold(z, t_lo, t_hi, axis=1)
+    else:
+        r = rng.integers(-127, 128, z.shape).astype(np.int8)
+        mult_r = rng.integers(0, 2**22, n)
+        operands = [shift, r, mult_r]
+        want = ref.requantize(ref.add_residual(z, r, mult_r, axis=1), shift, *clamp, axis=1)
+    got = run_conv(x, w, mult, bias, *args, case["isa"], epilogue=epilogue, clamp=clamp,
+                   epilogue_operands=operands)
+    assert got.dtype == np.int8 and np.array_equal(got, want)
+
+
+def test_unknown_epilogue_is_named():
+    spec, _ = conv_plan((1, 4, 5, 5), np.zeros((4, 4, 3, 3), np.int8), np.ones(4), (1, 1), (1, 1), (1, 1), 1,
+                        "avx2", 1)
+    with pytest.raises(KernelConfigError, match="GemmSpec.epilogue: 'tdequantize'"):
+        dataclasses.replace(spec, epilogue="tdequantize")
 
 
 def test_channels_that_do_not_match_the_groups_are_named():

@@ -12,16 +12,20 @@ dilation (``gemm_compute.activation_word``). The kernel writes
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from tvm import te, tirx
 
 from tvm_ternary.errors import ShapeMismatchError
 from tvm_ternary.quant.reference import conv_out_size
+from tvm_ternary.relax import fused_ops
 from tvm_ternary.strategy.registry import Impl, knob_values, register
 from tvm_ternary.target import cpu_features
 
 from .gemm_emit import constant as _constant
-from .gemm_emit import current_target, emit_gemm
+from .gemm_emit import current_target, emit_gemm, layer_parts
+from .gemm_epilogue import REGISTERED
 from .gemm_kernel import ISA_VECTOR_BYTES, X_BIAS, GemmSpec, reduction_padded
 from .gemm_layout import STEP_K, lanes_2bit, round_up
 from .gemm_scales import scale_operands, scale_pair
@@ -103,24 +107,31 @@ def biased_nhwc(x: te.Tensor, spec: GemmSpec, cin_g: int, padding, pad_value: in
 
 
 def _applies(call, target) -> bool:
-    if "avx2" not in cpu_features(target):
+    """Bare ``tconv2d``, or a fused ``tconv2d_<epilogue>`` whose epilogue the store applies."""
+    parts = layer_parts(call, 4)
+    if "avx2" not in cpu_features(target) or parts is None:
         return False
-    w, mult = _constant(call.args[1]), _constant(call.args[3])
-    return w is not None and mult is not None
+    _, w, _, mult = parts[0]
+    return _constant(w) is not None and _constant(mult) is not None
 
 
 def _emit(bb, call):
-    x, w, bias, mult = call.args[:4]
-    sh, sw, ph, pw, dh, dw, groups, pad_value = (_int(a) for a in call.args[4:12])
+    (x, w, bias, mult), scalars, epilogue, clamp, epi_tensors = layer_parts(call, 4)
+    sh, sw, ph, pw, dh, dw, groups, pad_value = (_int(a) for a in scalars)
     w_t = _constant(w)
     x_shape = [int(d) for d in x.ty.shape]
     target = current_target()
     isa = choose_isa(target, w_t.shape[0] // groups)
     spec, consts = conv_plan(x_shape, w_t, _constant(mult), (sh, sw), (ph, pw), (dh, dw), groups,
                              isa, int(target.get("num-cores", 1)), knob_values(IMPL_NAME, KNOBS, call))
+    spec = dataclasses.replace(spec, epilogue=epilogue, clamp=clamp)
     xu = bb.emit(bb.call_te(lambda t: biased_nhwc(t, spec, w_t.shape[1], (ph, pw), pad_value), x,
                             primfunc_name_hint="biased_nhwc"))
-    return emit_gemm(bb, spec, xu, consts, bias)
+    return emit_gemm(bb, spec, xu, consts, bias, epi_tensors)
 
 
 register("tconv2d", Impl(IMPL_NAME, _applies, _emit, KNOBS))
+# fused convolutions: the epilogue applied in the kernel's store (gemm_epilogue)
+for _name, _fused in fused_ops.FUSED.items():
+    if _fused.body == "tconv2d" and _fused.epilogue in REGISTERED:
+        register(_name, Impl(IMPL_NAME, _applies, _emit, KNOBS))

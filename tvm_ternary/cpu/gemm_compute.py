@@ -14,7 +14,8 @@ channels per group as ``NC`` vectors of ``L`` lanes, ``KS`` 4-byte reduction ste
   runs in int16 pairs over ``spec.chunk`` steps (``acc16``) and is widened once per chunk.
 - ``store``: ``out[obase[p] + n OC] = M[n] acc + M_p[n] acc_p + corr[n] + bias[n]`` (int64)
   for the real pixels and channels only; ``M = Mn``, ``M_p = Mp - Mn`` and ``corr``
-  removes the activation bias: ``Mp acc_p - Mn acc_n = (Mp - Mn) acc_p + Mn acc``.
+  removes the activation bias: ``Mp acc_p - Mn acc_n = (Mp - Mn) acc_p + Mn acc``; a fused
+  epilogue (``gemm_epilogue``) turns that ``z`` into the int8 value stored.
 
 The input ``xu`` and output ``out`` are flat. ``word(g, p, s)`` is where reduction step
 ``s`` of pixel ``p`` sits in ``xu`` (in 4-byte words), in closed form from the spec's
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 from tvm.script import tirx as T
 
+from . import gemm_epilogue
 from .gemm_layout import STEP_K
 
 
@@ -64,6 +66,11 @@ def make_compute(spec):
     NC = spec.rows_padded // L          # channel vectors
     NV = NC * D                         # accumulator vectors
     XL, OL, OC = _prod(spec.x_shape), _prod(spec.out_shape), spec.out_channel_stride
+    (E0S, E0D), (E1S, E1D), (E2S, E2D) = gemm_epilogue.operand_types(spec.epilogue, G * NG, OL)
+    OD = gemm_epilogue.out_dtype(spec.epilogue)
+
+    def stored(z, e0, e1, e2, n, flat):
+        return gemm_epilogue.stored(spec.epilogue, spec.clamp, z, e0, e1, e2, n, flat)
 
     def word(g, p, s):
         return activation_word(spec, g, p, s)
@@ -89,7 +96,8 @@ def make_compute(spec):
         def gemm(xu: T.Buffer((XL,), "uint8"), wp: T.Buffer((G, NC, KQ, VB), "uint8"),
                  obase: T.Buffer((P,), "int32"), mult: T.Buffer((G * NGP,), "int64"),
                  mult_p: T.Buffer((G * NGP,), "int64"), corr: T.Buffer((G * NGP,), "int64"),
-                 bias: T.Buffer((G * NG,), "int64"), out: T.Buffer((OL,), "int64")):
+                 bias: T.Buffer((G * NG,), "int64"), e0: T.Buffer(E0S, E0D), e1: T.Buffer(E1S, E1D),
+                 e2: T.Buffer(E2S, E2D), out: T.Buffer((OL,), OD)):
             T.func_attr({"tirx.noalias": True})
             wdec = T.sblock_alloc_buffer((G, NV, KS, L, STEP_K), "int8")
             acc16 = T.sblock_alloc_buffer((G, P, NV, NCH, L, 2), "int16")
@@ -116,8 +124,9 @@ def make_compute(spec):
                 with T.sblock("store"):
                     vg, vp, vc, vl = T.axis.remap("SSSS", [g, p, c, l])
                     if vp < M and vc * L + vl < NG:
-                        out[obase[vp] + (vg * NG + vc * L + vl) * OC] = (
-                            scaled(acc, mult, mult_p, corr, vg, vp, vc, vl) + bias[vg * NG + vc * L + vl])
+                        out[obase[vp] + (vg * NG + vc * L + vl) * OC] = stored(
+                            scaled(acc, mult, mult_p, corr, vg, vp, vc, vl) + bias[vg * NG + vc * L + vl],
+                            e0, e1, e2, vg * NG + vc * L + vl, obase[vp] + (vg * NG + vc * L + vl) * OC)
 
         return gemm
 
@@ -125,7 +134,8 @@ def make_compute(spec):
     def gemm(xu: T.Buffer((XL,), "uint8"), wp: T.Buffer((G, NC, KQ, VB), "uint8"),
              obase: T.Buffer((P,), "int32"), mult: T.Buffer((G * NGP,), "int64"),
              mult_p: T.Buffer((G * NGP,), "int64"), corr: T.Buffer((G * NGP,), "int64"),
-             bias: T.Buffer((G * NG,), "int64"), out: T.Buffer((OL,), "int64")):
+             bias: T.Buffer((G * NG,), "int64"), e0: T.Buffer(E0S, E0D), e1: T.Buffer(E1S, E1D),
+             e2: T.Buffer(E2S, E2D), out: T.Buffer((OL,), OD)):
         T.func_attr({"tirx.noalias": True})
         wdec = T.sblock_alloc_buffer((G, NV, KS, L, STEP_K), "int8")
         acc = T.sblock_alloc_buffer((G, P, NV, L), "int32")
@@ -144,7 +154,8 @@ def make_compute(spec):
             with T.sblock("store"):
                 vg, vp, vc, vl = T.axis.remap("SSSS", [g, p, c, l])
                 if vp < M and vc * L + vl < NG:
-                    out[obase[vp] + (vg * NG + vc * L + vl) * OC] = (
-                        scaled(acc, mult, mult_p, corr, vg, vp, vc, vl) + bias[vg * NG + vc * L + vl])
+                    out[obase[vp] + (vg * NG + vc * L + vl) * OC] = stored(
+                        scaled(acc, mult, mult_p, corr, vg, vp, vc, vl) + bias[vg * NG + vc * L + vl],
+                        e0, e1, e2, vg * NG + vc * L + vl, obase[vp] + (vg * NG + vc * L + vl) * OC)
 
     return gemm

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from tvm_ternary.errors import KernelConfigError, OverflowRiskError
 
+from .gemm_epilogue import FUSABLE
 from .gemm_layout import BLOCK_K, STEP_K
 
 X_BIAS = 128          # xu = x + X_BIAS puts int8 activations on the unsigned side
@@ -73,6 +74,8 @@ class GemmSpec:
     dilation: tuple = (1, 1)
     tap_bytes: int = 0             # input bytes per tap and group (0: the whole k_padded)
     dual: bool = False             # dual scales (Mp != Mn): a second accumulator on the +1 codes
+    epilogue: str = ""             # fused into the store (gemm_epilogue.FUSABLE), "" for none
+    clamp: tuple = (-127, 127)     # lo, hi of a requantizing epilogue
 
     def __post_init__(self):
         if self.isa not in ISA_VECTOR_BYTES:
@@ -80,6 +83,8 @@ class GemmSpec:
         for field in ("groups", "rows", "pixels", "tile_rows", "tile_pixels", "splits", "k_padded"):
             if getattr(self, field) < 1:
                 raise KernelConfigError(f"GemmSpec.{field}: {getattr(self, field)} must be >= 1")
+        if self.epilogue not in ("",) + FUSABLE:
+            raise KernelConfigError(f"GemmSpec.epilogue: {self.epilogue!r} is not one of {FUSABLE} (or '')")
         if self.dual and self.tile_rows % 2:
             raise KernelConfigError(f"GemmSpec.tile_rows: {self.tile_rows} must be even for a dual-scale "
                                     "kernel (each channel vector has a +1-code vector beside it)")
@@ -198,14 +203,16 @@ def _prod(shape) -> int:
 
 
 def make_gemm(spec: GemmSpec):
-    """The scheduled PrimFunc ``gemm(xu, wp, obase, mult, mult_p, corr, bias, out)`` of
+    """The scheduled PrimFunc ``gemm(xu, wp, obase, mult, mult_p, corr, bias, e0, e1, e2, out)`` of
     ``spec`` (``gemm_compute`` + ``gemm_schedule``).
 
     ``xu`` uint8, flat ``prod(spec.x_shape)``; ``wp`` uint8 ``spec.packed_shape``;
     ``obase`` int32 ``[spec.pixels_padded]`` (where pixel ``p``'s outputs start; entries
     past the real pixels are not stored); ``mult``/``mult_p``/``corr`` int64
     ``[groups * rows_padded]``; ``bias``
-    int64 ``[groups * rows]``; ``out`` int64, flat ``prod(spec.out_shape)``.
+    int64 ``[groups * rows]``; ``e0..e2`` the epilogue's operands
+    (``gemm_epilogue.operand_types``); ``out`` flat ``prod(spec.out_shape)``, int64 (or int8
+    after a fused epilogue).
     """
     from .gemm_schedule import schedule_gemm
     return schedule_gemm(spec)

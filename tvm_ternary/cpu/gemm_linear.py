@@ -3,11 +3,14 @@
 Registered before the GEMV implementation (cpu/__init__.py imports this first), and
 applies only where it wins: 2-D inputs with at least ``GEMM_MIN_BATCH`` rows, constant
 ternary weights and multipliers (symmetric, or dual-scale: a second accumulator on the +1
-codes), int8 (not ternary) inputs; also for the fused ``tlinear_<epilogue>`` ops (kernel,
-then the epilogue's compute). Ternary-input layers go to the popcount kernel.
+codes), int8 (not ternary) inputs; also for the fused ``tlinear_<epilogue>`` ops: a
+requantize or threshold epilogue is applied in the kernel's store (``gemm_epilogue``), a
+dequantize one by its own compute after the kernel. Ternary-input layers go to the popcount kernel.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 from tvm import te, tirx
@@ -17,7 +20,8 @@ from tvm_ternary.strategy.registry import Impl, knob_values, register
 from tvm_ternary.target import cpu_features
 
 from .gemm_emit import constant as _constant
-from .gemm_emit import current_target, emit_gemm
+from .gemm_emit import current_target, emit_gemm, layer_parts
+from .gemm_epilogue import REGISTERED
 from .gemm_kernel import ISA_VECTOR_BYTES, X_BIAS, GemmSpec, reduction_padded
 from .gemm_layout import STEP_K, lanes_2bit
 from .gemm_scales import scale_operands, scale_pair
@@ -78,24 +82,33 @@ def _applies(call, target) -> bool:
 
 
 def _emit(bb, call):
-    x, w, bias, mult = call.args
+    """A bare ``tlinear``, or a fused one whose epilogue the kernel's store applies."""
+    (x, w, bias, mult), _, epilogue, clamp, epi_tensors = layer_parts(call, 2)
     w_t = _constant(w)
     batch = int(x.ty.shape[0])
     target = current_target()
     isa = choose_isa(target, w_t.shape[0])
     spec, consts = linear_plan(w_t, _constant(mult), batch, isa, int(target.get("num-cores", 1)),
                                knob_values(IMPL_NAME, KNOBS, call))
+    spec = dataclasses.replace(spec, epilogue=epilogue, clamp=clamp)
     xu = bb.emit(bb.call_te(biased_rows, x, spec.k_padded, primfunc_name_hint="biased_rows"))
-    return emit_gemm(bb, spec, xu, consts, bias)
+    return emit_gemm(bb, spec, xu, consts, bias, epi_tensors)
 
 
-def _emit_fused(bb, call):
-    """A fused ``tlinear_<epilogue>``: this kernel for the body, then the epilogue compute."""
+def _emit_unfused(bb, call):
+    """A fused ``tlinear_<epilogue>`` the store does not apply: this kernel for the body,
+    then the epilogue's compute."""
     from .strategy import _with_epilogue
     return _with_epilogue(_emit)(bb, call)
+
+
+def _applies_store(call, target) -> bool:
+    return _applies(call, target) and layer_parts(call, 2) is not None
 
 
 register("tlinear", Impl(IMPL_NAME, _applies, _emit, KNOBS))
 for _name, _fused in fused_ops.FUSED.items():
     if _fused.body == "tlinear":
-        register(_name, Impl(IMPL_NAME, _applies, _emit_fused, KNOBS))
+        # per channel along axis 1 of [batch, n]: the store applies it; else the unfused path
+        register(_name, Impl(IMPL_NAME, _applies, _emit_unfused, KNOBS) if _fused.epilogue not in REGISTERED
+                 else Impl(IMPL_NAME, _applies_store, _emit, KNOBS))
