@@ -25,13 +25,13 @@ pytestmark = pytest.mark.skipif("avx2" not in _FLAGS, reason="host has no AVX2")
 MCPUS = [("znver3", WORDS)] + ([("icelake-server", WORDS_VPOPCNTDQ)] if "avx512_vpopcntdq" in _FLAGS else [])
 
 
-def _run(x, w_t, mult, bias, dual, mcpu=("znver3", WORDS), rows=1):
+def _run(x, w_t, mult, bias, dual, mcpu=("znver3", WORDS), rows=1, chunk=1):
     n, k = w_t.shape
     cpu, words = mcpu
-    lib = tvm.compile(make_popcount_gemv(x.shape[0], n, k, dual, words, rows),
+    lib = tvm.compile(make_popcount_gemv(x.shape[0], n, k, dual, words, rows, chunk),
                       target=tvm.target.Target({"kind": "llvm", "mcpu": cpu, "num-cores": 2}))
     out = tvm.runtime.tensor(np.zeros((x.shape[0], n), np.int64))
-    lib(*[tvm.runtime.tensor(a) for a in (x, weight_planes(w_t, dual, words, rows), mult, bias)], out)
+    lib(*[tvm.runtime.tensor(a) for a in (x, weight_planes(w_t, dual, words, rows, chunk), mult, bias)], out)
     return out.numpy()
 
 
@@ -43,14 +43,18 @@ def _expected(x, w_t, mult, bias):
 @pytest.mark.parametrize("mcpu", MCPUS)
 @pytest.mark.parametrize("dual", [False, True])
 @settings(max_examples=10, deadline=None)
-@given(batch=st.integers(1, 3), n=st.integers(1, 30), k=st.integers(1, 1000),
+@given(batch=st.integers(1, 3), n=st.integers(1, 30), k=st.integers(1, 3000),
        zero_frac=st.sampled_from([0.0, 0.5, 0.95]), rows=st.sampled_from(KNOBS_AVX2["rows"]),
-       wide=st.booleans(), seed=st.integers(0, 2**31))
-def test_popcount_gemv_matches_reference(mcpu, dual, batch, n, k, zero_frac, rows, wide, seed):
-    # every knob value of the template: rows per step (also not dividing n), and on AVX2
-    # two ymm of words per step (words = 8)
-    if wide and mcpu[1] == WORDS:
-        mcpu = (mcpu[0], 2 * WORDS)
+       other=st.booleans(), seed=st.integers(0, 2**31))
+def test_popcount_gemv_matches_reference(mcpu, dual, batch, n, k, zero_frac, rows, other, seed):
+    # every knob value of the template: rows per step (also not dividing n); on AVX2 the
+    # steps per intrinsic call (chunk, shrunk to balance odd K), on VPOPCNTDQ 4 words
+    cpu, words = mcpu
+    chunk = 1
+    if words == WORDS:
+        chunk = KNOBS_AVX2["chunk"][seed % len(KNOBS_AVX2["chunk"])]
+    elif other:
+        mcpu = (cpu, WORDS)
     rng = np.random.default_rng(seed)
     w = rng.integers(-1, 2, size=(n, k)).astype(np.int8)
     w[rng.random((n, k)) < zero_frac] = 0
@@ -59,15 +63,32 @@ def test_popcount_gemv_matches_reference(mcpu, dual, batch, n, k, zero_frac, row
     if not dual:
         mult[1] = mult[0]
     bias = rng.integers(-2**40, 2**40, size=n).astype(np.int64)
-    assert np.array_equal(_run(x, w, mult, bias, dual, mcpu, rows), _expected(x, w, mult, bias))
+    assert np.array_equal(_run(x, w, mult, bias, dual, mcpu, rows, chunk), _expected(x, w, mult, bias))
 
 
 def test_knob_spaces_are_valid_kernel_configs():
-    for knobs in (KNOBS_AVX2, KNOBS_VPOPCNTDQ):
-        assert set(knobs) == {"words", "rows"}
-        for words in knobs["words"]:
-            for rows in knobs["rows"]:
-                make_popcount_gemv(1, 5, 100, True, words, rows)  # schedules without error
+    assert set(KNOBS_AVX2) == {"chunk", "rows"} and set(KNOBS_VPOPCNTDQ) == {"words", "rows"}
+    for rows in KNOBS_AVX2["rows"]:
+        for chunk in KNOBS_AVX2["chunk"]:
+            make_popcount_gemv(1, 5, 5000, True, WORDS, rows, chunk)  # schedules without error
+        for words in KNOBS_VPOPCNTDQ["words"]:
+            make_popcount_gemv(1, 5, 5000, True, words, rows)
+
+
+def test_chunk_is_balanced_so_padding_stays_under_a_step_per_call():
+    from tvm_ternary.cpu.popcount_gemv import balanced_chunk, padded_words
+
+    # worked by hand: K = 1024 is 16 words = 4 steps of 4: chunk 8 becomes one call of 4
+    assert balanced_chunk(1024, WORDS, 8) == 4 and padded_words(1024, WORDS, 8) == 16
+    # K = 4097: 65 words = 17 steps; chunk 4 -> 5 calls of 4 steps (80 words)
+    assert balanced_chunk(4097, WORDS, 4) == 4 and padded_words(4097, WORDS, 4) == 80
+    for k in range(1, 9000, 97):
+        for chunk in KNOBS_AVX2["chunk"]:
+            steps = -(-k // 256)
+            c = balanced_chunk(k, WORDS, chunk)
+            calls = -(-steps // c)
+            assert 1 <= c <= chunk and padded_words(k, WORDS, chunk) == calls * c * WORDS
+            assert calls * c - steps < calls  # under one padding step per call
 
 
 @pytest.mark.parametrize("mcpu", MCPUS)
@@ -125,9 +146,9 @@ def test_tuned_knobs_reach_the_kernel_through_the_registry():
 
     x = torch.rand(4, 1, 8, 8)
     _, frozen = frozen_pair(random_digits_model("mlp", 13), "ttq", x, act="ternary")
-    cm, legalized = _build_with_configs(frozen, x[:1], {"avx2_popcount_gemv": {"rows": 4, "words": 8}})
+    cm, legalized = _build_with_configs(frozen, x[:1], {"avx2_popcount_gemv": {"rows": 4, "chunk": 4}})
     kernels = [gv.name_hint for gv in legalized.functions if "popcount" in gv.name_hint]
-    assert kernels and all("_v8_r4_" in name for name in kernels), kernels
+    assert kernels and all("_v4_r4_c" in name for name in kernels), kernels
     for i in range(len(x)):
         assert torch.equal(cm(x[i:i + 1]), tt.quant.run_reference(frozen, x[i:i + 1]))
     with pytest.raises(KernelConfigError, match="'avx2_popcount_gemv' has no knob 'unroll'"):
@@ -151,5 +172,8 @@ def test_bad_kernel_configs_and_weights_are_named():
         make_popcount_gemv(1, 4, 0, False)
     with pytest.raises(KernelConfigError, match="popcount_gemv: rows per step must be a positive int, got 0"):
         make_popcount_gemv(1, 4, 64, False, rows=0)
+    with pytest.raises(KernelConfigError, match="chunk must be 1, or in \\[2, 31\\] with 4 words per step, "
+                                                "got chunk 4 with 8 words"):
+        make_popcount_gemv(1, 4, 64, False, words=8, chunk=4)
     with pytest.raises(PackError, match=r"index \(0, 1\) is 2"):
         weight_planes(np.array([[0, 2, 1]]), dual=False)

@@ -42,45 +42,59 @@ WORDS_VPOPCNTDQ = 8  # one zmm register, where vpopcntq counts it in one instruc
 class Knobs:
     """The schedule template's tunable knobs (``KNOBS`` lists their candidate values)."""
 
-    words: int = WORDS  # uint64 words per vector step (the weight layout pads K to these)
+    words: int = WORDS  # uint64 words per vector step
     rows: int = 1       # output rows per step, sharing each activation plane load
+    chunk: int = 1      # steps per intrinsic call (AVX2: byte counts summed before vpsadbw)
 
 
-# knob -> candidates, the first the default (``strategy.registry.Impl.knobs``)
-KNOBS_AVX2 = {"words": [WORDS, 2 * WORDS], "rows": [1, 2, 4]}
+# knob -> candidates, the first the default (``strategy.registry.Impl.knobs``); the weight
+# layout pads K to whole ``words * chunk`` and N to whole ``rows``
+KNOBS_AVX2 = {"chunk": [16, 8, 4, 1], "rows": [1, 2, 4]}
 KNOBS_VPOPCNTDQ = {"words": [WORDS_VPOPCNTDQ, WORDS], "rows": [1, 2, 4]}
 
 _BIT_OR = te.comm_reducer(lambda a, b: tirx.bitwise_or(a, b), lambda t: tirx.const(0, t), name="bit_or")
 
 
-def padded_words(k: int, words: int = WORDS) -> int:
+def _steps(k: int, words: int) -> int:
+    """Vector steps of ``words`` uint64 words that cover ``k`` trits."""
     if words not in (WORDS, WORDS_VPOPCNTDQ):
         raise KernelConfigError(f"popcount_gemv: words per vector must be {WORDS} or "
                                 f"{WORDS_VPOPCNTDQ}, got {words!r}")
-    count = (k + intrin.TRITS_PER_WORD - 1) // intrin.TRITS_PER_WORD
-    return (count + words - 1) // words * words
+    return -(-k // (intrin.TRITS_PER_WORD * words))
+
+
+def balanced_chunk(k: int, words: int, chunk: int) -> int:
+    """The ``chunk`` knob shrunk so the intrinsic calls split the steps evenly: padding
+    stays under one step per call (K = 1024 with chunk 8 would otherwise double the work)."""
+    steps = _steps(k, words)
+    return -(-steps // -(-steps // chunk)) if chunk > 1 else 1
+
+
+def padded_words(k: int, words: int = WORDS, chunk: int = 1) -> int:
+    step = words * balanced_chunk(k, words, chunk)
+    return -(-_steps(k, words) * words // step) * step
 
 
 def padded_rows(n: int, rows: int) -> int:
     return (n + rows - 1) // rows * rows
 
 
-def weight_planes(w_t: np.ndarray, dual: bool, words: int = WORDS, rows: int = 1) -> np.ndarray:
-    """uint64 ``[padded_rows(N, rows), 2, padded_words(K)]``: (nonzero, sign) planes, or
+def weight_planes(w_t: np.ndarray, dual: bool, words: int = WORDS, rows: int = 1, chunk: int = 1) -> np.ndarray:
+    """uint64 ``[padded_rows(N, rows), 2, padded_words(K, words, chunk)]``: (nonzero, sign) planes, or
     (P, N) masks if dual; padding rows are zero weights (whole row blocks need no
     predicate, which tensorize cannot match)."""
     planes = pack(w_t, "bitplane")  # [N, 2, ceil(K / 64)]
     if dual:
         nz, sign = planes[:, 0], planes[:, 1]
         planes = np.stack([nz & ~sign, sign], axis=1)  # sign implies nonzero: sign = (w = -1)
-    out = np.zeros((padded_rows(planes.shape[0], rows), 2, padded_words(w_t.shape[1], words)), np.uint64)
+    out = np.zeros((padded_rows(planes.shape[0], rows), 2, padded_words(w_t.shape[1], words, chunk)), np.uint64)
     out[:planes.shape[0], :, :planes.shape[2]] = planes
     return out
 
 
-def popcount_compute(batch: int, n: int, k: int, dual: bool, words: int, rows: int):
+def popcount_compute(batch: int, n: int, k: int, dual: bool, knobs: Knobs):
     """The kernel's TE definition: ``[x, w, mult, bias, z]`` (``z`` int64 ``[B, N]``)."""
-    wp, npad = padded_words(k, words), padded_rows(n, rows)
+    wp, npad = padded_words(k, knobs.words, knobs.chunk), padded_rows(n, knobs.rows)
     x = te.placeholder((batch, k), "int8", name="x")
     w = te.placeholder((npad, 2, wp), "uint64", name="w")
     mult = te.placeholder((2, n), "int32", name="mult")
@@ -136,28 +150,36 @@ def _schedule_rows(sch, n: int, k: int, dual: bool, knobs: Knobs) -> None:
     middle = rest[:(knobs.rows > 1) + dual]
     inner = [*middle, lane_loop]
     words_loop = rest[len(middle):]
+    if knobs.chunk > 1:  # padded_words makes the steps a multiple of chunk (>= 2: a loop)
+        words_loop = list(sch.split(words_loop[0], [None, knobs.chunk]))
+        inner.insert(len(middle), words_loop.pop())
     order = [*words_loop, *inner]
     if len(order) > 1:
         sch.reorder(*order)
     sch.decompose_reduction(lanes, (words_loop or inner)[0])
     # (re-read: decomposing at the lane loop itself leaves the handle on the init's copy)
-    sch.tensorize(sch.get_loops(lanes)[-1], intrin.word_kernel(dual, knobs.words))
-    for loop in inner[:-1]:
+    loops = sch.get_loops(lanes)
+    sch.tensorize(loops[-2] if knobs.chunk > 1 else loops[-1],
+                  intrin.word_kernel(dual, knobs.words, knobs.chunk))
+    for loop in middle:
         sch.unroll(loop)
 
 
-def make_popcount_gemv(batch: int, n: int, k: int, dual: bool, words: int = WORDS, rows: int = 1):
+def make_popcount_gemv(batch: int, n: int, k: int, dual: bool, words: int = WORDS, rows: int = 1,
+                       chunk: int = 1):
     """``gemv(x [B, K] int8 in {-1,0,1}, w [N, 2, WP] uint64, mult [2, N] int32,
-    bias [N] int64, z [B, N] int64)`` with ``w = weight_planes(w_t, dual, words, rows)``;
-    ``words`` uint64 per vector step, ``rows`` output rows per step (the knobs)."""
+    bias [N] int64, z [B, N] int64)`` with ``w = weight_planes(w_t, dual, words, rows, chunk)``;
+    ``words`` uint64 per vector step, ``rows`` output rows per step, ``chunk`` steps per
+    intrinsic call (the knobs)."""
     check_layer_dims("popcount_gemv", batch, n, k)
     padded_words(k, words)  # validates words
     if not isinstance(rows, (int, np.integer)) or rows < 1:
         raise KernelConfigError(f"popcount_gemv: rows per step must be a positive int, got {rows!r}")
-    knobs = Knobs(words, rows)
-    sch = tvm.s_tir.Schedule(te.create_prim_func(popcount_compute(batch, n, k, dual, words, rows)))
+    intrin.word_kernel(dual, words, chunk)  # validates chunk (with words) before scheduling
+    knobs = Knobs(words, rows, balanced_chunk(k, words, chunk))
+    sch = tvm.s_tir.Schedule(te.create_prim_func(popcount_compute(batch, n, k, dual, knobs)))
     _pack_planes(sch)
     _schedule_rows(sch, n, k, dual, knobs)
     kind = "dual" if dual else "sym"
     return sch.mod["main"].with_attr(
-        "global_symbol", f"ternary_popcount_gemv_{kind}_v{words}_r{rows}_b{batch}_n{n}_k{k}")
+        "global_symbol", f"ternary_popcount_gemv_{kind}_v{words}_r{rows}_c{knobs.chunk}_b{batch}_n{n}_k{k}")

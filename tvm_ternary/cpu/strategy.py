@@ -26,6 +26,7 @@ from tvm_ternary.target import cpu_features
 from . import gemv, intrin_trit, quantize
 from .params import typed
 from .popcount_gemv import KNOBS_AVX2, KNOBS_VPOPCNTDQ, make_popcount_gemv, weight_planes
+from .popcount_gemv import Knobs as PopcountKnobs
 from . import sparse_gemv
 
 
@@ -129,9 +130,11 @@ def _popcount_emitter(name: str, knobs: dict):
     def emit(bb, call):
         values = knob_values(name, knobs, call)
 
+        chosen = PopcountKnobs(**values)
+
         def build(w_t, batch, n, k, dual):
-            return (make_popcount_gemv(batch, n, k, dual, **values),
-                    [weight_planes(w_t, dual, values["words"], values["rows"])])
+            return (make_popcount_gemv(batch, n, k, dual, chosen.words, chosen.rows, chosen.chunk),
+                    [weight_planes(w_t, dual, chosen.words, chosen.rows, chosen.chunk)])
 
         return _kernel_emitter(build)(bb, call)
 
