@@ -224,7 +224,8 @@ class LayerEmitter:
             return self.emit(Load(mem=MemType.PAR, sram_base=first,
                                   dram_base=self.regions.par + first, x_size=t.out_blocks.size,
                                   x_stride=t.out_blocks.size))
-        index = self.emit(Load(mem=MemType.PAR, dram_base=self.regions.par + first,
+        index = self.emit(Load(mem=MemType.PAR, sram_base=self._par_entry0(),
+                               dram_base=self.regions.par + first,
                                x_size=t.out_blocks.size, x_stride=t.out_blocks.size))
         self.tokens.free("c2l", self._last_alu, index)
         return index
@@ -328,7 +329,8 @@ class LayerEmitter:
     def _epilogue(self, t: Tile, acc_of: list, out_base: int) -> int:
         p = self.p
         nob = t.out_blocks.size
-        par0 = 0 if not self.par_resident else t.group * p.out_blocks + t.out_blocks.start
+        par0 = self._par_entry0() if not self.par_resident \
+            else t.group * p.out_blocks + t.out_blocks.start
         dst = [out_base + obl for obl in range(nob)]
         par = [par0 + obl for obl in range(nob)]
         bgn, end = self.uops.place(isa.encode_uops(dst, acc_of, par), self.emit)
@@ -336,7 +338,7 @@ class LayerEmitter:
         # Overlapped with the next tile's GEMMs (docs/isa.md) when they use the other
         # accumulator slot (the tile after reuses this one only after the next ALU, which
         # waits for this one) and resident parameters are never reloaded.
-        overlap = self.par_resident and self.s.slots == 2
+        overlap = self.par_resident and self._epilogue_overlaps()
         index = self.emit(Alu(op=AluOp.REQUANT if requant else AluOp.THRESH, uop_bgn=bgn,
                               uop_end=end, iter_out=t.rows.size, iter_in=t.cols.size,
                               dst_factor_out=t.cols.size * nob, dst_factor_in=nob,
@@ -347,6 +349,16 @@ class LayerEmitter:
         self._overlapped = (index, bgn, end) if overlap else None
         self._last_alu = index
         return index
+
+    def _par_entry0(self) -> int:
+        """Where a tile's parameters land when they are not all resident (per virtual
+        thread in ``tir_vthread``)."""
+        return 0
+
+    def _epilogue_overlaps(self) -> bool:
+        """Whether this tile's ALU may run under the compute instructions issued after it:
+        the next tile's GEMMs must use another accumulator slot."""
+        return self.s.slots == 2
 
     def _out_rects(self, t: Tile, width: int) -> list[OutRect]:
         """The transfers of a tile's results, fewest first: output blocks ``[.., OH, OW,

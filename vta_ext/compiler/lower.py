@@ -33,6 +33,7 @@ from .geometry import ConvProblem, check_residual_input, problem_of
 from .layer import LayerSpec
 from .schedule import Schedule, check_schedule, default_schedule, schedule_space
 from .tir_program import TirRoute, tir_epilogue
+from .tir_vthread import ThreadedEmitter
 
 INPUT_REGION, OUTPUT_REGION, RESIDUAL_REGION = "input", "output", "residual"
 
@@ -147,7 +148,11 @@ def compile_layer(spec: LayerSpec, hw: HwConfig, schedule: Schedule | None = Non
     check_schedule(p, s, hw)
     clamp = (spec.lo, spec.hi) if spec.epilogue == "requantize" else (0, 0)
     epilogue = ACCUMULATE if spec.stores_accumulators else spec.epilogue
-    emitter = LayerEmitter(p, s, hw, epilogue, clamp, spec.pad_value, spec.has_residual)
+    if s.virtual_threads > 1 and lowering != "tir":
+        raise KernelConfigError(f"layer {spec.name}: virtual_threads = {s.virtual_threads} "
+                                f"exists in the TIR lowering only, not in {lowering!r}")
+    builder = ThreadedEmitter if s.virtual_threads > 1 else LayerEmitter
+    emitter = builder(p, s, hw, epilogue, clamp, spec.pad_value, spec.has_residual)
     route = TirRoute(p, s, tir_epilogue(spec)) if lowering == "tir" else None
     wblocks = images.weight_blocks(spec, p)
     weights = route.plan_weights(wblocks, s.skips_zero_blocks(hw)) if route \

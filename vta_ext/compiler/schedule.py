@@ -7,6 +7,9 @@ with all kernel taps). ``double_buffer`` gives the input, weight and accumulator
 two slots each, so the next step's loads overlap this step's GEMM (the virtual threads of
 the old VTA schedules). ``reuse`` is the loop order: "weight" keeps a weight tile resident
 across spatial tiles, "input" keeps an input tile resident across output-channel tiles.
+``virtual_threads`` = 2 runs two output-channel tiles as two virtual threads of the TIR (the
+old VTA's ``cthread``): their steps interleave and share one input load, each thread has its
+own accumulator and weight slots (TIR route only; docs/vta_lowering.md).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ..isa import Opcode
 from .geometry import ConvProblem, ceil_div, isa_field_max
 
 REUSE = ("weight", "input")
+VIRTUAL_THREADS = (1, 2)
 _ITER_MAX = isa_field_max(Opcode.GEMM, "iter_out")
 _FACTOR_MAX = isa_field_max(Opcode.GEMM, "src_factor_out")
 Y_SIZE_MAX = isa_field_max(Opcode.LOAD, "y_size")
@@ -39,6 +43,7 @@ class Schedule:
     double_buffer: bool = True
     reuse: str = "weight"
     skip_zero_blocks: bool | None = None  # None: HwConfig.zero_block_skip decides
+    virtual_threads: int = 1
 
     def skips_zero_blocks(self, hw: HwConfig) -> bool:
         return hw.zero_block_skip if self.skip_zero_blocks is None else self.skip_zero_blocks
@@ -61,7 +66,8 @@ class Schedule:
         if unknown or missing:
             raise KernelConfigError(f"schedule knobs: unknown {unknown}, missing {missing}; "
                                     f"knobs are {sorted(fields)}")
-        for name in ("tile_out_blocks", "tile_in_blocks", "tile_rows", "tile_cols"):
+        for name in ("tile_out_blocks", "tile_in_blocks", "tile_rows", "tile_cols",
+                     "virtual_threads"):
             if name in knobs and (not isinstance(knobs[name], int) or isinstance(knobs[name], bool)):
                 raise KernelConfigError(f"schedule knob {name} must be an integer, got {knobs[name]!r}")
         return cls(**knobs)
@@ -94,6 +100,12 @@ def misfit(p: ConvProblem, s: Schedule, hw: HwConfig) -> str | None:
             return f"{knob} = {v} is outside [1, {top}]"
     if s.reuse not in REUSE:
         return f"reuse = {s.reuse!r} is not one of {REUSE}"
+    vt = s.virtual_threads
+    if vt not in VIRTUAL_THREADS:
+        return f"virtual_threads = {vt!r} is not one of {VIRTUAL_THREADS}"
+    if vt > 1 and ceil_div(p.out_blocks, s.tile_out_blocks) < vt:
+        return (f"virtual_threads = {vt} needs {vt} output-channel tiles, tile_out_blocks = "
+                f"{s.tile_out_blocks} of {p.out_blocks} blocks gives one")
     if s.tile_rows > _ITER_MAX or s.tile_cols > _ITER_MAX:
         return f"tile_rows/tile_cols exceed the GEMM loop count limit {_ITER_MAX}"
     if p.loaded_row_stride * p.in_cols(s.tile_cols) > _FACTOR_MAX \
@@ -104,13 +116,16 @@ def misfit(p: ConvProblem, s: Schedule, hw: HwConfig) -> str | None:
             or p.ow * p.out_blocks > X_STRIDE_MAX:
         return "a tile's input or output rectangle exceeds the LOAD/STORE size fields"
     f = footprint(p, s)
+    # the virtual threads share the input slots and have their own weight, accumulator and
+    # parameter entries
     for buf, need, depth in (("inp", f.inp * s.slots, hw.inp_depth),
-                             ("wgt", f.wgt * s.slots, hw.wgt_depth),
-                             ("acc", f.acc * s.slots, hw.acc_depth),
+                             ("wgt", f.wgt * s.slots * vt, hw.wgt_depth),
+                             ("acc", f.acc * s.slots * vt, hw.acc_depth),
                              ("uop", f.uop, hw.uop_depth),
-                             ("par", s.tile_out_blocks, hw.par_depth)):
+                             ("par", s.tile_out_blocks * vt, hw.par_depth)):
         if need > depth:
-            return f"needs {need} {buf} entries, the {buf} buffer holds {depth}"
+            threads = f" (virtual_threads = {vt})" if vt > 1 and buf != "inp" else ""
+            return f"needs {need} {buf} entries{threads}, the {buf} buffer holds {depth}"
     return None
 
 
@@ -164,10 +179,11 @@ def estimated_cost(p: ConvProblem, s: Schedule, hw: HwConfig, density: float = 1
 def schedule_space(p: ConvProblem, hw: HwConfig) -> list[Schedule]:
     """Every valid schedule of the candidate grid (the space the tuner enumerates)."""
     out = []
-    for to, tc, th, tw, db, reuse in itertools.product(
-            _block_sizes(p.out_blocks), _block_sizes(p.in_blocks), _sizes(p.oh),
-            _sizes(p.ow, dense_upto=1), (True, False), REUSE):
-        s = Schedule(to, tc, th, tw, db, reuse)
+    # virtual threads outermost: on equal estimates a one-thread schedule ranks first
+    for vt, to, tc, th, tw, db, reuse in itertools.product(
+            VIRTUAL_THREADS, _block_sizes(p.out_blocks), _block_sizes(p.in_blocks),
+            _sizes(p.oh), _sizes(p.ow, dense_upto=1), (True, False), REUSE):
+        s = Schedule(to, tc, th, tw, db, reuse, virtual_threads=vt)
         if misfit(p, s, hw) is None:
             out.append(s)
     return out
@@ -181,4 +197,5 @@ def default_schedule(p: ConvProblem, hw: HwConfig, density: float = 1.0) -> Sche
         smallest = Schedule(1, 1, 1, 1, double_buffer=False)
         raise AcceleratorLayerError(f"layer {p.layer}: no tiling fits HwConfig {hw.name!r}; even "
                                     f"the smallest tile {misfit(p, smallest, hw) or 'fails'}")
-    return min(space, key=lambda s: (estimated_cost(p, s, hw, density), -s.double_buffer))
+    return min(space, key=lambda s: (estimated_cost(p, s, hw, density), -s.double_buffer,
+                                     s.virtual_threads))

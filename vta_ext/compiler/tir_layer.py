@@ -22,7 +22,11 @@ copy, product, epilogue and store block onto ``tir_intrin``. The accumulator res
 
 Double buffering is not a loop of this PrimFunc: the slot a step's operands land in
 depends on what each slot still holds (reuse across tiles), which the walker tracks
-(``tir_program``); see docs/vta_lowering.md for why a ``vthread`` binding does not express it.
+(``tir_program``). ``Schedule.virtual_threads`` = 2 is: the output-block tile loop split in
+two, the inner part bound to ``vthread.x`` (the old VTA's ``cthread``) before the reduction is
+decomposed (0.27 refuses the binding afterwards); ``InjectVirtualThread`` (``tir_walk``) then
+repeats every statement that depends on the thread once per thread, and leaves the input
+load, which does not, shared.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from .schedule import Schedule
 # loop names of the scheduled PrimFunc the walker iterates (everything inside is one event)
 IMAGE_GROUP, GROUP, OUT_TILE, ROW_TILE, COL_TILE, STEP = "n", "g", "ob_0", "y_0", "x_0", "cb_0"
 OUTER_LOOPS = (IMAGE_GROUP, GROUP, OUT_TILE, ROW_TILE, COL_TILE, STEP)
+VTHREAD = "ob_1"  # with virtual threads: the output-tile loop of one thread (bound, then unrolled)
 # what a tile ends with: the ALU epilogue, the ALU with a residual input, or no ALU
 ALU, RESIDUAL, ACCUMULATE = "alu", "residual", "accumulate"
 
@@ -62,6 +67,7 @@ class LayerShape:
     tile: tuple          # (out blocks, in blocks, rows, cols)
     reuse: str
     epilogue: str        # ALU, RESIDUAL or ACCUMULATE
+    threads: int = 1     # virtual threads over the output-block tiles
 
     @property
     def in_rows(self) -> int:
@@ -74,14 +80,15 @@ class LayerShape:
 
 def layer_shape(p: ConvProblem, s: Schedule, epilogue: str = ALU) -> LayerShape:
     to, tc, th, tw = s.tile_out_blocks, s.tile_in_blocks, s.tile_rows, s.tile_cols
+    vt = s.virtual_threads
     return LayerShape(image_groups=p.image_groups, groups=p.groups,
-                      out_blocks=ceil_div(p.out_blocks, to) * to,
+                      out_blocks=ceil_div(p.out_blocks, to * vt) * to * vt,
                       in_blocks=ceil_div(p.in_blocks, tc) * tc,
                       oh=ceil_div(p.oh, th) * th, ow=ceil_div(p.ow, tw) * tw, kh=p.kh, kw=p.kw,
                       row_stride=p.loaded_row_stride, col_stride=p.loaded_col_stride,
                       dilation=tuple(p.dilation), batch=p.batch, block_out=p.block_out,
                       block_in=p.block_in, tile=(to, tc, th, tw), reuse=s.reuse,
-                      epilogue=epilogue)
+                      epilogue=epilogue, threads=vt)
 
 
 def _compute(ls: LayerShape):
@@ -127,12 +134,19 @@ def scheduled_layer(ls: LayerShape):
     cblk, oblk = sch.get_sblock("C"), sch.get_sblock("O")
     sch.set_scope(cblk, 0, ti.ACC_SCOPE)
     n, g, ob, y, x, b, o, cb, i, j, c = sch.get_loops(cblk)
-    ob_o, ob_i = sch.split(ob, [None, to])
+    if ls.threads > 1:
+        ob_o, ob_v, ob_i = sch.split(ob, [None, ls.threads, to])
+    else:
+        ob_o, ob_i = sch.split(ob, [None, to])
     y_o, y_i = sch.split(y, [None, th])
     x_o, x_i = sch.split(x, [None, tw])
     cb_o, cb_i = sch.split(cb, [None, tc])
     outer = (ob_o, y_o, x_o) if ls.reuse == "weight" else (y_o, x_o, ob_o)
+    if ls.threads > 1:  # one output tile per thread, inside the tile loops
+        outer = (*outer, ob_v)
     sch.reorder(n, g, *outer, cb_o, ob_i, cb_i, i, j, y_i, x_i, b, o, c)
+    if ls.threads > 1:  # before decompose_reduction: 0.27 refuses it afterwards
+        sch.bind(ob_v, "vthread.x")
     tile = outer[-1]
     rblk = None if ls.epilogue == ACCUMULATE else sch.get_sblock("R")
     if rblk is not None:
@@ -170,5 +184,6 @@ def _mark_copy(sch, block, symbol: str) -> None:
     """Mark a copy block's outermost own loop as one DMA (the old VTA's ``dma_copy``
     pragma): the walker reads the copied region off the loop nest below the mark. A block
     always keeps its element loop, so it has at least one loop of its own."""
-    own = [lp for lp in sch.get_loops(block) if sch.get(lp).loop_var.name not in OUTER_LOOPS]
+    own = [lp for lp in sch.get_loops(block)
+           if sch.get(lp).loop_var.name not in (*OUTER_LOOPS, VTHREAD)]
     sch.annotate(own[0], ti.DMA_PRAGMA, symbol)

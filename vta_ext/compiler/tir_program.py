@@ -8,7 +8,8 @@ blocks in DRAM). What the shared instruction builders of ``emit.LayerEmitter`` d
 that both routes encode an instruction one way: the shape of each LOAD / STORE (one merged
 DMA where the fields allow), which buffer slot an operand lands in and whether it is still
 resident (double buffering with reuse across tiles), the micro-op cache, the ALU overlap and
-the dependency tokens (``tokens.Tokens``).
+the dependency tokens (``tokens.Tokens``). With virtual threads the unit is a group of
+tiles, one per thread, issued interleaved by ``tir_vthread.ThreadedEmitter``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from .geometry import ConvProblem
 from .layer import LayerSpec
 from .schedule import Schedule
 from .tir_layer import ACCUMULATE, ALU, RESIDUAL
-from .tir_walk import walk_layer
+from .tir_vthread import ThreadedEmitter
+from .tir_walk import TileWork, walk_layer
 
 
 def tir_epilogue(spec: LayerSpec) -> str:
@@ -40,18 +42,35 @@ class TirRoute:
     def plan_weights(self, wblocks: np.ndarray, skip_zero: bool) -> WeightPlan:
         """The weight blocks in DRAM, in the order the TIR's steps first use them."""
         plan = WeightPlan()
-        for tw in self.work:
-            for step, products in zip(tw.tile.in_steps, tw.products):
-                plan.add(tw.tile.weight_key(step), wblocks, tw.tile, step, skip_zero, products)
+        for group in self.groups():  # a group's threads interleave their steps
+            for k in range(len(group[0].tile.in_steps)):
+                for tw in group:
+                    step = tw.tile.in_steps[k]
+                    plan.add(tw.tile.weight_key(step), wblocks, tw.tile, step, skip_zero,
+                             tw.products[k])
         return plan
 
+    def groups(self) -> list[list[TileWork]]:
+        """The walked tiles by virtual-thread group (a new group starts at thread 0)."""
+        out: list[list[TileWork]] = []
+        for tw in self.work:
+            if tw.thread == 0 or not out:
+                out.append([])
+            out[-1].append(tw)
+        return out
+
     def emit(self, emitter: LayerEmitter, regions: Regions, weights: WeightPlan) -> list:
-        """The instruction stream: each tile by the emitter's builder, then FINISH (which
-        waits for the last STORE), tokens applied."""
+        """The instruction stream: each tile (each thread group, with virtual threads) by the
+        emitter's builder, then FINISH (which waits for the last STORE), tokens applied."""
         emitter.regions, emitter.weights = regions, weights
         last_store = None
-        for tw in self.work:
-            last_store = emitter._tile(tw.tile)
+        threaded = isinstance(emitter, ThreadedEmitter)
+        for group in self.groups():
+            if threaded:
+                last_store = emitter.group([tw.tile for tw in group])
+                continue
+            for tw in group:
+                last_store = emitter._tile(tw.tile)
         finish = emitter.emit(Finish())
         emitter.tokens.free("s2c", last_store, finish)
         return emitter.tokens.apply(emitter.insns)

@@ -139,27 +139,39 @@ def _nest(stmt, loops: list):
     return loops, stmt
 
 
-def _copy_event(symbol: str, stmt) -> Event:
-    loops, store = _nest(stmt, [])
-    if type(store).__name__ not in _STORES or type(store.value).__name__ not in _LOADS:
-        raise WalkError(f"TIR walker: {symbol} is not a copy nest")
-    dram = store.indices[0] if symbol == ti.STORE else store.value.indices[0]
-    return _event(symbol, loops, [affine(dram)])
+def _statements(body) -> list:
+    """The innermost statements of a nest: one, or one per virtual thread (InjectVirtualThread
+    repeats a thread-dependent statement inside its loops)."""
+    return list(body.seq) if type(body).__name__ == "SeqStmt" else [body]
 
 
-def _call_event(stmt) -> Event | None:
+def _copy_events(symbol: str, stmt) -> list[Event]:
     loops, body = _nest(stmt, [])
-    kind = type(body).__name__
-    if kind in _STORES:  # the accumulator reset (decompose_reduction's init)
-        return None
-    if kind != "Evaluate" or type(body.value).__name__ != "Call" \
-            or body.value.op.name != "tirx.call_extern":
-        raise WalkError(f"TIR walker: unexpected statement {kind}")
-    args = body.value.args
-    symbol = args[0].value
-    if symbol not in (ti.GEMM, ti.ALU):
-        raise WalkError(f"TIR walker: unknown intrinsic {symbol}")
-    return _event(symbol, loops, [affine(args[k]) for k in range(2, len(args), 2)])
+    out = []
+    for store in _statements(body):
+        if type(store).__name__ not in _STORES or type(store.value).__name__ not in _LOADS:
+            raise WalkError(f"TIR walker: {symbol} is not a copy nest")
+        dram = store.indices[0] if symbol == ti.STORE else store.value.indices[0]
+        out.append(_event(symbol, loops, [affine(dram)]))
+    return out
+
+
+def _call_events(stmt) -> list[Event]:
+    loops, body = _nest(stmt, [])
+    out = []
+    for st in _statements(body):
+        kind = type(st).__name__
+        if kind in _STORES:  # the accumulator reset (decompose_reduction's init)
+            continue
+        if kind != "Evaluate" or type(st.value).__name__ != "Call" \
+                or st.value.op.name != "tirx.call_extern":
+            raise WalkError(f"TIR walker: unexpected statement {kind}")
+        args = st.value.args
+        symbol = args[0].value
+        if symbol not in (ti.GEMM, ti.ALU):
+            raise WalkError(f"TIR walker: unknown intrinsic {symbol}")
+        out.append(_event(symbol, loops, [affine(args[k]) for k in range(2, len(args), 2)]))
+    return out
 
 
 def _plan(stmt) -> list:
@@ -169,24 +181,26 @@ def _plan(stmt) -> list:
     if kind == "For" and stmt.loop_var.name in OUTER_LOOPS:
         return [Loop(stmt.loop_var.name, int(stmt.extent), _plan(stmt.body))]
     if kind == "AttrStmt" and stmt.attr_key == ti.DMA_PRAGMA:
-        return [_copy_event(stmt.value.value, stmt.body)]
+        return _copy_events(stmt.value.value, stmt.body)
     if kind in ("For", "Evaluate"):
-        event = _call_event(stmt)
-        return [event] if event is not None else []
+        return _call_events(stmt)
     if kind in ("LetStmt", "AttrStmt", "Allocate", "DeclBuffer", "AllocBuffer"):
         body = getattr(stmt, "body", None)  # 0.27: DeclBuffer/AllocBuffer head a sequence
         return _plan(body) if body is not None else []
     raise WalkError(f"TIR walker: no rule for {kind}")
 
 
-def _lower(func):
+def _lower(func, threads: int = 1):
     import tvm
 
     mod = tvm.IRModule({"main": func})
-    for ps in (tvm.s_tir.transform.LowerInitBlock(), tvm.s_tir.transform.ConvertBlocksToOpaque(),
-               tvm.s_tir.transform.CompactBufferAllocation(),
-               tvm.s_tir.transform.LowerMatchBuffer(), tvm.s_tir.transform.LowerOpaqueBlock(),
-               tvm.tirx.transform.FlattenBuffer()):
+    passes = [tvm.s_tir.transform.LowerInitBlock(), tvm.s_tir.transform.ConvertBlocksToOpaque(),
+              tvm.s_tir.transform.CompactBufferAllocation(),
+              tvm.s_tir.transform.LowerMatchBuffer(), tvm.s_tir.transform.LowerOpaqueBlock(),
+              tvm.tirx.transform.FlattenBuffer()]
+    if threads > 1:
+        passes.append(tvm.s_tir.transform.InjectVirtualThread())
+    for ps in passes:
         mod = ps(mod)
     return mod["main"]
 
@@ -194,7 +208,7 @@ def _lower(func):
 @lru_cache(maxsize=256)
 def compile_plan(ls: LayerShape) -> list:
     """The walked plan of the shape class ``ls`` (TVM runs here only, once per class)."""
-    plan = _plan(_lower(scheduled_layer(ls)).body)
+    plan = _plan(_lower(scheduled_layer(ls), ls.threads).body)
     dec = _Decoder(ls)
     for ev in _events(plan):
         if ev.symbol == ti.GEMM:
@@ -219,6 +233,7 @@ class TileWork:
 
     tile: Tile
     products: list  # per step: [(obl, cbl, i, j)] in the GEMM nest's order
+    thread: int = 0  # the virtual thread running the tile (``Schedule.virtual_threads``)
 
 
 class _Decoder:
@@ -238,26 +253,50 @@ class _Decoder:
 
 
 def run_plan(plan: list, p: ConvProblem, s: Schedule, ls: LayerShape) -> list[TileWork]:
+    """The tiles in the order of their STOREs; with virtual threads, the tiles of one
+    thread group (thread 0, 1, ..) are consecutive, those past the real extents left out."""
     dec = _Decoder(ls)
     out: list[TileWork] = []
-    state = {"steps": [], "products": [], "events": []}
-    _run(plan, {}, p, s, dec, state, out)
+    states = [{"steps": [], "products": [], "events": []} for _ in range(ls.threads)]
+    _run(plan, {}, p, s, dec, states, out)
     return out
 
 
-def _run(nodes: list, env: dict, p, s, dec, state, out) -> None:
+def _run(nodes: list, env: dict, p, s, dec, states, out) -> None:
     for node in nodes:
         if isinstance(node, Loop):
             for v in range(node.extent):
                 env[node.name] = v
-                _run(node.body, env, p, s, dec, state, out)
+                _run(node.body, env, p, s, dec, states, out)
             del env[node.name]
         else:
-            _on_event(node, env, p, s, dec, state, out)
+            _on_event(node, env, p, s, dec, states, out)
 
 
-def _on_event(ev: Event, env: dict, p, s, dec: _Decoder, state: dict, out: list) -> None:
+def _thread_of(symbol: str, base: list, dec: _Decoder) -> int | None:
+    """The virtual thread of an event, from the output block its offsets address (the
+    threads run consecutive output tiles); None for the input load, which all threads share."""
+    ls = dec.ls
+    if symbol == ti.LOAD_INP:
+        return None
+    if symbol == ti.LOAD_WGT:
+        ob = int(dec.at(base[0], dec.wgt)[1])
+    elif symbol == ti.LOAD_PAR:
+        ob = base[0] // ls.block_out % ls.out_blocks
+    else:  # GEMM, ALU, LOAD_RES, STORE: the accumulator / output block
+        ob = int(dec.at(base[0], dec.acc)[2])
+    return ob // ls.tile[0] % ls.threads
+
+
+def _on_event(ev: Event, env: dict, p, s, dec: _Decoder, states: list, out: list) -> None:
     base = [b.at(env) for b in ev.bases]
+    thread = _thread_of(ev.symbol, base, dec)
+    for k in range(len(states)) if thread is None else (thread,):
+        _on_thread_event(ev, base, p, s, dec, states[k], k, out)
+
+
+def _on_thread_event(ev: Event, base: list, p, s, dec: _Decoder, state: dict, thread: int,
+                     out: list) -> None:
     state["events"].append((ev.symbol, base))
     if ev.symbol == ti.LOAD_INP:
         n, g, cb, r, c = (int(v) for v in dec.at(base[0], dec.inp))
@@ -265,8 +304,10 @@ def _on_event(ev: Event, env: dict, p, s, dec: _Decoder, state: dict, out: list)
     elif ev.symbol == ti.GEMM:
         state["products"].append(_step_products(ev, base, p, s, dec, state["steps"][-1]))
     elif ev.symbol == ti.STORE:
-        out.append(_tile(base[0], p, s, dec, state))
-        _check_tile_events(state["events"], out[-1].tile, p, dec)
+        work = _tile(base[0], p, s, dec, state, thread)
+        if work is not None:
+            out.append(work)
+            _check_tile_events(state["events"], work.tile, p, dec)
         state["steps"], state["products"], state["events"] = [], [], []
     # LOAD_WGT, LOAD_PAR, LOAD_RES, ALU: their regions follow from the tile and step
     # (checked at the tile's STORE); the emitter's builder decides their instructions.
@@ -323,8 +364,13 @@ class GemmPattern:
         return self._clipped[key]
 
 
-def _tile(store_base: int, p: ConvProblem, s: Schedule, dec: _Decoder, state: dict) -> TileWork:
+def _tile(store_base: int, p: ConvProblem, s: Schedule, dec: _Decoder, state: dict,
+          thread: int) -> TileWork | None:
+    """The tile a STORE ends, or None for a thread's tile past the last output block (the
+    PrimFunc's output blocks are extended to whole thread groups)."""
     n, g, ob, y, x = (int(v) for v in dec.at(store_base, dec.acc))
+    if ob >= p.out_blocks:
+        return None
     rows, cols = Span(y, min(s.tile_rows, p.oh - y)), Span(x, min(s.tile_cols, p.ow - x))
     steps = []
     for (sn, sg, cb, r, c) in state["steps"]:
@@ -333,7 +379,7 @@ def _tile(store_base: int, p: ConvProblem, s: Schedule, dec: _Decoder, state: di
         steps.append(Span(cb, min(s.tile_in_blocks, p.in_blocks - cb)))
     tile = Tile(n, g, Span(ob, min(s.tile_out_blocks, p.out_blocks - ob)), rows, cols,
                 tuple(steps))
-    return TileWork(tile, list(state["products"]))
+    return TileWork(tile, list(state["products"]), thread)
 
 
 def _check_tile_events(events: list, t: Tile, p: ConvProblem, dec: _Decoder) -> None:

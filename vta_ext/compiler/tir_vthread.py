@@ -1,0 +1,197 @@
+"""The instruction builder of a layer scheduled with virtual threads (``Schedule.virtual_threads``
+= 2, the old VTA's ``cthread``): the walked TIR (``tir_walk``) runs a group of output tiles,
+one per thread, whose statements ``InjectVirtualThread`` interleaved.
+
+Per reduction step of a group: the input rectangle, which every thread reads, is loaded
+once; then each thread's weight blocks into that thread's weight slots; then each thread's
+GEMM into that thread's accumulator slot. After the last step each thread in turn runs its
+epilogue (parameter load, residual load, ALU, STOREs). Because the threads own separate
+weight and accumulator entries, the load module fills thread 1's weights while the GEMM
+core runs thread 0's step, and the next step's thread-0 weights while thread 1's GEMM runs:
+the dependencies between the two threads' uses of one queue are the token protocol's
+(``tokens.Tokens``), as the old VTA's coproc_dep_push/pop between its virtual threads.
+
+Buffer layout: the input slots are shared; thread k's weight, accumulator and (when not all
+resident) parameter entries follow thread k-1's (``schedule.misfit`` checks they fit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import isa
+from ..isa import Gemm, Load, MemType
+from .emit import ACCUMULATE, LayerEmitter, _Slots
+from .tiling import Span, Tile, tile_inputs
+
+
+@dataclass
+class _Thread:
+    """One virtual thread's own buffer entries and the readers of its slots."""
+
+    index: int
+    acc: _Slots
+    wgt: _Slots
+    acc_entry0: int
+    wgt_entry0: int
+    par_entry0: int
+    last_alu: int | None = None
+
+
+@dataclass
+class _Open:
+    """A thread's tile while its steps are being issued."""
+
+    thread: _Thread
+    tile: Tile
+    slot: int
+    acc_base: int
+    out_base: int
+    acc_of: list
+    loops: dict
+    gemms: list = field(default_factory=list)  # every GEMM writing the tile's accumulators
+    initialized: set = field(default_factory=set)
+
+
+class ThreadedEmitter(LayerEmitter):
+    """``LayerEmitter`` whose unit of emission is a group of tiles, one per virtual thread."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        n, vt, fp = self.s.slots, self.s.virtual_threads, self.fp
+        self.threads = [_Thread(k, _Slots(n, fp.acc), _Slots(n, fp.wgt), k * n * fp.acc,
+                                k * n * fp.wgt, k * self.s.tile_out_blocks)
+                        for k in range(vt)]
+        self._current: _Thread | None = None
+        self._last_of_group = False
+
+    # ------------------------------------------------------------------ hooks of LayerEmitter
+
+    def _par_entry0(self) -> int:
+        return self._current.par_entry0
+
+    def _epilogue_overlaps(self) -> bool:
+        """A thread's ALU may run under what follows when that is another thread's epilogue
+        (the ALU unit runs one at a time, and it touches only its own thread's entries) or
+        when the thread's next GEMMs use its other accumulator slot."""
+        return self.s.slots == 2 or not self._last_of_group
+
+    # ------------------------------------------------------------------ a group of tiles
+
+    def group(self, tiles: list[Tile]) -> int:
+        """Issue one thread group (``tiles[k]`` on thread k); the index of its last STORE."""
+        opened = [self._open(self.threads[k], t) for k, t in enumerate(tiles)]
+        for k, step in enumerate(tiles[0].in_steps):
+            self._step(opened, k, step)
+        last = None
+        for k, o in enumerate(opened):
+            self._current, self._last_of_group = o.thread, k == len(opened) - 1
+            self._last_alu = o.thread.last_alu
+            last = self._close(o)
+            o.thread.last_alu = self._last_alu
+        return last
+
+    def _open(self, th: _Thread, t: Tile) -> _Open:
+        """Claim the thread's accumulator slot; the reset GEMM of output blocks that no step
+        has a weight block for."""
+        p, s = self.p, self.s
+        slot = th.acc.claim(t)
+        acc_base = th.acc_entry0 + slot * th.acc.size
+        # results after the accumulators, as LayerEmitter._tile lays them out
+        out_base = acc_base + s.tile_out_blocks * s.tile_rows * s.tile_cols * p.pairs
+        nob = t.out_blocks.size
+        acc_of = [acc_base + obl * p.pairs for obl in range(nob)]
+        loops = dict(iter_out=t.rows.size, iter_in=t.cols.size,
+                     dst_factor_out=t.cols.size * nob * p.pairs, dst_factor_in=nob * p.pairs)
+        o = _Open(th, t, slot, acc_base, out_base, acc_of, loops)
+        empty = self._blocks_without_weights(t)
+        if empty:
+            bgn, end = self.uops.place(isa.encode_uops([acc_of[b] for b in empty], 0, 0),
+                                       self.emit)
+            o.gemms.append(self.emit(Gemm(uop_bgn=bgn, uop_end=end, reset=True, dual=p.dual,
+                                          **loops)))
+        return o
+
+    def _step(self, opened: list[_Open], k: int, step: Span) -> None:
+        """The shared input load, each thread's weight load, each thread's GEMM."""
+        p = self.p
+        active = [(o, *self.weights.where[o.tile.weight_key(step)]) for o in opened]
+        active = [(o, wfirst, entries) for o, wfirst, entries in active if entries]
+        if not active:
+            return  # every weight block of the step is zero in every thread
+        t0 = active[0][0].tile
+        ikey = t0.input_key(step)
+        rows, cols = tile_inputs(p, t0)
+        islot = self.inp.find(ikey)
+        last_inp = None
+        if islot is None:
+            islot = self.inp.claim(ikey)
+            loads = self._load_inputs(t0, step, islot * self.inp.size, rows, cols)
+            self.tokens.free("c2l", self.inp.reader[islot], loads[0])
+            last_inp = loads[-1]
+        wslots, wloads = [], []
+        for o, wfirst, entries in active:
+            th, wkey = o.thread, o.tile.weight_key(step)
+            wslot, load = th.wgt.find(wkey), None
+            if wslot is None:
+                wslot = th.wgt.claim(wkey)
+                load = self.emit(Load(mem=MemType.WGT,
+                                      sram_base=th.wgt_entry0 + wslot * th.wgt.size,
+                                      dram_base=self.regions.wgt + wfirst, x_size=len(entries),
+                                      x_stride=len(entries)))
+                self.tokens.free("c2l", th.wgt.reader[wslot], load)
+            wslots.append(wslot)
+            wloads.append(load)
+        waited = -1  # the compute module runs in order: a GEMM waits only for newer loads
+        for (o, wfirst, entries), wslot, wload in zip(active, wslots, wloads):
+            gemm = self._gemm(o, step, entries, islot, wslot, rows, cols)
+            needs = max((i for i in (last_inp, wload) if i is not None), default=-1)
+            if needs > waited:
+                self.tokens.ready("l2c", needs, gemm)
+                waited = needs
+            self.inp.reader[islot] = gemm
+            o.thread.wgt.reader[wslot] = gemm
+
+    def _gemm(self, o: _Open, step: Span, entries: list, islot: int, wslot: int, rows,
+              cols) -> int:
+        p, th = self.p, o.thread
+        ibase, wbase = islot * self.inp.size, th.wgt_entry0 + wslot * th.wgt.size
+        plane = rows.extent * cols.extent
+        dh, dw = p.dilation
+        dst = [o.acc_of[obl] for obl, _, _, _ in entries]
+        src = [ibase + cbl * plane + i * dh * cols.extent + j * dw for _, cbl, i, j in entries]
+        wgt = [wbase + q for q in range(len(entries))]
+        first = []
+        for obl, _, _, _ in entries:
+            first.append(obl not in o.initialized)
+            o.initialized.add(obl)
+        bgn, end = self.uops.place(isa.encode_uops(dst, src, wgt, first), self.emit)
+        gemm = self.emit(Gemm(uop_bgn=bgn, uop_end=end, dual=p.dual,
+                              src_factor_out=p.loaded_row_stride * cols.extent,
+                              src_factor_in=p.loaded_col_stride, **o.loops))
+        self.gemm_uops += len(entries)
+        o.gemms.append(gemm)
+        return gemm
+
+    def _close(self, o: _Open) -> int:
+        """The thread's epilogue, as ``LayerEmitter._tile`` ends a tile; its last STORE."""
+        t, th, slot = o.tile, o.thread, o.slot
+        if self.epilogue == ACCUMULATE:
+            self.tokens.free("s2c", th.acc.reader[slot], o.gemms[0])
+            first, last = self._stores(t, o.acc_base, MemType.ACC, self.p.pairs)
+            self.tokens.ready("c2s", o.gemms[-1], first)
+            th.acc.reader[slot] = last
+            self._overlapped = None
+            return last
+        par_load = self._load_params(t)
+        if self.residual:
+            first_res = self._load_residual(t, o.out_base)
+            self.tokens.free("s2c", th.acc.reader[slot], first_res)
+        alu = self._epilogue(t, o.acc_of, o.out_base)
+        if par_load is not None:
+            self.tokens.ready("l2c", par_load, alu)
+        self.tokens.free("s2c", th.acc.reader[slot], alu)
+        first, last = self._stores(t, o.out_base)
+        self.tokens.ready("c2s", alu, first)
+        th.acc.reader[slot] = last
+        return last
