@@ -191,6 +191,7 @@ def test_bad_layer_shapes_are_named(kernel, dual, batch, n, k, field):
 
 @pytest.mark.parametrize("knob,value,message", [
     ("rows", -2, "rows per block must be >= 1"),
+    ("prefetch", -5, "prefetch distance must be >= 0 bytes"),
     ("groups_per_call", 17, r"groups_per_call must be in \[1, 16\]"),  # AVX2's int16 headroom
     ("groups_per_call", -1, r"groups_per_call must be in \[1, 16\]"),
 ])
@@ -227,11 +228,12 @@ def test_tuner_knob_values_reach_the_compiled_kernel():
     tt.quant.calibrate(qm, [x])
     frozen = tt.quant.freeze(qm)
     mod, _, _ = import_model(frozen, (x,))
-    configs = {"avx2_pmaddubsw_gemv": {"rows": 4, "groups_per_call": 2}}
+    configs = {"avx2_pmaddubsw_gemv": {"rows": 4, "groups_per_call": 2, "prefetch": 1024}}
     target = {"kind": "llvm", "mcpu": "znver3", "num-cores": 2}
     executable, _, _ = passes.build(mod, target, configs)
-    # the kernel's symbol names its configuration (rows 4, 2 groups per intrinsic call)
-    assert executable.mod.implements_function("ternary_gemv_avx2_b1_n21_k700_r4_c2", query_imports=True)
+    # the kernel's symbol names its configuration (rows 4, 2 groups per intrinsic call,
+    # prefetch 1 KiB ahead)
+    assert executable.mod.implements_function("ternary_gemv_avx2_b1_n21_k700_r4_c2_pf1024", query_imports=True)
     assert not executable.mod.implements_function("ternary_gemv_avx2_b1_n21_k700_r8_c6", query_imports=True)
     vm = tvm.relax.VirtualMachine(executable, tvm.cpu())
     y = torch.from_dlpack(vm["main"](tvm.runtime.tensor(x.numpy())))

@@ -16,7 +16,8 @@ row block (the weight layout's interleave; ``dual_rows`` for dual-scale layers, 
 two accumulators per row), ``groups_per_call`` (the k-chunk one intrinsic call sums; AVX2's
 int16 stage takes up to 16), ``unroll_rows``; on VNNI also ``decode``: ``shift`` (shift +
 mask per field) or ``split`` (mask in place into one accumulator per field,
-``cpu/intrin_split.py``: fewer uops, for L2-resident layers) with its own ``split_rows``.
+``cpu/intrin_split.py``: fewer uops, for L2-resident layers) with its own ``split_rows``;
+``prefetch``: bytes ahead of each weight vector that the intrinsic prefetches (0: none).
 """
 
 from __future__ import annotations
@@ -35,11 +36,14 @@ from .layout import check_layer_dims, interleaved_2bit
 from .parallel import PARALLEL_MIN_WEIGHTS
 
 # The template's space: knob -> candidates, the first being the default (measured on
-# GEMV 4096: VNNI 16 rows symmetric / 8 dual, AVX2 8 / 8; see docs/cpu_kernels.md).
+# GEMV 4096: VNNI 16 rows symmetric / 8 dual, AVX2 8 / 8; prefetch 4 KiB ahead on VNNI,
+# where the kernel is read-bound (0.16 vs 0.18 ms), none on AVX2, compute-bound on this
+# host (4 KiB: 0.32 vs 0.27 ms); see docs/cpu_kernels.md).
 KNOBS = {
     VNNI: {"rows": [16, 8, 4], "dual_rows": [8, 4, 16], "groups_per_call": [1, 2, 4], "unroll_rows": [True, False],
-           "decode": ["shift", "split"], "split_rows": [4, 2, 6]},
-    AVX2: {"rows": [8, 4, 16], "dual_rows": [8, 4], "groups_per_call": [16, 8, 4], "unroll_rows": [True, False]},
+           "decode": ["shift", "split"], "split_rows": [4, 2, 6], "prefetch": [4096, 0, 2048, 8192]},
+    AVX2: {"rows": [8, 4, 16], "dual_rows": [8, 4], "groups_per_call": [16, 8, 4], "unroll_rows": [True, False],
+           "prefetch": [0, 1024, 2048, 4096]},
 }
 
 
@@ -60,6 +64,7 @@ class GemvPlan:
     groups_per_call: int = 0  # 0: the ISA default, shrunk to balance the chunks
     unroll_rows: bool = True
     split: bool = False      # field-split decode (cpu/intrin_split.py; VNNI, symmetric)
+    prefetch: int = -1       # bytes ahead of each weight vector to prefetch; -1: the default
 
     def __post_init__(self):
         check_layer_dims(f"gemv_{self.isa.name}", self.batch, self.n, self.k)
@@ -70,11 +75,15 @@ class GemvPlan:
             object.__setattr__(self, "rows", knobs["dual_rows" if self.dual else "rows"])
         if not self.groups_per_call:
             object.__setattr__(self, "groups_per_call", knobs["groups_per_call"])
+        if self.prefetch == -1:
+            object.__setattr__(self, "prefetch", knobs["prefetch"])
         if self.split and (self.isa is not VNNI or self.dual):
             raise KernelConfigError(f"gemv_{self.isa.name}: the field-split decode needs AVX-512 VNNI and a "
                                     "symmetric layer")
         if self.rows < 1:
             raise KernelConfigError(f"gemv_{self.isa.name}: rows per block must be >= 1, got {self.rows!r}")
+        if self.prefetch < 0:
+            raise KernelConfigError(f"gemv_{self.isa.name}: prefetch distance must be >= 0 bytes, got {self.prefetch!r}")
         if not 1 <= self.groups_per_call <= self.isa.max_groups:
             raise KernelConfigError(f"gemv_{self.isa.name}: groups_per_call must be in [1, {self.isa.max_groups}], "
                                     f"got {self.groups_per_call!r}")
@@ -85,7 +94,7 @@ class GemvPlan:
         split = knobs.get("decode") == "split" and not dual  # dual layers keep the shift decode
         rows = knobs["dual_rows"] if dual else knobs["split_rows"] if split else knobs["rows"]
         return cls(isa, batch, n, k, dual, rows=rows, groups_per_call=knobs["groups_per_call"],
-                   unroll_rows=knobs["unroll_rows"], split=split)
+                   unroll_rows=knobs["unroll_rows"], split=split, prefetch=knobs["prefetch"])
 
     @property
     def groups(self) -> int:
@@ -118,7 +127,7 @@ class GemvPlan:
         different ones never clash."""
         kind = "dual_" if self.dual else ""
         return (f"ternary_{kind}gemv_{self.isa.name}_b{self.batch}_n{self.n}_k{self.k}"
-                f"_r{self.rows}_c{self.chunk}{'' if self.unroll_rows else '_nu'}{'_split' if self.split else ''}")
+                f"_r{self.rows}_c{self.chunk}{'' if self.unroll_rows else '_nu'}{'_split' if self.split else ''}{f'_pf{self.prefetch}' if self.prefetch else ''}")
 
 
 def compute(plan: GemvPlan) -> tvm.tirx.PrimFunc:
@@ -236,7 +245,8 @@ def schedule(plan: GemvPlan) -> tvm.tirx.PrimFunc:
 
     init = sch.decompose_reduction(dot, go)
     sch.vectorize(sch.get_loops(init)[-1])  # vectorize before decompose (DESIGN.md)
-    dot_name = split_dot_intrin(plan.isa, plan.chunk) if plan.split else dot_intrin(plan.isa, plan.dual, plan.chunk)
+    dot_name = (split_dot_intrin(plan.isa, plan.chunk, plan.prefetch) if plan.split
+                else dot_intrin(plan.isa, plan.dual, plan.chunk, plan.prefetch))
     sch.tensorize(gi if plan.chunk > 1 else inner[0], dot_name)
     if plan.unroll_rows:
         sch.unroll(r)

@@ -24,7 +24,7 @@ from tvm.script import tirx as T
 
 from tvm_ternary.errors import KernelConfigError
 
-from .intrin_trit import VNNI, Isa, register_once
+from .intrin_trit import VNNI, Isa, prefetch_ahead, register_once
 
 FIELDS = 4
 
@@ -78,7 +78,7 @@ def _field_dot(isa: Isa, W, X, C, f: int, groups: int):
         X[T.ramp(g * gt + f * lb, 1, lb)]), range(groups), C[f, T.ramp(0, 1, isa.acc_lanes)])
 
 
-def _dot_impl(isa: Isa, groups: int):
+def _dot_impl(isa: Isa, groups: int, prefetch: int):
     lw, lb, gt = isa.acc_lanes, isa.lanes, isa.group
 
     @T.prim_func(s_tir=True)
@@ -89,6 +89,9 @@ def _dot_impl(isa: Isa, groups: int):
         with T.sblock("root"):
             T.reads(C[0:FIELDS, 0:lw], W[0:groups, 0, 0:lb], X[0:groups * gt])
             T.writes(C[0:FIELDS, 0:lw])
+            if prefetch > 0:  # a Python int: resolved when the script is parsed
+                for g in T.unroll(groups):
+                    T.evaluate(prefetch_ahead(W, g, prefetch))
             C[0, T.ramp(0, 1, lw)] = _field_dot(isa, W, X, C, 0, groups)
             C[1, T.ramp(0, 1, lw)] = _field_dot(isa, W, X, C, 1, groups)
             C[2, T.ramp(0, 1, lw)] = _field_dot(isa, W, X, C, 2, groups)
@@ -135,14 +138,15 @@ def _lane_sum_impl(isa: Isa):
     return impl
 
 
-def split_dot_intrin(isa: Isa, groups: int) -> str:
-    """The registered field-split dot intrinsic over ``groups`` groups of one row."""
+def split_dot_intrin(isa: Isa, groups: int, prefetch: int = 0) -> str:
+    """The registered field-split dot intrinsic over ``groups`` groups of one row
+    (``prefetch``: bytes ahead of each weight vector, 0 for none)."""
     if isa is not VNNI:
         raise KernelConfigError(f"field-split decode needs AVX-512 VNNI (int32 multiply-add), not {isa.name}")
     if groups < 1:
         raise KernelConfigError(f"{isa.name} split dot intrinsic: groups per call must be >= 1, got {groups!r}")
-    return register_once(f"tternary_{isa.name}_split_trit_dot_g{groups}", _dot_desc(isa, groups),
-                         _dot_impl(isa, groups))
+    name = f"tternary_{isa.name}_split_trit_dot_g{groups}" + (f"_pf{prefetch}" if prefetch else "")
+    return register_once(name, _dot_desc(isa, groups), _dot_impl(isa, groups, prefetch))
 
 
 def split_lane_sum_intrin(isa: Isa) -> str:
