@@ -58,6 +58,9 @@ def test_digits_cnn_is_bit_exact(target, method, act):
     cm = tt.compile(frozen, (x,), target=target)
     convs = [s for s in cm.stats["kernels"] if s.startswith("tconv2d")]
     assert convs and all(s.endswith(": conv2d_gemm_tiled") for s in convs)
+    # the requantize / threshold epilogue runs in the kernel's store (fused op -> this kernel)
+    fused = "tconv2d_tthreshold" if act.startswith("ternary") else "tconv2d_trequantize"
+    assert f"{fused}: conv2d_gemm_tiled" in convs
     y = cm(x)
     assert torch.equal(y, frozen(x)) and torch.equal(y, tt.quant.run_reference(frozen, x))
 
