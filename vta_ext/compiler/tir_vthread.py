@@ -4,11 +4,17 @@ one per thread, whose statements ``InjectVirtualThread`` interleaved.
 
 Per reduction step of a group: the input rectangle, which every thread reads, is loaded
 once; then each thread's weight blocks into that thread's weight slots; then each thread's
-GEMM into that thread's accumulator slot. After the last step each thread in turn runs its
-epilogue (parameter load, residual load, ALU, STOREs). Because the threads own separate
-weight and accumulator entries, the load module fills thread 1's weights while the GEMM
-core runs thread 0's step, and the next step's thread-0 weights while thread 1's GEMM runs:
-the dependencies between the two threads' uses of one queue are the token protocol's
+GEMM into that thread's accumulator slot, in the TIR's order. One reordering is the
+builder's: a thread's epilogue (parameter load, residual load, ALU, STOREs) follows its own
+last GEMM rather than the last GEMM of every thread, so an overlapped ALU of thread 0 runs
+under thread 1's last GEMM (the ALU unit runs one instruction at a time: two ALUs in a row
+would stall the GEMMs behind the second); the threads' parameter loads go before the last
+step's loads, so that the GEMM waiting for its weights also orders the parameters before
+the ALU (an overlapped ALU's own token wait does not order the compute instructions after
+it: ``sim/ordering.py``). Because the threads own separate weight and
+accumulator entries, the load module fills thread 1's weights while the GEMM core runs
+thread 0's step, and the next step's thread-0 weights while thread 1's GEMM runs: the
+dependencies between the two threads' uses of one queue are the token protocol's
 (``tokens.Tokens``), as the old VTA's coproc_dep_push/pop between its virtual threads.
 
 Buffer layout: the input slots are shared; thread k's weight, accumulator and (when not all
@@ -64,6 +70,7 @@ class ThreadedEmitter(LayerEmitter):
                         for k in range(vt)]
         self._current: _Thread | None = None
         self._last_of_group = False
+        self._waited = {"l2c": -1, "c2s": -1}  # the newest producer a consumer waited for
 
     # ------------------------------------------------------------------ hooks of LayerEmitter
 
@@ -81,15 +88,39 @@ class ThreadedEmitter(LayerEmitter):
     def group(self, tiles: list[Tile]) -> int:
         """Issue one thread group (``tiles[k]`` on thread k); the index of its last STORE."""
         opened = [self._open(self.threads[k], t) for k, t in enumerate(tiles)]
-        for k, step in enumerate(tiles[0].in_steps):
-            self._step(opened, k, step)
-        last = None
-        for k, o in enumerate(opened):
-            self._current, self._last_of_group = o.thread, k == len(opened) - 1
-            self._last_alu = o.thread.last_alu
-            last = self._close(o)
-            o.thread.last_alu = self._last_alu
-        return last
+        steps = tiles[0].in_steps
+        for step in steps[:-1]:
+            self._step(opened, step)
+        pars = [self._on_thread(o, False, self._load_params, o.tile)
+                if self.epilogue != ACCUMULATE else None for o in opened]
+        closed = []
+        self._step(opened, steps[-1], after=lambda o: closed.append(self._on_thread(
+            o, o is opened[-1], self._close, o, pars[opened.index(o)])))
+        return closed[-1]
+
+    def _on_thread(self, o: _Open, last_of_group: bool, fn, *args):
+        """``fn(*args)`` with the emitter's parameter entries and last ALU those of o's thread."""
+        self._current, self._last_of_group = o.thread, last_of_group
+        self._last_alu = o.thread.last_alu
+        out = fn(*args)
+        o.thread.last_alu = self._last_alu
+        return out
+
+    def _ready(self, queue: str, producer: int | None, consumer: int) -> None:
+        """``consumer`` reads what ``producer`` wrote (``tokens.Tokens.ready``). Both modules
+        run in order and the threads interleave: a producer at or before one its consumer's
+        module already waited for needs no token, so pushes and pops pair up in order."""
+        if producer is not None and producer > self._waited[queue]:
+            self.tokens.ready(queue, producer, consumer)
+            self._waited[queue] = producer
+
+    def _writes_accumulators(self, o: _Open, gemm: int) -> None:
+        """A GEMM of o's tile; the first one overwrites what the slot's last STOREs read
+        when the accumulators themselves are stored (registered in program order, so the
+        two threads' waits pair up with their STOREs' pushes)."""
+        if not o.gemms and self.epilogue == ACCUMULATE:
+            self.tokens.free("s2c", o.thread.acc.reader[o.slot], gemm)
+        o.gemms.append(gemm)
 
     def _open(self, th: _Thread, t: Tile) -> _Open:
         """Claim the thread's accumulator slot; the reset GEMM of output blocks that no step
@@ -108,17 +139,20 @@ class ThreadedEmitter(LayerEmitter):
         if empty:
             bgn, end = self.uops.place(isa.encode_uops([acc_of[b] for b in empty], 0, 0),
                                        self.emit)
-            o.gemms.append(self.emit(Gemm(uop_bgn=bgn, uop_end=end, reset=True, dual=p.dual,
-                                          **loops)))
+            self._writes_accumulators(o, self.emit(Gemm(uop_bgn=bgn, uop_end=end, reset=True,
+                                                        dual=p.dual, **loops)))
         return o
 
-    def _step(self, opened: list[_Open], k: int, step: Span) -> None:
-        """The shared input load, each thread's weight load, each thread's GEMM."""
+    def _step(self, opened: list[_Open], step: Span, after=None) -> None:
+        """The shared input load, each thread's weight load, each thread's GEMM, each
+        followed by ``after(thread's tile)`` when given (also for a thread without GEMM)."""
         p = self.p
         active = [(o, *self.weights.where[o.tile.weight_key(step)]) for o in opened]
         active = [(o, wfirst, entries) for o, wfirst, entries in active if entries]
-        if not active:
-            return  # every weight block of the step is zero in every thread
+        if not active:  # every weight block of the step is zero in every thread
+            for o in opened if after else ():
+                after(o)
+            return
         t0 = active[0][0].tile
         ikey = t0.input_key(step)
         rows, cols = tile_inputs(p, t0)
@@ -142,15 +176,18 @@ class ThreadedEmitter(LayerEmitter):
                 self.tokens.free("c2l", th.wgt.reader[wslot], load)
             wslots.append(wslot)
             wloads.append(load)
-        waited = -1  # the compute module runs in order: a GEMM waits only for newer loads
-        for (o, wfirst, entries), wslot, wload in zip(active, wslots, wloads):
-            gemm = self._gemm(o, step, entries, islot, wslot, rows, cols)
-            needs = max((i for i in (last_inp, wload) if i is not None), default=-1)
-            if needs > waited:
-                self.tokens.ready("l2c", needs, gemm)
-                waited = needs
-            self.inp.reader[islot] = gemm
-            o.thread.wgt.reader[wslot] = gemm
+        issued = {id(o): (entries, wslot, wload)
+                  for (o, _, entries), wslot, wload in zip(active, wslots, wloads)}
+        for o in opened:
+            if id(o) in issued:
+                entries, wslot, wload = issued[id(o)]
+                gemm = self._gemm(o, step, entries, islot, wslot, rows, cols)
+                self._ready("l2c", max((i for i in (last_inp, wload) if i is not None),
+                                       default=None), gemm)
+                self.inp.reader[islot] = gemm
+                o.thread.wgt.reader[wslot] = gemm
+            if after:
+                after(o)
 
     def _gemm(self, o: _Open, step: Span, entries: list, islot: int, wslot: int, rows,
               cols) -> int:
@@ -170,28 +207,25 @@ class ThreadedEmitter(LayerEmitter):
                               src_factor_out=p.loaded_row_stride * cols.extent,
                               src_factor_in=p.loaded_col_stride, **o.loops))
         self.gemm_uops += len(entries)
-        o.gemms.append(gemm)
+        self._writes_accumulators(o, gemm)
         return gemm
 
-    def _close(self, o: _Open) -> int:
+    def _close(self, o: _Open, par_load: int | None) -> int:
         """The thread's epilogue, as ``LayerEmitter._tile`` ends a tile; its last STORE."""
         t, th, slot = o.tile, o.thread, o.slot
         if self.epilogue == ACCUMULATE:
-            self.tokens.free("s2c", th.acc.reader[slot], o.gemms[0])
             first, last = self._stores(t, o.acc_base, MemType.ACC, self.p.pairs)
-            self.tokens.ready("c2s", o.gemms[-1], first)
+            self._ready("c2s", o.gemms[-1], first)
             th.acc.reader[slot] = last
             self._overlapped = None
             return last
-        par_load = self._load_params(t)
         if self.residual:
             first_res = self._load_residual(t, o.out_base)
             self.tokens.free("s2c", th.acc.reader[slot], first_res)
         alu = self._epilogue(t, o.acc_of, o.out_base)
-        if par_load is not None:
-            self.tokens.ready("l2c", par_load, alu)
+        self._ready("l2c", par_load, alu)
         self.tokens.free("s2c", th.acc.reader[slot], alu)
         first, last = self._stores(t, o.out_base)
-        self.tokens.ready("c2s", alu, first)
+        self._ready("c2s", alu, first)
         th.acc.reader[slot] = last
         return last

@@ -21,7 +21,7 @@ from vta_ext.compiler.schedule import Schedule, misfit, schedule_space  # noqa: 
 from vta_ext.compiler.tiling import Tile, spans  # noqa: E402
 from vta_ext.compiler.tir_layer import layer_shape, scheduled_layer  # noqa: E402
 from vta_ext.compiler.tir_walk import walk_layer  # noqa: E402
-from vta_ext.isa import Gemm, Load, MemType  # noqa: E402
+from vta_ext.isa import Alu, Gemm, Load, MemType  # noqa: E402
 from vta_ext.sim.fsim import simulate  # noqa: E402
 from vta_ext.sim.perf import estimate  # noqa: E402
 
@@ -118,7 +118,8 @@ def test_the_primfunc_binds_a_virtual_thread():
 
 def test_threads_share_the_input_load_and_own_their_slots():
     """Per step of a group: one input LOAD, then each thread's weight LOAD into its own
-    weight entries, then each thread's GEMM into its own accumulator entries."""
+    weight entries, then each thread's GEMM; after its last GEMM each thread's epilogue,
+    so thread 0's ALU runs (overlapped) under thread 1's GEMM."""
     hw = CONFIGS["default"]
     rng = np.random.default_rng(4)
     spec = layer_spec(rng, "conv2d", (1, 32, 8, 8), trits(rng, (64, 32, 3, 3), p_zero=0.0),
@@ -131,10 +132,14 @@ def test_threads_share_the_input_load_and_own_their_slots():
     # the padded rectangle is one LOAD per channel block (2); both pairs of output tiles
     # read that same rectangle, so it is loaded once for the whole layer
     assert kinds.count(MemType.INP) == 2
-    assert kinds[:6] == [MemType.INP, MemType.INP, MemType.WGT, MemType.WGT, Gemm, Gemm]
-    w0, w1, g0, g1 = insns[2:6]
+    assert kinds[:5] == [MemType.INP, MemType.INP, MemType.WGT, MemType.WGT, Gemm]
+    w0, w1, g0 = insns[2:5]
     assert w1.sram_base >= w0.sram_base + w0.x_size  # thread 1's own weight entries
+    compute = [i for i in insns if isinstance(i, (Gemm, Alu))]
+    assert [type(i) for i in compute[:4]] == [Gemm, Alu, Gemm, Alu]
+    g1 = compute[2]
     assert g0.pop_prev and g1.pop_prev  # each GEMM waits for its own thread's weights
+    assert compute[1].overlap and not compute[3].overlap  # single-buffered: thread 0's only
 
 
 def test_two_threads_overlap_weight_loads_with_the_other_threads_gemm():
