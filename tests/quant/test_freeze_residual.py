@@ -173,6 +173,20 @@ def test_residual_epilogue_is_the_block_output_requantized(seed, cin, cmid, stri
         assert diff.max() <= 1 and (diff == 0).float().mean() >= 0.95, (name, diff.max())
 
 
+def test_float_producer_residual_branch_quantizes_itself():
+    # skip_first_last keeps the stem in float: block 0's shortcut quantizes its float input
+    x = torch.rand(2, 3, 32, 32)
+    qm, frozen = frozen_pair(_resnet(0.125, 8), "twn", x, skip_first_last=True)
+    assert frozen.host_layers[:1] == ["stem.0"]
+    first = frozen.graph_module.get_submodule("layers.0.residual_quant")
+    assert isinstance(first, FrozenResidualQuant) and first.quantize and not first.dequantize
+    assert frozen.graph_module.get_submodule("layers.0.conv2").output_kind == "requant_residual"
+    assert torch.equal(frozen(x), tt.quant.run_reference(frozen, x))
+    fq, fr = fake_quant_integers(qm, x), frozen_integers(frozen, x)
+    for name in ("layers.0.conv1", "layers.0.conv2", "layers.1.conv1"):
+        assert ((fq[name] - fr[name]).abs() <= 1).float().mean() >= 0.999, name
+
+
 def test_residual_multiplier_beyond_int64_names_the_layer():
     x = torch.rand(2, 3, 32, 32)
     qm = tt.quant.ternarize(_resnet(0.125, 5), "twn")

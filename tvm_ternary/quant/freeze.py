@@ -140,7 +140,9 @@ def _residual_operand(add: fx.Node, chain: fx.Node, residuals: dict) -> fx.Node 
         return None
     other = add.args[1] if add.args[0] is chain else add.args[0]
     plan = residuals.get(other)
-    return other if plan is not None and plan.descriptor[0] == "int8" else None
+    if plan is None or plan.descriptor[0] != "int8" or len(other.users) != 1:
+        return None  # (a branch feeding a second add must stay a tensor of its own)
+    return other
 
 
 def _plan_chain(plan: _Plan, plans: dict, modules: dict, residuals: dict) -> None:
@@ -151,13 +153,15 @@ def _plan_chain(plan: _Plan, plans: dict, modules: dict, residuals: dict) -> Non
     while len(node.users) == 1:
         nxt = next(iter(node.users))
         kind = _node_kind(nxt, modules)
+        # a residual add folds right after the conv or its BN (nothing else is in z)
+        shortcut = (_residual_operand(nxt, node, residuals) if kind == "add" and add is None
+                    and len(folded) == (bn is not None) and not passthrough
+                    and isinstance(plan.layer, nn.Conv2d) else None)
         if kind == "bn" and not folded and not passthrough and not modules[nxt.target].training:
             bn = modules[nxt.target]
             folded.append(nxt)
-        elif (kind == "add" and add is None and folded == ([] if bn is None else folded[:1])
-              and isinstance(plan.layer, nn.Conv2d)
-              and _residual_operand(nxt, node, residuals) is not None):
-            residual, add = _residual_operand(nxt, node, residuals), nxt
+        elif shortcut is not None:
+            residual, add = shortcut, nxt
             folded.append(nxt)
         elif kind == "relu" and len(nxt.args) == 1:
             relu = True
