@@ -4,8 +4,7 @@ tuner searches, what each costs in on-chip buffer space, and the space of valid 
 A tile is ``tile_out_blocks`` output-channel blocks x ``tile_rows`` x ``tile_cols`` output
 pixels, accumulated over reduction steps of ``tile_in_blocks`` input-channel blocks (each
 with all kernel taps). ``double_buffer`` gives the input, weight and accumulator buffers
-two slots each, so the next step's loads overlap this step's GEMM (the virtual threads of
-the old VTA schedules). ``reuse`` is the loop order: "weight" keeps a weight tile resident
+two slots each, so the next step's loads overlap this step's GEMM. ``reuse`` is the loop order: "weight" keeps a weight tile resident
 across spatial tiles, "input" keeps an input tile resident across output-channel tiles.
 ``virtual_threads`` = 2 runs two output-channel tiles as two virtual threads of the TIR (the
 old VTA's ``cthread``): their steps interleave and share one input load, each thread has its
