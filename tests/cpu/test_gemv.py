@@ -228,13 +228,13 @@ def test_tuner_knob_values_reach_the_compiled_kernel():
     tt.quant.calibrate(qm, [x])
     frozen = tt.quant.freeze(qm)
     mod, _, _ = import_model(frozen, (x,))
-    configs = {"avx2_pmaddubsw_gemv": {"rows": 4, "groups_per_call": 2, "prefetch": 1024}}
+    configs = {"avx2_pmaddubsw_gemv": {"rows": 4, "groups_per_call": 2, "prefetch": 2048}}
     target = {"kind": "llvm", "mcpu": "znver3", "num-cores": 2}
     executable, _, _ = passes.build(mod, target, configs)
     # the kernel's symbol names its configuration (rows 4, 2 groups per intrinsic call,
-    # prefetch 1 KiB ahead)
-    assert executable.mod.implements_function("ternary_gemv_avx2_b1_n21_k700_r4_c2_pf1024", query_imports=True)
-    assert not executable.mod.implements_function("ternary_gemv_avx2_b1_n21_k700_r8_c6", query_imports=True)
+    # prefetch 2 KiB ahead); not the defaults (rows 8, 6 groups, 1 KiB)
+    assert executable.mod.implements_function("ternary_gemv_avx2_b1_n21_k700_r4_c2_pf2048", query_imports=True)
+    assert not executable.mod.implements_function("ternary_gemv_avx2_b1_n21_k700_r8_c6_pf1024", query_imports=True)
     vm = tvm.relax.VirtualMachine(executable, tvm.cpu())
     y = torch.from_dlpack(vm["main"](tvm.runtime.tensor(x.numpy())))
     assert torch.equal(y, tt.quant.run_reference(frozen, x))

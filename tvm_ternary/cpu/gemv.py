@@ -36,14 +36,15 @@ from .layout import check_layer_dims, interleaved_2bit
 from .parallel import PARALLEL_MIN_WEIGHTS
 
 # The template's space: knob -> candidates, the first being the default (measured on
-# GEMV 4096: VNNI 16 rows symmetric / 8 dual, AVX2 8 / 8; prefetch 4 KiB ahead on VNNI,
-# where the kernel is read-bound (0.16 vs 0.18 ms), none on AVX2, compute-bound on this
-# host (4 KiB: 0.32 vs 0.27 ms); see docs/cpu_kernels.md).
+# GEMV 4096: VNNI 16 rows symmetric / 8 dual, AVX2 8 / 8; prefetch 4 KiB ahead on VNNI
+# (4096^2: 0.16 vs 0.18 ms; 11008 x 4096: 0.47 vs 0.78 ms), 1 KiB on AVX2, whose calls
+# cover 16 groups (0.245 vs 0.266 and 0.67 vs 0.86 ms; 4 KiB was slower); see
+# docs/cpu_kernels.md).
 KNOBS = {
     VNNI: {"rows": [16, 8, 4], "dual_rows": [8, 4, 16], "groups_per_call": [1, 2, 4], "unroll_rows": [True, False],
            "decode": ["shift", "split"], "split_rows": [4, 2, 6], "prefetch": [4096, 0, 2048, 8192]},
     AVX2: {"rows": [8, 4, 16], "dual_rows": [8, 4], "groups_per_call": [16, 8, 4], "unroll_rows": [True, False],
-           "prefetch": [0, 1024, 2048, 4096]},
+           "prefetch": [1024, 0, 2048, 4096]},
 }
 
 
