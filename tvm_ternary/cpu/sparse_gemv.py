@@ -35,6 +35,7 @@ from tvm_ternary.quant.packing import zero_block_bitmap
 from .intrin_trit import AVX2, VNNI, Isa, dot_intrin, lane_sum_intrin, trit_term
 from .layout import blocked_2bit, check_layer_dims, group_trits
 from .parallel import row_loop
+from .vector import lane_sum
 
 # knob -> candidates, the first the default (``strategy.registry.Impl.knobs``): rows per
 # block (the CSR layout and the zero-block granularity: fewer rows find more zero blocks),
@@ -112,12 +113,10 @@ def _compute(batch: int, n: int, k: int, nnz: int, isa: Isa, rows: int, dual: bo
             with T.sblock("pad"):
                 vb, vk = T.axis.remap("SS", [b, kk])
                 xp[vb, vk] = T.if_then_else(vk < K, x[vb, T.min(vk, K - 1)], T.int8(0))
-        for b, g, i in T.grid(B, G, GT):
-            with T.sblock("group_sum"):
-                vb, vg, vi = T.axis.remap("SSR", [b, g, i])
-                with T.init():
-                    sxg[vb, vg] = 0
-                sxg[vb, vg] = sxg[vb, vg] + T.Cast("int32", xp[vb, vg * GT + vi])
+        for b, g in T.grid(B, G):
+            with T.sblock("group_sum"):  # one vector reduction per group (scalar: ~15 % of a 90 %-sparse call)
+                vb, vg = T.axis.remap("SS", [b, g])
+                sxg[vb, vg] = lane_sum(T.Cast(f"int32x{GT}", xp[vb, T.ramp(vg * GT, 1, GT)]), "int32")
         for nb in rows_loop(NB):
             for b in range(B):
                 with T.sblock("seen_init"):
@@ -189,6 +188,12 @@ def _compute(batch: int, n: int, k: int, nnz: int, isa: Isa, rows: int, dual: bo
     return gemv
 
 
+def _vectorize_pad(sch, isa: Isa) -> None:
+    pad = sch.get_sblock("pad")
+    _, vec = sch.split(sch.get_loops(pad)[-1], [None, isa.lanes])
+    sch.vectorize(vec)
+
+
 def make_sparse_gemv(batch: int, n: int, k: int, nnz: int, isa: Isa, dual: bool = False,
                      rows: int | None = None, unroll_rows: bool = True):
     """``gemv(x [B, K] int8, ptr, col, blocks, mult [2, N] int32, bias [N] int64,
@@ -201,6 +206,7 @@ def make_sparse_gemv(batch: int, n: int, k: int, nnz: int, isa: Isa, dual: bool 
     if not isinstance(nnz, (int, np.integer)) or nnz < 0:
         raise KernelConfigError(f"sparse_gemv: nnz (kept blocks) must be an int >= 0, got {nnz!r}")
     sch = tvm.s_tir.Schedule(_compute(batch, n, k, nnz, isa, rows, dual))
+    _vectorize_pad(sch, isa)
     dot, lanes, init = sch.get_sblock("dot"), sch.get_sblock("lanes"), sch.get_sblock("acc_init")
     _, _, _, r, *inner = sch.get_loops(dot)  # row block, batch, entry, row, [s,] l, j, q
     sch.vectorize(sch.get_loops(init)[-1])
