@@ -14,6 +14,10 @@ once per shape class and never per tile:
    reduction step's input-channel blocks (from its input LOAD) and the step's block
    products ``(obl, cbl, i, j)`` in the GEMM nest's order (from the tensorized calls).
 
+With virtual threads (``Schedule.virtual_threads``), ``InjectVirtualThread`` has put one
+statement per thread inside a nest: each becomes an event, and the thread of an event is
+read off its offsets (the output block it addresses); the input load is every thread's.
+
 Regions past the real extents (the PrimFunc is extended to whole tiles) are clipped here.
 The walker also checks that the copies load what the products read (a check of the
 lowering, not of the input): a mismatch is an internal error.
