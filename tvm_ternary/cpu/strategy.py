@@ -191,6 +191,8 @@ def _register_popcount(name: str, has_isa, knobs: dict) -> None:
 
 _register_popcount("avx512_vpopcntdq_popcount_gemv", has_vpopcntdq, KNOBS_VPOPCNTDQ)
 _register_popcount("avx2_popcount_gemv", has_avx2, KNOBS_AVX2)
+
+
 def _register_sparse(name: str, has_isa, isa) -> None:
     """The block-sparse GEMV for constant weights with enough all-zero blocks."""
     _register_linear(name, lambda call, target: (has_isa(target) and _constant_linear(call)
