@@ -180,3 +180,24 @@ def test_impossible_combinations_are_typed_errors():
     s = dataclasses.replace(fits_once[0], virtual_threads=2)
     with pytest.raises(KernelConfigError, match=r"conv2d_test.*entries \(virtual_threads = 2\)"):
         compile_layer(spec, hw, s)
+
+
+def _resnet_layer_is_exact(name, tiles):
+    """A ResNet-18 ImageNet conv with random ternary weights and epilogue parameters under
+    the two-thread schedule docs/vta_lowering.md reports for it, on the default config."""
+    from tvm_ternary.models import RESNET18_IMAGENET_CONVS
+
+    hw = CONFIGS["default"]
+    conv = {c.name: c for c in RESNET18_IMAGENET_CONVS}[name]
+    rng = np.random.default_rng(len(name))
+    spec = layer_spec(rng, "conv2d", (1, conv.cin, conv.size, conv.size),
+                      trits(rng, (conv.cout, conv.cin, conv.kernel, conv.kernel)),
+                      stride=(conv.stride,) * 2, padding=(conv.pad,) * 2)
+    _exact_on_fsim(spec, hw, Schedule(*tiles, virtual_threads=2), rng)
+
+
+@pytest.mark.parametrize("name, tiles", [("C4", (4, 4, 2, 28)), ("C7", (8, 8, 2, 14)),
+                                         ("C9", (2, 4, 7, 7)), ("C10", (2, 16, 7, 7)),
+                                         ("C11", (4, 4, 7, 7))])
+def test_resnet_layers_with_two_threads_are_exact(name, tiles):
+    _resnet_layer_is_exact(name, tiles)
