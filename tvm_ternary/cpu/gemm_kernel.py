@@ -162,8 +162,23 @@ class GemmSpec:
     @property
     def chunk(self) -> int:
         """AVX2: reduction steps summed in int16 before widening: the largest divisor of the
-        steps up to AVX2_CHUNK (``reduction_padded`` pads K so that a large one exists)."""
-        return chunk_steps(self.k_padded // STEP_K)
+        steps up to AVX2_CHUNK (``reduction_padded`` pads K so that a large one exists),
+        or a whole number of a convolution's taps if one is at least half as long (the
+        schedule then splits steps into (tap, channel word): no division per step)."""
+        steps = self.k_padded // STEP_K
+        largest, per_tap = chunk_steps(steps), self.window_tap_steps
+        if per_tap:
+            whole_taps = [c for c in range(per_tap, largest + 1, per_tap) if steps % c == 0]
+            if whole_taps and 2 * whole_taps[-1] >= largest:
+                return whole_taps[-1]
+        return largest
+
+    @property
+    def window_tap_steps(self) -> int:
+        """Steps per tap of a convolution window that fills the reduction exactly, else 0."""
+        kh, kw = self.window
+        per_tap = (self.tap_bytes or self.k_padded) // STEP_K
+        return per_tap if kh * kw > 1 and kh * kw * per_tap == self.k_padded // STEP_K else 0
 
     @property
     def packed_shape(self) -> tuple:

@@ -37,6 +37,11 @@ def schedule_gemm(spec):
     sch.reorder(g, nt, split, mb, red_outer, b, r, l, red_inner)
     task = sch.fuse(g, nt, split)
     sch.parallel(task)
+    per_tap = spec.window_tap_steps
+    if not avx2 and per_tap:
+        # steps as (tap, channel word): the window offset is then computed once per tap,
+        # not by a division per step
+        red_outer, _ = sch.split(red_outer, [None, per_tap])
 
     store = sch.get_sblock("store")
     sch.reverse_compute_at(store, mb)
@@ -64,6 +69,8 @@ def schedule_gemm(spec):
             sch.unroll(loops[n])
         dl16 = loops["l"]
         _vectorize_init(sch, sch.decompose_reduction(dot, loops["si"]))
+        if per_tap and spec.chunk % per_tap == 0:
+            sch.split(loops["si"], [None, per_tap])    # (tap, channel word), as for VNNI
         sch.tensorize(dl16, gemm_intrin.AVX2_DOT16)
         sch.tensorize(l, gemm_intrin.AVX2_WIDEN)
     else:
