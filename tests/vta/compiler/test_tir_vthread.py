@@ -60,7 +60,7 @@ _LAYER_ARGS = dict(data=st.data(), cfg=st.sampled_from(sorted(CONFIGS)),
                    double_buffer=st.booleans(), reuse=st.sampled_from(["weight", "input"]))
 
 
-@settings(max_examples=40, **_SETTINGS)
+@settings(max_examples=60, **_SETTINGS)
 @given(**_LAYER_ARGS)
 def test_two_threads_are_exact_on_fsim(data, cfg, double_buffer, reuse):
     _check_random_layer(data, cfg, double_buffer, reuse)
