@@ -34,3 +34,22 @@ def test_the_dominant_op_comes_first():
     calls = [(s, t) for s, t in cm.profile(x, repeat=5)["per_function"] if not s.startswith("vm.")]
     # 32 x 256 x 2048 MACs against 32 x 2048 x 8: 32x the work, well above noise
     assert "matmul" in calls[0][0] and calls[0][1] >= 3 * calls[1][1]
+
+
+def test_profiling_leaves_no_hook_on_the_vm():
+    """A hook left installed (even a no-op one) runs Python around every later VM call."""
+    from tvm_ternary.profile import profile
+
+    class RecordingVM:
+        def __init__(self):
+            self.hooks = []
+
+        def set_instrument(self, hook):
+            self.hooks.append(hook)
+
+        def __getitem__(self, name):
+            return lambda *args: None
+
+    vm = RecordingVM()
+    profile(vm, [], repeat=2)
+    assert len(vm.hooks) == 4 and vm.hooks[-1] is None
