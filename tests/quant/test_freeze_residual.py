@@ -227,3 +227,23 @@ def test_residual_layer_needs_its_int8_shortcut_of_the_output_shape():
     plain = frozen.graph_module.get_submodule("layers.1.conv1")
     with pytest.raises(FrozenModelError, match=r"layer 'layers\.1\.conv1'.*takes no residual"):
         plain(h, r)
+
+
+@pytest.mark.parametrize("quantize,dequantize", [(True, True), (True, False), (False, True)])
+def test_frozen_residual_quant_torch_ops_equal_the_reference(quantize, dequantize):
+    g = torch.Generator().manual_seed(9)
+    scale = 0.0371
+    q = tt.quant.Int8Act().eval()
+    q.scale.fill_(scale)
+    q.initialized.fill_(True)
+    frq = FrozenResidualQuant("blk.residual_quant", float(q.scale), quantize, dequantize)
+    x = torch.randn(2, 3, 4, 5, generator=g) * 3 if quantize else torch.randint(-127, 128, (2, 3, 4, 5), dtype=torch.int8)
+    got = frq(x)
+    expected = torch.from_numpy(frq.forward_reference(x.numpy()))
+    assert got.dtype == expected.dtype and torch.equal(got, expected)
+    if quantize:  # the integers of quantize(x / scale): the fake-quant value's levels
+        levels = (q(x) / q.scale).round()
+        ints = got if not dequantize else (got / q.scale).round()
+        assert ((ints.double() - levels.double()).abs() <= 1).all()
+    if dequantize and not quantize:  # float32(r) * scale: what the fake-quant model adds
+        assert torch.equal(got, x.float() * q.scale)

@@ -9,7 +9,9 @@ so one fused op is the whole layer.
 Legalization asks the strategy registry for a fused implementation of the pair first
 (a kernel that applies the epilogue in registers); if the target has none, the body is
 legalized as its own op through the registry (so the body kernels are used) and the
-epilogue's TE compute reads the body's result.
+epilogue's TE compute reads the body's result. ``stats["kernels"]`` shows which route
+ran: a record naming the fused op (``tconv2d_trequantize: <kernel>``) is a fused kernel,
+one naming the body (``tconv2d: <kernel>``) is the body kernel + the epilogue compute.
 """
 
 from __future__ import annotations
