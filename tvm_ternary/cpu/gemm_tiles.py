@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from tvm_ternary.target import cpu_features
 
-# isa -> (tile_rows R, tile_pixels B): R * B accumulators in the register file (16 ymm for
-# AVX2: the weight vectors then come from memory operands; 32 registers with AVX-512), at
-# most 16 zmm (TVM's 1024-byte stack allocation limit). Measured (2 threads, min of 5,
-# noisy shared host), 4096 x 4096 x 32 GEMM / 56 x 56 x 64 3x3 conv kernel:
-# avx2 4x3 11.2 / 3.0 ms vs 2x6 17.7 / 3.2; vnni512 4x4 5.4 / 1.0 ms vs 2x8 6.3 / 2.0.
-TILES = {"avx2": (4, 3), "vnni256": (4, 6), "vnni512": (4, 4)}
+# isa -> (tile_rows R, tile_pixels B): R * B accumulators (AVX2: as many int16 ones too).
+# Measured on the tensorized schedule (2 threads, min of 8 x 5 calls, same run, kernel
+# alone), 4096 x 4096 x 32 GEMM / 56 x 56 x 64 3x3 conv, ms: AVX2 (znver3) 2x4 3.93 / 0.84
+# vs 4x3 4.55 / 1.06 (4x3 spills accumulators: 12 + 4 weight vectors + the broadcast > 16
+# ymm), 2x6 4.38 / 0.94, 3x4 4.14 / 1.12, 1x8 4.19 / 0.82; VNNI-512 2x8 2.09 / 0.46 vs 4x4
+# 2.12 / 0.54, 4x3 2.56 / 0.54. VNNI-256 serves groups of at most 8 channels: one vector.
+TILES = {"avx2": (2, 4), "vnni256": (1, 8), "vnni512": (2, 8)}
 
 # The schedule template's knobs (``strategy.registry.Impl.knobs``: candidates, the first the
 # default): 0 means "the ISA's measured default" (``TILES``, ``parallel_splits``).
