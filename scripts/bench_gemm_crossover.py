@@ -3,8 +3,7 @@
     python scripts/bench_gemm_crossover.py --sizes 4096 1024 --batches 1 2 4 8 16 32 64
 
 For each square ternary Linear and batch, compiles the frozen layer twice with
-``tt.compile``, once with the GEMM forced (``gemm_linear.GEMM_MIN_BATCH = 1``, no AVX2
-size limit) and once
+``tt.compile``, once with the GEMM forced (``gemm_linear.GEMM_MIN_BATCH = 1``) and once
 with it disabled (the GEMV kernels), for each target (the host, and ``znver3``: AVX2 only,
 the CI and reference machine), and times the whole layer call ``cm(x)`` in rounds that
 alternate the two (min and median of repeats, hot cache). Prints a Markdown table of
@@ -32,12 +31,12 @@ TARGETS = {"host": "cpu", "znver3": {"kind": "llvm", "mcpu": "znver3", "num-core
 
 def compiled(frozen, x, target, gemm: bool):
     """``tt.compile`` with the GEMM forced on (any batch) or off."""
-    saved = gemm_linear.GEMM_MIN_BATCH, gemm_linear.AVX2_MIN_WEIGHTS
-    gemm_linear.GEMM_MIN_BATCH, gemm_linear.AVX2_MIN_WEIGHTS = (1, 0) if gemm else (1 << 30, 0)
+    saved = gemm_linear.GEMM_MIN_BATCH
+    gemm_linear.GEMM_MIN_BATCH = 1 if gemm else 1 << 30
     try:
         cm = tt.compile(frozen, (x,), target=target)
     finally:
-        gemm_linear.GEMM_MIN_BATCH, gemm_linear.AVX2_MIN_WEIGHTS = saved
+        gemm_linear.GEMM_MIN_BATCH = saved
     kernels = [s for s in cm.stats["kernels"] if s.startswith("tlinear")]
     assert all(s.endswith(": gemm_tiled") == gemm for s in kernels), kernels
     return cm

@@ -7,7 +7,6 @@ import torch.nn as nn
 
 import tvm_ternary as tt
 from tvm_ternary import models
-from tvm_ternary.cpu import gemm_linear
 from tvm_ternary.cpu.gemm_linear import GEMM_MIN_BATCH
 from tvm_ternary.target import cpu_info
 
@@ -25,15 +24,9 @@ def _frozen_linear(batch, k, n, seed, method="twn"):
     return tt.quant.freeze(qm), x
 
 
-@pytest.fixture
-def any_layer_size(monkeypatch):
-    """Small layers on the GEMM on AVX2 too (the strategy keeps them on the GEMV)."""
-    monkeypatch.setattr(gemm_linear, "AVX2_MIN_WEIGHTS", 0)
-
-
 @pytest.mark.parametrize("target", ["cpu", AVX2_ONLY])
 @pytest.mark.parametrize("extra,k,n", [(0, 300, 37), (7, 1000, 130)])
-def test_batched_linear_uses_the_gemm_and_is_exact(target, extra, k, n, any_layer_size):
+def test_batched_linear_uses_the_gemm_and_is_exact(target, extra, k, n):
     frozen, x = _frozen_linear(GEMM_MIN_BATCH + extra, k, n, k + n)
     cm = tt.compile(frozen, (x,), target=target)
     assert any(s.startswith("tlinear") and s.endswith(": gemm_tiled") for s in cm.stats["kernels"])
@@ -42,21 +35,13 @@ def test_batched_linear_uses_the_gemm_and_is_exact(target, extra, k, n, any_laye
 
 
 @pytest.mark.parametrize("target", ["cpu", AVX2_ONLY])
-def test_dual_scale_linear_uses_the_gemm_and_is_exact(target, any_layer_size):
+def test_dual_scale_linear_uses_the_gemm_and_is_exact(target):
     # TTQ (Mp != Mn per channel) at batch >= GEMM_MIN_BATCH: the GEMM's second accumulator
     frozen, x = _frozen_linear(GEMM_MIN_BATCH + 5, 333, 45, 9, method="ttq")
     cm = tt.compile(frozen, (x,), target=target)
     assert any(s.startswith("tlinear") and s.endswith(": gemm_tiled") for s in cm.stats["kernels"])
     y = cm(x)
     assert torch.equal(y, frozen(x)) and torch.equal(y, tt.quant.run_reference(frozen, x))
-
-
-def test_small_layer_on_avx2_keeps_the_gemv():
-    # measured: on AVX2 the GEMM does not beat the GEMV for L2-resident weights
-    frozen, x = _frozen_linear(GEMM_MIN_BATCH + 4, 300, 37, 3)
-    cm = tt.compile(frozen, (x,), target=AVX2_ONLY)
-    assert not any(s.endswith(": gemm_tiled") for s in cm.stats["kernels"])
-    assert gemm_linear.AVX2_MIN_WEIGHTS > 300 * 37
 
 
 def test_batch_below_threshold_keeps_the_gemv():

@@ -23,10 +23,9 @@ from tvm_ternary.strategy.generic import _requantized
 
 NONE = ""
 FUSABLE = ("trequantize", "tthreshold", "trequantize_residual")
-# The fused ops the strategy sends to the store epilogue. The residual one is built and
-# tested here (tests/cpu/test_conv2d.py) but not registered yet: its Relax test
-# (tests/relax/test_residual_epilogue.py) still pins the unfused CPU route.
-REGISTERED = ("trequantize", "tthreshold")
+# The fused ops the strategy sends to the store epilogue (all of them; linears never carry
+# the residual one, fused_ops.FUSED has no tlinear_trequantize_residual)
+REGISTERED = FUSABLE
 OPERANDS = 3   # epilogue operands every kernel takes
 
 

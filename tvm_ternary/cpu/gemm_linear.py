@@ -1,8 +1,7 @@
 """tlinear with a batch of rows on the register-tiled GEMM (gemm_kernel.py).
 
 Registered before the GEMV implementation (cpu/__init__.py imports this first), and
-applies only where it wins: 2-D inputs with at least ``GEMM_MIN_BATCH`` rows (and on
-AVX2-only CPUs layers of at least ``AVX2_MIN_WEIGHTS`` weights), constant
+applies only where it wins: 2-D inputs with at least ``GEMM_MIN_BATCH`` rows, constant
 ternary weights and multipliers (symmetric, or dual-scale: a second accumulator on the +1
 codes), int8 (not ternary) inputs; also for the fused ``tlinear_<epilogue>`` ops: a
 requantize or threshold epilogue is applied in the kernel's store (``gemm_epilogue``), a
@@ -30,13 +29,10 @@ from .gemm_tiles import KNOBS, choose_isa, parallel_splits, tile_shape
 
 IMPL_NAME = "gemm_tiled"
 # Where the GEMM beats the GEMV kernels (scripts/bench_gemm_crossover.py, whole layer,
-# table in docs/cpu_kernels.md): VNNI from batch 8-12 on 1024^2 and 4096^2 (x0.99-1.05 at
-# 8, x1.2 at 12, x1.3-1.8 at 16-64); AVX2 (znver3) on 4096^2 from 8-12 (x1.06-1.26, x1.4-1.8
-# at 32-64) but never on 1024^2 (x0.86-0.98 up to 64: its 256 KiB of weights stay in L2 and
-# the GEMV is not read-bound), so AVX2 also needs a layer larger than AVX2_MIN_WEIGHTS
-# (between the two sizes measured, not itself measured).
-GEMM_MIN_BATCH = 12
-AVX2_MIN_WEIGHTS = 2048 * 2048
+# table in docs/cpu_kernels.md): from batch 8 on 1024^2 and 4096^2, VNNI x1.07-1.12 at 8
+# (x0.64-0.89 at 4-6) and AVX2 (znver3) x1.32-1.39 at 8 (x1.06-1.33 at 4-6, not taken:
+# one threshold for both, VNNI's).
+GEMM_MIN_BATCH = 8
 
 
 def _has_avx2(target: dict) -> bool:
@@ -86,10 +82,7 @@ def _applies(call, target) -> bool:
         return False
     if has_ternary_input(call):  # ternary x ternary: the popcount kernel's (cpu/strategy.py)
         return False
-    w_t = _constant(w)
-    if w_t is None or _constant(mult) is None:
-        return False
-    return choose_isa(target, w_t.shape[0]) != "avx2" or w_t.size >= AVX2_MIN_WEIGHTS
+    return _constant(w) is not None and _constant(mult) is not None
 
 
 def _emit(bb, call):
