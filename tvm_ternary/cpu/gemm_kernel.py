@@ -11,22 +11,19 @@ side, and the ternary weights, decoded to int8 {-1, 0, 1}, on the signed side. T
 a per-channel correction (``corr``): no per-pixel activation sums, which is what lets one
 kernel serve convolutions (whose windows overlap the padding).
 
-Activations are addressed through two tables, in 4-byte words of the flat input:
-``pbase[p]`` (where pixel ``p``'s reduction window starts) and ``koff[s]`` (where its
-``s``-th group of four reduction bytes sits relative to that). A GEMM is
-``pbase = p * Kp / 4``, ``koff = s``; a convolution over an NHWC-padded input gets the
-offsets of its taps (conv2d.py). Word units keep the inner loop's address arithmetic to
-one addressing mode per broadcast.
-Outputs go to ``obase[p] + n * out_channel_stride``.
+The input is addressed in closed form from the spec's window (a GEMM is a 1x1 window
+over ``[M, 1, 1, Kp]``; a convolution one over its NHWC-padded input, conv2d.py), in
+4-byte words; outputs go to ``obase[p] + n * out_channel_stride``.
 
-Per row tile, the weights are decoded once into an int8 scratch and reused by every
-pixel tile. AVX2 (``pmaddubsw``): a pair sum is at most 2 * 255 = 510, so int16 lanes
-take ``AVX2_CHUNK`` = 64 steps (32640 < 2**15) before ``pmaddwd`` widens them (the two
-int16 halves of a lane belong to the same channel). VNNI accumulates in int32. All
-intrinsic bodies are single nested expressions: named vector temporaries become
-workspace allocations (DESIGN.md: 6x slower). Local buffers stay under TVM's 1024-byte
-stack limit (larger ones become a workspace allocation per loop iteration and keep the
-accumulators out of registers): at most 16 zmm accumulators, the epilogue one at a time.
+This module holds ``GemmSpec``, the single source of a kernel's parameters, and
+``make_gemm``: the kernel is ``gemm_compute`` (what is computed, as TIR blocks) scheduled
+by ``gemm_schedule`` (tiles, parallel loop, the decoded weight tile cached per task, the
+store epilogue at the pixel tile) and tensorized onto ``gemm_intrin``. AVX2
+(``pmaddubsw``): a pair sum is at most 2 * 255 = 510, so int16 lanes take at most
+``AVX2_CHUNK`` = 64 steps (32640 < 2**15) before ``pmaddwd`` widens them (the two int16
+halves of a lane belong to the same channel). VNNI accumulates in int32. Local buffers
+stay under TVM's 1024-byte stack limit (``LOCAL_BYTES``: larger ones become a workspace
+allocation per loop iteration and keep the accumulators out of registers).
 """
 
 from __future__ import annotations
