@@ -373,3 +373,10 @@ def test_tconv2d_fake_shape_matches_real(case):
     with mode:
         fake = T.tconv2d(*[mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args])
     assert fake.shape == real.shape and fake.dtype == real.dtype == torch.int64
+
+
+def test_tquantize_maps_nan_to_zero_and_clamps_infinities_as_the_reference():
+    x = torch.tensor([float("nan"), float("inf"), -float("inf"), 1e30, 0.26])
+    expected = ref.quantize(x.numpy(), 0.25)
+    assert expected.tolist() == [0, 127, -127, 127, 1]  # by hand at scale 0.25
+    assert ops.tquantize(x, 0.25, -127, 127).tolist() == expected.tolist()

@@ -77,3 +77,10 @@ def test_epilogues_and_quantizers():
     for scale in (0.5, 0.01, 0.0371):
         assert np.array_equal(_run(generic.tquantize, [x], scale, -127, 127), ref.quantize(x, scale))
     assert np.array_equal(_run(generic.tquantize_ternary, [x], -0.3, 0.7), ref.quantize_ternary(x, -0.3, 0.7))
+
+
+def test_quantize_maps_nan_to_zero_and_clamps_infinities_as_the_reference():
+    x = np.array([np.nan, -np.nan, np.inf, -np.inf, 1e30, -1e30, 0.26], np.float32)
+    expected = np.array([0, 0, 127, -127, 127, -127, 1], np.int8)  # by hand at scale 0.25
+    assert np.array_equal(ref.quantize(x, 0.25), expected)
+    assert np.array_equal(_run(generic.tquantize, [x], 0.25, -127, 127), expected)

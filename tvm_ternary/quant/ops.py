@@ -76,7 +76,7 @@ def _scale_accumulators(acc_p: Tensor, acc_n: Tensor, bias: Tensor, mult: Tensor
 @torch.library.custom_op("tternary::tquantize", mutates_args=())
 def tquantize(x: Tensor, scale: float, lo: int, hi: int) -> Tensor:
     q = round_half_away(x.double() / scale)
-    return q.clamp(lo, hi).to(torch.int8)
+    return q.nan_to_num(0.0, posinf=hi, neginf=lo).clamp(lo, hi).to(torch.int8)  # NaN -> 0
 
 
 @tquantize.register_fake

@@ -117,10 +117,14 @@ def quantize_multiplier(m: float) -> tuple[int, int]:
 # ----------------------------------------------------------------------------- quantizers
 
 def quantize(x, scale: float, lo: int = INT8_MIN, hi: int = INT8_MAX) -> np.ndarray:
-    """Float -> int8: ``clamp(round_half_away(x / scale))`` with the division in float64."""
+    """Float -> int8: ``clamp(round_half_away(x / scale))`` with the division in float64.
+
+    NaN becomes 0 (int8 has no NaN; every backend must agree, so this is stated rather
+    than left to a float -> int cast, which C and numpy leave undefined); +-inf clamp."""
     if not scale > 0:
         raise ValueError(f"quantization scale must be > 0, got {scale!r}")
     q = round_half_away_float(np.asarray(x, dtype=np.float64) / np.float64(scale))
+    q = np.where(np.isnan(q), 0.0, q)
     return np.clip(q, lo, hi).astype(np.int8)  # clip in float: huge values must not wrap
 
 

@@ -30,9 +30,9 @@ def _round_half_away(v):
 
 def tquantize(x: te.Tensor, scale: float, lo: int, hi: int) -> te.Tensor:
     def f(*idx):
-        q = _round_half_away(x(*idx).astype("float64") / tirx.const(scale, "float64"))
-        q = tirx.max(tirx.min(q, tirx.const(float(hi), "float64")), tirx.const(float(lo), "float64"))
-        return q.astype("int8")
+        r = _round_half_away(x(*idx).astype("float64") / tirx.const(scale, "float64"))
+        q = tirx.max(tirx.min(r, tirx.const(float(hi), "float64")), tirx.const(float(lo), "float64"))
+        return tirx.Select(tirx.isnan(r), tirx.const(0, "int8"), q.astype("int8"))  # as the reference
 
     return te.compute(x.shape, f, name="tquantize")
 
