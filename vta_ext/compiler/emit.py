@@ -159,38 +159,64 @@ class LayerEmitter:
             self.insns[index] = isa.replace(self.insns[index], overlap=False)
             self._overlapped = None
 
-    def run(self, regions: Regions, weights: WeightPlan) -> list:
+    def run(self, regions: Regions, weights: WeightPlan,
+            groups: list[list[Tile]] | None = None) -> list:
+        """The layer's instruction stream: each group of tiles (``group``) in order, then
+        FINISH (which waits for the last STORE), tokens applied. ``groups``: the TIR
+        route's walked order (a group per virtual-thread group), or None for the loop
+        nest's tiles one by one."""
         self.regions, self.weights = regions, weights
+        if groups is None:
+            groups = [[t] for t in tiles(self.p, self.s)]
         last_store = None
-        for t in tiles(self.p, self.s):
-            last_store = self._tile(t)
+        for group in groups:
+            last_store = self.group(group)
         finish = self.emit(Finish())
         self.tokens.free("s2c", last_store, finish)
         return self.tokens.apply(self.insns)
 
-    def _tile(self, t: Tile) -> int:
-        p = self.p
-        slot = self.acc.claim(t)
-        acc_base = slot * self.acc.size
-        # Accumulators are pixel-major, [row][col][out block] (pairs with dual), so the
-        # tile's results are contiguous per pixel row and in DRAM's [OH][OW][blocks] order.
-        # REQUANT/THRESH write the results after the accumulators (out of place), where
-        # STORE reads them: the next use of the slot's accumulators then waits only for
-        # the ALU (an ALU issued in between, or program order), not for the STORE.
-        out_base = acc_base + self.s.tile_out_blocks * self.s.tile_rows * self.s.tile_cols \
-            * p.pairs
+    def group(self, tiles: list[Tile]) -> int:
+        """Issue the tiles one after another (a single thread); the index of the last STORE."""
+        last_store = None
+        for t in tiles:
+            last_store = self._tile(t)
+        return last_store
+
+    def _tile_frame(self, t: Tile, acc_base: int) -> tuple[int, list, dict]:
+        """Where a tile's results go, each output block's accumulators, and the GEMM/ALU
+        hardware loops over the tile's pixels.
+
+        Accumulators are pixel-major, [row][col][out block] (pairs with dual), so the
+        tile's results are contiguous per pixel row and in DRAM's [OH][OW][blocks] order.
+        REQUANT/THRESH write the results after the accumulators (out of place), where
+        STORE reads them: the next use of the slot's accumulators then waits only for
+        the ALU (an ALU issued in between, or program order), not for the STORE."""
+        p, s = self.p, self.s
+        out_base = acc_base + s.tile_out_blocks * s.tile_rows * s.tile_cols * p.pairs
         nob = t.out_blocks.size
         acc_of = [acc_base + obl * p.pairs for obl in range(nob)]
         loops = dict(iter_out=t.rows.size, iter_in=t.cols.size,
                      dst_factor_out=t.cols.size * nob * p.pairs, dst_factor_in=nob * p.pairs)
-        # The first micro-op of each output block writes its accumulators (uop first bit);
-        # only blocks without any nonzero weight block in the tile need a reset pass.
+        return out_base, acc_of, loops
+
+    def _reset_empty_blocks(self, t: Tile, acc_of: list, loops: dict) -> int | None:
+        """The reset GEMM of the output blocks that no step of the tile has a nonzero
+        weight block for (the others are initialized by their first micro-op's ``first``
+        bit); its index, or None when every block has one."""
         empty = self._blocks_without_weights(t)
+        if not empty:
+            return None
+        bgn, end = self.uops.place(isa.encode_uops([acc_of[o] for o in empty], 0, 0),
+                                   self.emit)
+        return self.emit(Gemm(uop_bgn=bgn, uop_end=end, reset=True, dual=self.p.dual,
+                              **loops))
+
+    def _tile(self, t: Tile) -> int:
+        slot = self.acc.claim(t)
+        acc_base = slot * self.acc.size
+        out_base, acc_of, loops = self._tile_frame(t, acc_base)
         first_gemm = len(self.insns)  # no GEMM of the tile before this index
-        if empty:
-            bgn, end = self.uops.place(isa.encode_uops([acc_of[o] for o in empty], 0, 0),
-                                       self.emit)
-            self.emit(Gemm(uop_bgn=bgn, uop_end=end, reset=True, dual=p.dual, **loops))
+        self._reset_empty_blocks(t, acc_of, loops)
         initialized: set = set()
         for step in t.in_steps:
             self._step(t, step, acc_of, loops, initialized)
@@ -241,7 +267,7 @@ class LayerEmitter:
         wfirst, entries = self.weights.where[t.weight_key(step)]
         if not entries:
             return  # every weight block of the step is zero: nothing to load or multiply
-        group = []
+        loads = []
         ikey, wkey = t.input_key(step), t.weight_key(step)
         islot, wslot = self.inp.find(ikey), self.wgt.find(wkey)
         rows, cols = tile_inputs(p, t)
@@ -249,14 +275,29 @@ class LayerEmitter:
         if islot is None:
             islot = self.inp.claim(ikey)
             readers.append(self.inp.reader[islot])
-            group += self._load_inputs(t, step, islot * self.inp.size, rows, cols)
+            loads += self._load_inputs(t, step, islot * self.inp.size, rows, cols)
         if wslot is None:
             wslot = self.wgt.claim(wkey)
             readers.append(self.wgt.reader[wslot])
-            group.append(self.emit(Load(mem=MemType.WGT, sram_base=wslot * self.wgt.size,
+            loads.append(self.emit(Load(mem=MemType.WGT, sram_base=wslot * self.wgt.size,
                                         dram_base=self.regions.wgt + wfirst, x_size=len(entries),
                                         x_stride=len(entries))))
-        ibase, wbase = islot * self.inp.size, wslot * self.wgt.size
+        gemm = self._gemm(entries, islot * self.inp.size, wslot * self.wgt.size, rows, cols,
+                          acc_of, loops, initialized)
+        if loads:
+            known = [r for r in readers if r is not None]
+            self.tokens.free("c2l", max(known) if known else None, loads[0])
+            self.tokens.ready("l2c", loads[-1], gemm)
+        self.inp.reader[islot] = gemm
+        self.wgt.reader[wslot] = gemm
+
+    def _gemm(self, entries: list, ibase: int, wbase: int, rows, cols, acc_of: list,
+              loops: dict, initialized: set) -> int:
+        """One GEMM over a step's (output block, input block, tap) products ``entries``,
+        with the input rectangle at ``ibase`` and the step's weight blocks from ``wbase``;
+        the first micro-op of each output block not yet in ``initialized`` sets its
+        ``first`` bit (and joins it). The GEMM's index."""
+        p = self.p
         plane = rows.extent * cols.extent
         dh, dw = p.dilation
         dst = [acc_of[obl] for obl, _, _, _ in entries]
@@ -272,12 +313,7 @@ class LayerEmitter:
                               src_factor_in=p.loaded_col_stride,
                               **loops))
         self.gemm_uops += len(entries)
-        if group:
-            known = [r for r in readers if r is not None]
-            self.tokens.free("c2l", max(known) if known else None, group[0])
-            self.tokens.ready("l2c", group[-1], gemm)
-        self.inp.reader[islot] = gemm
-        self.wgt.reader[wslot] = gemm
+        return gemm
 
     def _load_inputs(self, t: Tile, step: Span, base: int, rows, cols) -> list[int]:
         p = self.p

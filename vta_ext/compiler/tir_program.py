@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..isa import Finish
 from .emit import LayerEmitter, Regions, WeightPlan
 from .geometry import ConvProblem
 from .layer import LayerSpec
 from .schedule import Schedule
 from .tir_layer import ACCUMULATE, ALU, RESIDUAL
-from .tir_vthread import ThreadedEmitter
 from .tir_walk import TileWork, walk_layer
 
 
@@ -60,17 +58,7 @@ class TirRoute:
         return out
 
     def emit(self, emitter: LayerEmitter, regions: Regions, weights: WeightPlan) -> list:
-        """The instruction stream: each tile (each thread group, with virtual threads) by the
-        emitter's builder, then FINISH (which waits for the last STORE), tokens applied."""
-        emitter.regions, emitter.weights = regions, weights
-        last_store = None
-        threaded = isinstance(emitter, ThreadedEmitter)
-        for group in self.groups():
-            if threaded:
-                last_store = emitter.group([tw.tile for tw in group])
-                continue
-            for tw in group:
-                last_store = emitter._tile(tw.tile)
-        finish = emitter.emit(Finish())
-        emitter.tokens.free("s2c", last_store, finish)
-        return emitter.tokens.apply(emitter.insns)
+        """The instruction stream: the emitter run over the walked tiles, a group per
+        virtual-thread group (one tile each without virtual threads)."""
+        return emitter.run(regions, weights, [[tw.tile for tw in group]
+                                              for group in self.groups()])

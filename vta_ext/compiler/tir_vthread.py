@@ -25,8 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import isa
-from ..isa import Gemm, Load, MemType
+from ..isa import Load, MemType
 from .emit import ACCUMULATE, LayerEmitter, _Slots
 from .tiling import Span, Tile, tile_inputs
 
@@ -125,22 +124,12 @@ class ThreadedEmitter(LayerEmitter):
     def _open(self, th: _Thread, t: Tile) -> _Open:
         """Claim the thread's accumulator slot; the reset GEMM of output blocks that no step
         has a weight block for."""
-        p, s = self.p, self.s
         slot = th.acc.claim(t)
         acc_base = th.acc_entry0 + slot * th.acc.size
-        # results after the accumulators, as LayerEmitter._tile lays them out
-        out_base = acc_base + s.tile_out_blocks * s.tile_rows * s.tile_cols * p.pairs
-        nob = t.out_blocks.size
-        acc_of = [acc_base + obl * p.pairs for obl in range(nob)]
-        loops = dict(iter_out=t.rows.size, iter_in=t.cols.size,
-                     dst_factor_out=t.cols.size * nob * p.pairs, dst_factor_in=nob * p.pairs)
-        o = _Open(th, t, slot, acc_base, out_base, acc_of, loops)
-        empty = self._blocks_without_weights(t)
-        if empty:
-            bgn, end = self.uops.place(isa.encode_uops([acc_of[b] for b in empty], 0, 0),
-                                       self.emit)
-            self._writes_accumulators(o, self.emit(Gemm(uop_bgn=bgn, uop_end=end, reset=True,
-                                                        dual=p.dual, **loops)))
+        o = _Open(th, t, slot, acc_base, *self._tile_frame(t, acc_base))
+        reset = self._reset_empty_blocks(t, o.acc_of, o.loops)
+        if reset is not None:
+            self._writes_accumulators(o, reset)
         return o
 
     def _step(self, opened: list[_Open], step: Span, after=None) -> None:
@@ -181,7 +170,7 @@ class ThreadedEmitter(LayerEmitter):
         for o in opened:
             if id(o) in issued:
                 entries, wslot, wload = issued[id(o)]
-                gemm = self._gemm(o, step, entries, islot, wslot, rows, cols)
+                gemm = self._thread_gemm(o, entries, islot, wslot, rows, cols)
                 self._ready("l2c", max((i for i in (last_inp, wload) if i is not None),
                                        default=None), gemm)
                 self.inp.reader[islot] = gemm
@@ -189,24 +178,12 @@ class ThreadedEmitter(LayerEmitter):
             if after:
                 after(o)
 
-    def _gemm(self, o: _Open, step: Span, entries: list, islot: int, wslot: int, rows,
-              cols) -> int:
-        p, th = self.p, o.thread
-        ibase, wbase = islot * self.inp.size, th.wgt_entry0 + wslot * th.wgt.size
-        plane = rows.extent * cols.extent
-        dh, dw = p.dilation
-        dst = [o.acc_of[obl] for obl, _, _, _ in entries]
-        src = [ibase + cbl * plane + i * dh * cols.extent + j * dw for _, cbl, i, j in entries]
-        wgt = [wbase + q for q in range(len(entries))]
-        first = []
-        for obl, _, _, _ in entries:
-            first.append(obl not in o.initialized)
-            o.initialized.add(obl)
-        bgn, end = self.uops.place(isa.encode_uops(dst, src, wgt, first), self.emit)
-        gemm = self.emit(Gemm(uop_bgn=bgn, uop_end=end, dual=p.dual,
-                              src_factor_out=p.loaded_row_stride * cols.extent,
-                              src_factor_in=p.loaded_col_stride, **o.loops))
-        self.gemm_uops += len(entries)
+    def _thread_gemm(self, o: _Open, entries: list, islot: int, wslot: int, rows,
+                     cols) -> int:
+        """The GEMM of one thread's step: the shared input slot, the thread's weight slot."""
+        th = o.thread
+        gemm = self._gemm(entries, islot * self.inp.size, th.wgt_entry0 + wslot * th.wgt.size,
+                          rows, cols, o.acc_of, o.loops, o.initialized)
         self._writes_accumulators(o, gemm)
         return gemm
 
