@@ -254,7 +254,5 @@ def schedule(plan: GemvPlan) -> tvm.tirx.PrimFunc:
     lane_loop = sch.get_loops(lanes)[-2 if plan.split else -1]  # split: the (field, lane) pair
     sch.decompose_reduction(lanes, lane_loop)
     sch.tensorize(lane_loop, split_lane_sum_intrin(plan.isa) if plan.split else lane_sum_intrin(plan.isa))
-    # op_pattern 8 (TVM's kOpaque): Relax's FuseOps must not fuse a finished kernel with
-    # its epilogue (FuseTIR rejects a scheduled block PrimFunc, and would unschedule it)
-    return sch.mod["main"].with_attr("global_symbol", plan.symbol).with_attr("op_pattern", 8)
+    return sch.mod["main"].with_attr("global_symbol", plan.symbol)
 
