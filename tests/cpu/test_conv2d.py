@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from tvm_ternary.cpu.conv2d import conv_plan
 from tvm_ternary.cpu.gemm_kernel import X_BIAS
+from tvm_ternary.cpu.gemm_tiles import KNOBS
 from tvm_ternary.errors import KernelConfigError, ShapeMismatchError
 from tvm_ternary.quant import reference as ref
 
@@ -32,8 +33,8 @@ def _biased_nhwc(x, spec, cin_g, groups, padding, pad_value):
 
 
 def run_conv(x, w, mult, bias, stride, padding, dilation, groups, pad_value, isa, threads=2,
-             epilogue="", clamp=(-127, 127), epilogue_operands=()):
-    spec, consts = conv_plan(x.shape, w, mult, stride, padding, dilation, groups, isa, threads)
+             epilogue="", clamp=(-127, 127), epilogue_operands=(), knobs=None):
+    spec, consts = conv_plan(x.shape, w, mult, stride, padding, dilation, groups, isa, threads, knobs)
     spec = dataclasses.replace(spec, epilogue=epilogue, clamp=clamp)
     xu = _biased_nhwc(x, spec, w.shape[1], groups, padding, pad_value)
     return run_kernel(spec, xu, consts, bias, epilogue_operands)
@@ -63,7 +64,8 @@ def conv_cases(draw):
     return dict(batch=draw(st.integers(1, 3)), groups=groups, cin_g=cin_g, out_g=out_g, kh=kh, kw=kw,
                 stride=stride, dilation=dilation, padding=padding, h=h, w=w,
                 pad_value=draw(st.sampled_from([0, -1, 5])), seed=draw(st.integers(0, 2**31)),
-                isa=draw(st.sampled_from(ISAS or ["avx2"])), dual=draw(st.booleans()))
+                isa=draw(st.sampled_from(ISAS or ["avx2"])), dual=draw(st.booleans()),
+                unroll=draw(st.sampled_from(KNOBS["unroll_steps"])))
 
 
 @settings(max_examples=30, deadline=None)
@@ -77,7 +79,8 @@ def test_random_convolutions_match_reference(case):
     mult = rng.integers(2**14, 2**15, (2, n) if case["dual"] else n)
     bias = rng.integers(-2**40, 2**40, n)
     args = (case["stride"], case["padding"], case["dilation"], g, case["pad_value"])
-    assert np.array_equal(run_conv(x, w, mult, bias, *args, case["isa"]), expected(x, w, mult, bias, *args))
+    got = run_conv(x, w, mult, bias, *args, case["isa"], knobs={"unroll_steps": case["unroll"]})
+    assert np.array_equal(got, expected(x, w, mult, bias, *args))
 
 
 @pytest.mark.parametrize("isa", ISAS)

@@ -68,11 +68,11 @@ def test_random_shapes_match_reference(isa, m, n, k, seed, threads):
 
 @settings(max_examples=12, deadline=None)
 @given(st.sampled_from(ISAS or ["avx2"]), st.sampled_from(KNOBS["tile_rows"]), st.sampled_from(KNOBS["tile_pixels"]),
-       st.sampled_from(KNOBS["splits"]), st.integers(1, 30), st.integers(1, 70), st.integers(1, 200),
-       st.integers(0, 2**31))
-def test_every_knob_value_matches_reference(isa, rows, pixels, splits, m, n, k, seed):
-    # the schedule template's knobs change tiling and parallel axis, never the result
-    knobs = {"tile_rows": rows, "tile_pixels": pixels, "splits": splits}
+       st.sampled_from(KNOBS["splits"]), st.sampled_from(KNOBS["unroll_steps"]), st.integers(1, 30),
+       st.integers(1, 70), st.integers(1, 200), st.integers(0, 2**31))
+def test_every_knob_value_matches_reference(isa, rows, pixels, splits, unroll, m, n, k, seed):
+    # the schedule template's knobs change tiling, unrolling and parallel axis, never the result
+    knobs = {"tile_rows": rows, "tile_pixels": pixels, "splits": splits, "unroll_steps": unroll}
     r, b = tile_shape(isa, knobs)
     if r * b * ISA_VECTOR_BYTES[isa] > LOCAL_BYTES:
         return  # refused (test_too_many_accumulators_are_refused)

@@ -73,7 +73,7 @@ def conv_plan(x_shape, w_t: np.ndarray, mult: np.ndarray, stride, padding, dilat
     spec = GemmSpec(isa=isa, groups=groups, rows=out_g, pixels=m, k_padded=reduction_padded(k, isa),
                     x_shape=(batch, hp, wp_, ctot), x_group_stride=cp,
                     out_shape=(batch, out_ch, oh, ow), out_channel_stride=oh * ow,
-                    tile_rows=rows, tile_pixels=pixels,
+                    tile_rows=rows, tile_pixels=pixels, unroll_steps=(knobs or {}).get("unroll_steps") or 1,
                     splits=parallel_splits(groups * -(-out_g // (rows // (2 if dual else 1) * lanes)), pixel_tiles,
                                            threads, knobs),
                     window=(kh, kw), stride=tuple(stride), dilation=tuple(dilation), tap_bytes=cp, dual=dual)

@@ -65,6 +65,7 @@ class GemmSpec:
     tile_rows: int = 2             # R: channel vectors per tile (R * lanes channels)
     tile_pixels: int = 4           # B
     splits: int = 1                # parallel pieces of the pixel range per row tile
+    unroll_steps: int = 1          # reduction steps unrolled around the register tile
     # convolution window over the NHWC input (a GEMM is a 1x1 window over [M, 1, 1, Kp])
     window: tuple = (1, 1)         # kh, kw
     stride: tuple = (1, 1)
@@ -77,7 +78,8 @@ class GemmSpec:
     def __post_init__(self):
         if self.isa not in ISA_VECTOR_BYTES:
             raise KernelConfigError(f"GemmSpec.isa: {self.isa!r} is not one of {sorted(ISA_VECTOR_BYTES)}")
-        for field in ("groups", "rows", "pixels", "tile_rows", "tile_pixels", "splits", "k_padded"):
+        for field in ("groups", "rows", "pixels", "tile_rows", "tile_pixels", "splits", "k_padded",
+                      "unroll_steps"):
             if getattr(self, field) < 1:
                 raise KernelConfigError(f"GemmSpec.{field}: {getattr(self, field)} must be >= 1")
         if self.epilogue not in ("",) + FUSABLE:

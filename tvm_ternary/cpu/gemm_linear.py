@@ -57,7 +57,7 @@ def linear_plan(w_t: np.ndarray, mult: np.ndarray, batch: int, isa: str, threads
     pixel_tiles = -(-batch // pixels)
     spec = GemmSpec(isa=isa, groups=1, rows=n, pixels=batch, k_padded=kp, x_shape=(batch, kp),
                     x_group_stride=0, out_shape=(batch, n), out_channel_stride=1,
-                    tile_rows=rows, tile_pixels=pixels,
+                    tile_rows=rows, tile_pixels=pixels, unroll_steps=(knobs or {}).get("unroll_steps") or 1,
                     splits=parallel_splits(row_tiles, pixel_tiles, threads, knobs), dual=dual)
     row = np.minimum(np.arange(spec.pixels_padded), batch - 1).astype(np.int32)
     consts = {"wp": lanes_2bit(w_t[None], lanes, spec.tile_channels, k_padded=kp, what="tlinear weight"),

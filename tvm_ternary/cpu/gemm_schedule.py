@@ -41,7 +41,10 @@ def schedule_gemm(spec):
     if not avx2 and per_tap:
         # steps as (tap, channel word): the window offset is then computed once per tap,
         # not by a division per step
-        red_outer, _ = sch.split(red_outer, [None, per_tap])
+        red_outer, steps = sch.split(red_outer, [None, per_tap])
+        _unroll_steps(sch, steps, per_tap, spec.unroll_steps)
+    elif not avx2:
+        red_outer = _unroll_steps(sch, red_outer, spec.k_padded // 4, spec.unroll_steps)
 
     store = sch.get_sblock("store")
     sch.reverse_compute_at(store, mb)
@@ -69,13 +72,25 @@ def schedule_gemm(spec):
             sch.unroll(loops[n])
         dl16 = loops["l"]
         _vectorize_init(sch, sch.decompose_reduction(dot, loops["si"]))
-        if per_tap and spec.chunk % per_tap == 0:
-            sch.split(loops["si"], [None, per_tap])    # (tap, channel word), as for VNNI
+        steps, extent = loops["si"], spec.chunk
+        if per_tap and spec.chunk % per_tap == 0:       # (tap, channel word), as for VNNI
+            _, steps = sch.split(loops["si"], [None, per_tap])
+            extent = per_tap
+        _unroll_steps(sch, steps, extent, spec.unroll_steps)
         sch.tensorize(dl16, gemm_intrin.AVX2_DOT16)
         sch.tensorize(l, gemm_intrin.AVX2_WIDEN)
     else:
         sch.tensorize(l, gemm_intrin.DOT[spec.isa])
     return sch.mod["main"].with_attr("global_symbol", spec.symbol())
+
+
+def _unroll_steps(sch, loop, extent: int, factor: int):
+    """Unroll the innermost reduction-step loop by ``factor`` (the ``unroll_steps`` knob)
+    where it divides the loop's extent; returns the loop that now holds the others."""
+    if factor > 1 and extent % factor == 0:
+        loop, inner = sch.split(loop, [None, factor])
+        sch.unroll(inner)
+    return loop
 
 
 def _vectorize_init(sch, init) -> None:

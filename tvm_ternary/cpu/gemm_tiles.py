@@ -21,8 +21,10 @@ TILES = {"avx2": (2, 4), "vnni256": (1, 8), "vnni512": (2, 8)}
 # The schedule template's knobs (``strategy.registry.Impl.knobs``: candidates, the first the
 # default): 0 means "the ISA's measured default" (``TILES``, ``parallel_splits``).
 # ``splits`` chooses the parallel axis: 1 parallelizes over row tiles only, more also
-# splits the pixel range.
-KNOBS = {"tile_rows": (0, 1, 2, 4), "tile_pixels": (0, 2, 3, 4, 6, 8), "splits": (0, 1, 2, 4, 8)}
+# splits the pixel range; ``unroll_steps`` unrolls the reduction-step loop (where it
+# divides the loop).
+KNOBS = {"tile_rows": (0, 1, 2, 4), "tile_pixels": (0, 2, 3, 4, 6, 8), "splits": (0, 1, 2, 4, 8),
+         "unroll_steps": (1, 2, 4)}
 
 
 def tile_shape(isa: str, knobs: dict | None, dual: bool = False) -> tuple[int, int]:
