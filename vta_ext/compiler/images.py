@@ -38,11 +38,16 @@ def canonical_input(spec: LayerSpec, p: ConvProblem, x) -> np.ndarray:
         raise ShapeMismatchError(f"layer {spec.name}: input values [{x.min()}, {x.max()}] leave "
                                  f"[{lo}, {hi}]")
     x = x.astype(np.int64)
-    if spec.kind == "conv2d":
-        return x
-    rows = np.zeros((p.h * p.batch, x.shape[1]), dtype=np.int64)
-    rows[:x.shape[0]] = x
-    return rows.reshape(p.h, p.batch, -1).transpose(1, 2, 0)[..., None]
+    return x if spec.kind == "conv2d" else _dense_rows_as_images(p, x)
+
+
+def _dense_rows_as_images(p: ConvProblem, rows: np.ndarray) -> np.ndarray:
+    """A dense layer's ``[B, features]`` rows -> canonical ``[batch, features, H, 1]``
+    int64 (``geometry``: row r is lane r % batch of pixel row r // batch, so H = OH);
+    the rows past B are zero."""
+    padded = np.zeros((p.h * p.batch, rows.shape[1]), dtype=np.int64)
+    padded[:rows.shape[0]] = rows
+    return padded.reshape(p.h, p.batch, -1).transpose(1, 2, 0)[..., None]
 
 
 def pack_input(p: ConvProblem, hw: HwConfig, x4: np.ndarray) -> bytes:
@@ -84,11 +89,7 @@ def canonical_output(spec: LayerSpec, p: ConvProblem, y: np.ndarray) -> np.ndarr
     """Inverse of :func:`layer_output`: a tensor of the layer output's shape (e.g. a
     residual input) -> canonical ``[images, G * out_g, OH, OW]`` int64."""
     y = np.asarray(y, dtype=np.int64)
-    if spec.kind == "conv2d":
-        return y
-    rows = np.zeros((p.oh * p.batch, y.shape[1]), dtype=np.int64)
-    rows[:y.shape[0]] = y
-    return rows.reshape(p.oh, p.batch, -1).transpose(1, 2, 0)[..., None]
+    return y if spec.kind == "conv2d" else _dense_rows_as_images(p, y)
 
 
 def pack_output(p: ConvProblem, hw: HwConfig, out4: np.ndarray) -> bytes:
