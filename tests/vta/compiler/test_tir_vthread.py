@@ -26,7 +26,7 @@ from vta_ext.sim.fsim import simulate  # noqa: E402
 from vta_ext.sim.perf import estimate  # noqa: E402
 
 from .specs import layer_input, layer_spec, residual_input, trits  # noqa: E402
-from .test_tir_lowering import _SETTINGS, CONFIGS, layers  # noqa: E402
+from .test_tir_lowering import _LAYER_ARGS, _SETTINGS, CONFIGS, layers  # noqa: E402
 
 
 def _exact_on_fsim(spec, hw, s, rng):
@@ -54,10 +54,6 @@ def _check_random_layer(data, cfg, double_buffer, reuse):
     event(f"epilogue {spec.epilogue}{' + residual' if spec.has_residual else ''}"
           f"{' (stores accumulators)' if spec.stores_accumulators else ''}")
     _exact_on_fsim(spec, hw, s, rng)
-
-
-_LAYER_ARGS = dict(data=st.data(), cfg=st.sampled_from(sorted(CONFIGS)),
-                   double_buffer=st.booleans(), reuse=st.sampled_from(["weight", "input"]))
 
 
 @settings(max_examples=60, **_SETTINGS)
