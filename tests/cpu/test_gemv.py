@@ -130,18 +130,20 @@ def test_dual_scale_saturation_worst_case(kernel, mcpu, w_val, x_val):
     assert (out == expected).all()
 
 
-def _one_layer(k, n, seed):
+def _frozen_layer(x, n, seed):
+    """One Linear(x's features, n) (weights seeded by ``seed``), TWN-ternarized, calibrated
+    on ``x`` and frozen."""
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(k, n))
+    qm = tt.quant.ternarize(nn.Sequential(nn.Linear(x.shape[1], n)), "twn")
+    tt.quant.calibrate(qm, [x])
+    return tt.quant.freeze(qm)
 
 
 @pytest.mark.skipif("avx2" not in _FLAGS, reason="no AVX2")
 @pytest.mark.parametrize("batch,k,n", [(1, 200, 37), (1, 4096, 64), (1, 129, 9)])  # batch 1: GEMM takes larger
 def test_compiled_layer_equals_frozen_and_reference(batch, k, n):
     x = torch.randn(batch, k)
-    qm = tt.quant.ternarize(_one_layer(k, n, k + n), "twn")
-    tt.quant.calibrate(qm, [x])
-    frozen = tt.quant.freeze(qm)
+    frozen = _frozen_layer(x, n, k + n)
     cm = tt.compile(frozen, (x,), target="cpu")
     # the layer (tlinear, fused with its dequantize epilogue by the pipeline) ran a GEMV kernel
     assert any(s.startswith("tlinear") and s.endswith("_gemv") for s in cm.stats["kernels"])
@@ -172,9 +174,7 @@ def test_compiled_ttq_mlp_with_int8_activations_runs_the_dual_gemv(mcpu, kernel_
 @pytest.mark.skipif("avx2" not in _FLAGS, reason="no AVX2")
 def test_avx2_floor_is_chosen_for_an_avx2_only_cpu():
     x = torch.randn(1, 300)
-    qm = tt.quant.ternarize(_one_layer(300, 20, 1), "twn")
-    tt.quant.calibrate(qm, [x])
-    frozen = tt.quant.freeze(qm)
+    frozen = _frozen_layer(x, 20, 1)
     cm = tt.compile(frozen, (x,), target={"kind": "llvm", "mcpu": "znver3", "num-cores": 2})
     assert any(s.startswith("tlinear") and s.endswith(": avx2_pmaddubsw_gemv") for s in cm.stats["kernels"])
     assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
@@ -224,9 +224,7 @@ def test_tuner_knob_values_reach_the_compiled_kernel():
     from tvm_ternary.relax import passes
 
     x = torch.randn(1, 700)
-    qm = tt.quant.ternarize(_one_layer(700, 21, 3), "twn")
-    tt.quant.calibrate(qm, [x])
-    frozen = tt.quant.freeze(qm)
+    frozen = _frozen_layer(x, 21, 3)
     mod, _, _ = import_model(frozen, (x,))
     configs = {"avx2_pmaddubsw_gemv": {"rows": 4, "groups_per_call": 2, "prefetch": 2048}}
     target = {"kind": "llvm", "mcpu": "znver3", "num-cores": 2}
