@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-import tvm_ternary as tt
 from tvm_ternary.errors import AcceleratorLayerError
 from tvm_ternary.frontend import from_frozen
 from tvm_ternary.relax import passes

@@ -10,7 +10,7 @@ from vta_ext import HwConfig
 from vta_ext.compiler.geometry import problem_of
 from vta_ext.compiler.schedule import schedule_space
 
-from .specs import conv_layers, conv_spec as _spec, layer_input, run, trits
+from .specs import conv_layers, conv_spec as _spec, layer_input, run
 
 CFG = {n: HwConfig.load(n) for n in ("tiny", "default", "tiny_tact", "int8")}
 SETTINGS = dict(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
