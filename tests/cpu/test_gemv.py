@@ -12,9 +12,10 @@ import tvm_ternary as tt
 from tvm_ternary.cpu.gemv import KNOBS, GemvPlan, schedule
 from tvm_ternary.cpu.intrin_trit import AVX2, VNNI
 from tvm_ternary.errors import KernelConfigError
-from tvm_ternary.quant import reference as ref
 from tvm_ternary.quant.frozen import FrozenTernaryLayer
 from tvm_ternary.target import cpu_info
+
+from .linear_helpers import expected_linear, run_linear_kernel
 
 _FLAGS = cpu_info()["flags"]
 # Each ISA with the LLVM CPU it is built for (AVX2 as the Zen 3 floor: znver3, no AVX-512);
@@ -29,15 +30,7 @@ KERNELS = [
 def _run(kernel, mcpu, x, w_t, mult, bias, dual=False, **knobs):
     n, k = w_t.shape
     plan = GemvPlan(kernel, x.shape[0], n, k, dual, **knobs)
-    lib = tvm.compile(schedule(plan), target=tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": 2}))
-    out = tvm.runtime.tensor(np.zeros((x.shape[0], n), np.int64))
-    lib(*[tvm.runtime.tensor(a) for a in (x, plan.pack(w_t), mult, bias)], out)
-    return out.numpy()
-
-
-def _expected(x, w_t, mult, bias):
-    acc_p, acc_n = ref.linear_acc(x, w_t)
-    return ref.scaled_acc(acc_p, acc_n, bias, mult[0], mult[1])
+    return run_linear_kernel(schedule(plan), mcpu, x, [plan.pack(w_t)], mult, bias)
 
 
 def _random_layer(rng, batch, n, k, dual=False):
@@ -55,7 +48,7 @@ def _random_layer(rng, batch, n, k, dual=False):
 @given(batch=st.integers(1, 3), n=st.integers(1, 40), k=st.integers(1, 1100), seed=st.integers(0, 2**31))
 def test_gemv_matches_reference_on_random_shapes(kernel, mcpu, batch, n, k, seed):
     x, w, mult, bias = _random_layer(np.random.default_rng(seed), batch, n, k)
-    assert np.array_equal(_run(kernel, mcpu, x, w, mult, bias), _expected(x, w, mult, bias))
+    assert np.array_equal(_run(kernel, mcpu, x, w, mult, bias), expected_linear(x, w, mult, bias))
 
 
 @pytest.mark.parametrize("kernel,mcpu", KERNELS)
@@ -63,7 +56,7 @@ def test_gemv_matches_reference_on_random_shapes(kernel, mcpu, batch, n, k, seed
 @given(batch=st.integers(1, 3), n=st.integers(1, 40), k=st.integers(1, 1100), seed=st.integers(0, 2**31))
 def test_dual_scale_gemv_matches_reference_on_random_shapes(kernel, mcpu, batch, n, k, seed):
     x, w, mult, bias = _random_layer(np.random.default_rng(seed), batch, n, k, dual=True)
-    assert np.array_equal(_run(kernel, mcpu, x, w, mult, bias, dual=True), _expected(x, w, mult, bias))
+    assert np.array_equal(_run(kernel, mcpu, x, w, mult, bias, dual=True), expected_linear(x, w, mult, bias))
 
 
 @pytest.mark.parametrize("kernel,mcpu", KERNELS)
@@ -71,14 +64,14 @@ def test_dual_scale_gemv_matches_reference_on_random_shapes(kernel, mcpu, batch,
 @pytest.mark.parametrize("n,k", [(4096, 4096), (37, 128 * 16 * 3 + 5)])
 def test_gemv_matches_reference_on_large_shapes(kernel, mcpu, dual, n, k):
     x, w, mult, bias = _random_layer(np.random.default_rng(n + k), 1, n, k, dual)
-    assert np.array_equal(_run(kernel, mcpu, x, w, mult, bias, dual), _expected(x, w, mult, bias))
+    assert np.array_equal(_run(kernel, mcpu, x, w, mult, bias, dual), expected_linear(x, w, mult, bias))
 
 
 @pytest.mark.skipif(not {"avx512_vnni", "avx512bw"} <= _FLAGS, reason="no AVX-512 VNNI")
 @pytest.mark.parametrize("n,k", [(4096, 4096), (37, 128 * 16 * 3 + 5)])
 def test_split_decode_matches_reference_on_large_shapes(n, k):
     x, w, mult, bias = _random_layer(np.random.default_rng(n + k), 1, n, k)
-    assert np.array_equal(_run(VNNI, "cascadelake", x, w, mult, bias, **SPLIT), _expected(x, w, mult, bias))
+    assert np.array_equal(_run(VNNI, "cascadelake", x, w, mult, bias, **SPLIT), expected_linear(x, w, mult, bias))
 
 
 @pytest.mark.parametrize("kernel,mcpu", KERNELS)
@@ -91,7 +84,7 @@ def test_gemv_matches_reference_for_every_knob_value(kernel, mcpu, data, n, k, d
     x, w, mult, bias = _random_layer(np.random.default_rng(seed), 1, n, k, dual)
     out = _run(kernel, mcpu, x, w, mult, bias, dual, rows=plan.rows, groups_per_call=plan.groups_per_call,
                unroll_rows=plan.unroll_rows, split=plan.split)
-    assert np.array_equal(out, _expected(x, w, mult, bias))
+    assert np.array_equal(out, expected_linear(x, w, mult, bias))
 
 
 SPLIT = {"split": True, "rows": 4}  # VNNI's field-split decode (cpu/intrin_split.py)

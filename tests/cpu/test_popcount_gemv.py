@@ -5,18 +5,17 @@ dataflow proves ternary."""
 import numpy as np
 import pytest
 import torch
-import tvm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tvm_ternary as tt
 from tvm_ternary.cpu.popcount_gemv import (KNOBS_AVX2, KNOBS_VPOPCNTDQ, WORDS, WORDS_VPOPCNTDQ,
                                            make_popcount_gemv, weight_planes)
-from tvm_ternary.quant import reference as ref
 from tvm_ternary.quant.popcount import dot_sign_magnitude
 from tvm_ternary.target import cpu_info
 
 from ..quant.helpers import frozen_pair, random_digits_model
+from .linear_helpers import expected_linear, run_linear_kernel
 
 _FLAGS = cpu_info()["flags"]
 pytestmark = pytest.mark.skipif("avx2" not in _FLAGS, reason="host has no AVX2")
@@ -28,16 +27,8 @@ MCPUS = [("znver3", WORDS)] + ([("icelake-server", WORDS_VPOPCNTDQ)] if "avx512_
 def _run(x, w_t, mult, bias, dual, mcpu=("znver3", WORDS), rows=1, chunk=1):
     n, k = w_t.shape
     cpu, words = mcpu
-    lib = tvm.compile(make_popcount_gemv(x.shape[0], n, k, dual, words, rows, chunk),
-                      target=tvm.target.Target({"kind": "llvm", "mcpu": cpu, "num-cores": 2}))
-    out = tvm.runtime.tensor(np.zeros((x.shape[0], n), np.int64))
-    lib(*[tvm.runtime.tensor(a) for a in (x, weight_planes(w_t, dual, words, rows, chunk), mult, bias)], out)
-    return out.numpy()
-
-
-def _expected(x, w_t, mult, bias):
-    acc_p, acc_n = ref.linear_acc(x, w_t)
-    return ref.scaled_acc(acc_p, acc_n, bias, mult[0], mult[1])
+    return run_linear_kernel(make_popcount_gemv(x.shape[0], n, k, dual, words, rows, chunk), cpu, x,
+                             [weight_planes(w_t, dual, words, rows, chunk)], mult, bias)
 
 
 @pytest.mark.parametrize("mcpu", MCPUS)
@@ -63,7 +54,7 @@ def test_popcount_gemv_matches_reference(mcpu, dual, batch, n, k, zero_frac, row
     if not dual:
         mult[1] = mult[0]
     bias = rng.integers(-2**40, 2**40, size=n).astype(np.int64)
-    assert np.array_equal(_run(x, w, mult, bias, dual, mcpu, rows, chunk), _expected(x, w, mult, bias))
+    assert np.array_equal(_run(x, w, mult, bias, dual, mcpu, rows, chunk), expected_linear(x, w, mult, bias))
 
 
 def test_knob_spaces_are_valid_kernel_configs():
@@ -110,7 +101,7 @@ def test_extremes_and_agreement_with_the_bitplane_reference(mcpu, dual):
     acc, _ = dot_sign_magnitude(x, w)
     if not dual:
         assert np.array_equal(out, acc)
-    assert np.array_equal(out, _expected(x, w, mult, bias))
+    assert np.array_equal(out, expected_linear(x, w, mult, bias))
 
 
 @pytest.mark.parametrize("kind,method,act", [("mlp", "twn", "ternary"), ("mlp", "ttq", "ternary"),

@@ -6,7 +6,6 @@ tt.compile chooses it for weights with many zero blocks."""
 import numpy as np
 import pytest
 import torch
-import tvm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -15,8 +14,9 @@ import tvm_ternary as tt
 from tvm_ternary.cpu import sparse_gemv as sp
 from tvm_ternary.cpu.intrin_trit import AVX2, VNNI
 from tvm_ternary.cpu.layout import blocked_2bit
-from tvm_ternary.quant import reference as ref
 from tvm_ternary.target import cpu_info
+
+from .linear_helpers import expected_linear, run_linear_kernel
 
 _FLAGS = cpu_info()["flags"]
 pytestmark = pytest.mark.skipif("avx2" not in _FLAGS, reason="host has no AVX2")
@@ -65,11 +65,8 @@ def _run(isa, mcpu, x, w, mult, bias, dual=False, rows=None, unroll_rows=True):
     n, k = w.shape
     rows = rows or sp.default_rows(isa, dual)
     csr = sp.csr_blocks(w, rows, isa.lanes)
-    lib = tvm.compile(sp.make_sparse_gemv(x.shape[0], n, k, csr.nnz, isa, dual, rows, unroll_rows),
-                      target=tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": 2}))
-    out = tvm.runtime.tensor(np.zeros((x.shape[0], n), np.int64))
-    lib(*[tvm.runtime.tensor(a) for a in (x, csr.ptr, csr.col, csr.blocks, mult, bias)], out)
-    return out.numpy()
+    return run_linear_kernel(sp.make_sparse_gemv(x.shape[0], n, k, csr.nnz, isa, dual, rows, unroll_rows),
+                             mcpu, x, [csr.ptr, csr.col, csr.blocks], mult, bias)
 
 
 @pytest.mark.parametrize("isa,mcpu", ISAS)
@@ -89,9 +86,8 @@ def test_sparse_gemv_matches_reference(isa, mcpu, dual, zero_frac, batch, n, k, 
     if not dual:
         mult[1] = mult[0]
     bias = rng.integers(-2**40, 2**40, size=n).astype(np.int64)
-    acc_p, acc_n = ref.linear_acc(x, w)
     assert np.array_equal(_run(isa, mcpu, x, w, mult, bias, dual, rows, unroll),
-                          ref.scaled_acc(acc_p, acc_n, bias, mult[0], mult[1]))
+                          expected_linear(x, w, mult, bias))
 
 
 @pytest.mark.parametrize("isa,mcpu", ISAS)
