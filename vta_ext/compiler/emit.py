@@ -225,16 +225,26 @@ class LayerEmitter:
         # after the tile's input/weight loads, so its first GEMM need not wait for it; its
         # own l2c token (the last push of the tile) goes to the ALU, the last pop
         par_load = self._load_params(t)
+        return self._finish_tile(t, self.acc, slot, acc_of, out_base, par_load)
+
+    def _ready(self, queue: str, producer: int | None, consumer: int) -> None:
+        """``consumer`` reads what ``producer`` wrote (None: nothing to wait for)."""
+        if producer is not None:
+            self.tokens.ready(queue, producer, consumer)
+
+    def _finish_tile(self, t: Tile, acc: _Slots, slot: int, acc_of: list, out_base: int,
+                     par_load: int | None) -> int:
+        """The tile's epilogue once its GEMMs are issued: the residual LOAD, the ALU
+        (after ``par_load``) and the STOREs of the results; the last STORE's index."""
         if self.residual:  # overwrites the results the slot's last STOREs read
             first_res = self._load_residual(t, out_base)
-            self.tokens.free("s2c", self.acc.reader[slot], first_res)
+            self.tokens.free("s2c", acc.reader[slot], first_res)
         alu = self._epilogue(t, acc_of, out_base)
-        if par_load is not None:
-            self.tokens.ready("l2c", par_load, alu)
-        self.tokens.free("s2c", self.acc.reader[slot], alu)  # the ALU overwrites its results
+        self._ready("l2c", par_load, alu)
+        self.tokens.free("s2c", acc.reader[slot], alu)  # the ALU overwrites its results
         first, last = self._stores(t, out_base)
-        self.tokens.ready("c2s", alu, first)
-        self.acc.reader[slot] = last
+        self._ready("c2s", alu, first)
+        acc.reader[slot] = last
         return last
 
     def _load_params(self, t: Tile) -> int | None:
@@ -435,9 +445,15 @@ class LayerEmitter:
         gemms = [i for i in range(first_gemm, len(self.insns))
                  if isinstance(self.insns[i], Gemm)]
         self.tokens.free("s2c", self.acc.reader[slot], gemms[0])
+        return self._store_accumulator_tile(t, self.acc, slot, acc_base, gemms[-1])
+
+    def _store_accumulator_tile(self, t: Tile, acc: _Slots, slot: int, acc_base: int,
+                                last_gemm: int) -> int:
+        """STORE ACC of the tile's accumulators once ``last_gemm`` produced them; the last
+        STORE's index."""
         first, last = self._stores(t, acc_base, MemType.ACC, self.p.pairs)
-        self.tokens.ready("c2s", gemms[-1], first)
-        self.acc.reader[slot] = last
+        self._ready("c2s", last_gemm, first)
+        acc.reader[slot] = last
         self._overlapped = None
         return last
 

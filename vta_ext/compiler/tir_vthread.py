@@ -189,20 +189,7 @@ class ThreadedEmitter(LayerEmitter):
 
     def _close(self, o: _Open, par_load: int | None) -> int:
         """The thread's epilogue, as ``LayerEmitter._tile`` ends a tile; its last STORE."""
-        t, th, slot = o.tile, o.thread, o.slot
-        if self.epilogue == ACCUMULATE:
-            first, last = self._stores(t, o.acc_base, MemType.ACC, self.p.pairs)
-            self._ready("c2s", o.gemms[-1], first)
-            th.acc.reader[slot] = last
-            self._overlapped = None
-            return last
-        if self.residual:
-            first_res = self._load_residual(t, o.out_base)
-            self.tokens.free("s2c", th.acc.reader[slot], first_res)
-        alu = self._epilogue(t, o.acc_of, o.out_base)
-        self._ready("l2c", par_load, alu)
-        self.tokens.free("s2c", th.acc.reader[slot], alu)
-        first, last = self._stores(t, o.out_base)
-        self._ready("c2s", alu, first)
-        th.acc.reader[slot] = last
-        return last
+        if self.epilogue == ACCUMULATE:  # its first GEMM freed the slot (_writes_accumulators)
+            return self._store_accumulator_tile(o.tile, o.thread.acc, o.slot, o.acc_base,
+                                                o.gemms[-1])
+        return self._finish_tile(o.tile, o.thread.acc, o.slot, o.acc_of, o.out_base, par_load)
