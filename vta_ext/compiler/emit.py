@@ -130,15 +130,14 @@ class LayerEmitter:
 
     # ------------------------------------------------------------------ planning
 
-    def plan_weights(self, wblocks: np.ndarray, products_of=None) -> WeightPlan:
-        """``products_of(tile, step)``: the block products of a step (the TIR route), or
-        None for the loop nest's own."""
+    def plan_weights(self, wblocks: np.ndarray) -> WeightPlan:
+        """The weight blocks in DRAM in the loop nest's order (the TIR route places them
+        in its own: ``tir_program.TirRoute.plan_weights``)."""
         plan = WeightPlan()
         skip = self.s.skips_zero_blocks(self.hw)
         for t in tiles(self.p, self.s):
             for step in t.in_steps:
-                products = products_of(t, step) if products_of else None
-                plan.add(t.weight_key(step), wblocks, t, step, skip, products)
+                plan.add(t.weight_key(step), wblocks, t, step, skip)
         return plan
 
     # ------------------------------------------------------------------ emission
