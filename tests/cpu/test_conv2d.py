@@ -135,3 +135,33 @@ def test_channels_that_do_not_match_the_groups_are_named():
     w = np.zeros((6, 4, 3, 3), np.int8)
     with pytest.raises(ShapeMismatchError, match=r"tconv2d: input channels 6 / weight \(6, 4, 3, 3\) / groups 2"):
         conv_plan((1, 6, 8, 8), w, np.ones(6), (1, 1), (0, 0), (1, 1), 2, "avx2", 1)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dual", [False, True])
+@pytest.mark.parametrize("epilogue", ["", "trequantize_residual"])
+@settings(max_examples=3, deadline=None)
+@given(cin=st.integers(1, 70), cout=st.integers(2, 19), hw=st.integers(3, 9), seed=st.integers(0, 2**31))
+def test_top_of_16_bit_multiplier_range_matches_reference(isa, dual, epilogue, cin, cout, hw, seed):
+    # M in [2**15, 2**16) (65535 on channel 0); image 0 all -127, channel 0's weights all +1
+    # and channel 1's all -1: the accumulators' extremes; then the residual block's epilogue
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-127, 128, (2, cin, hw, hw + 1)).astype(np.int8)
+    x[0] = -127
+    w = rng.integers(-1, 2, (cout, cin, 3, 3)).astype(np.int8)
+    w[0], w[1] = 1, -1
+    mult = rng.integers(2**15, 2**16, (2, cout))
+    mult[:, 0] = 2**16 - 1
+    mult = mult if dual else mult[0]
+    bias = rng.integers(-2**30, 2**30, cout)
+    args = ((1, 1), (1, 1), (1, 1), 1, -1)
+    z = expected(x, w, mult, bias, *args)
+    if not epilogue:
+        assert np.array_equal(run_conv(x, w, mult, bias, *args, isa), z)
+        return
+    shift = rng.integers(24, 36, cout)  # |z| < 2**33: outputs mostly inside int8, not clamped
+    r = rng.integers(-127, 128, z.shape).astype(np.int8)
+    mult_r = rng.integers(0, 2**24, cout)
+    want = ref.requantize(ref.add_residual(z, r, mult_r, axis=1), shift, axis=1)
+    got = run_conv(x, w, mult, bias, *args, isa, epilogue=epilogue, epilogue_operands=[shift, r, mult_r])
+    assert got.dtype == np.int8 and np.array_equal(got, want)

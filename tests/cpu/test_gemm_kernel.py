@@ -11,6 +11,7 @@ from tvm_ternary.errors import KernelConfigError, OverflowRiskError
 from tvm_ternary.quant import reference as ref
 
 from .gemm_helpers import host_isas, run_kernel
+from .linear_helpers import top_multiplier_layer
 
 ISAS = host_isas()
 pytestmark = pytest.mark.skipif(not ISAS, reason="host has no AVX2")
@@ -132,3 +133,14 @@ def test_reduction_too_long_for_int32_is_refused():
     with pytest.raises(OverflowRiskError, match="GemmSpec.k_padded"):
         GemmSpec(isa="avx2", groups=1, rows=1, pixels=1, k_padded=k, x_shape=(1, 16),
                  x_group_stride=0, out_shape=(1, 1), out_channel_stride=1)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dual", [False, True])
+@settings(max_examples=4, deadline=None)
+@given(m=st.integers(2, 9), n=st.integers(2, 41), k=st.integers(1, 1200), seed=st.integers(0, 2**31))
+def test_top_of_16_bit_multiplier_range_matches_reference(isa, dual, m, n, k, seed):
+    # M in [2**15, 2**16) (65535 on channel 0) times the extreme accumulators +-127 k
+    x, w, mult, bias = top_multiplier_layer(np.random.default_rng(seed), m, n, k, dual, x_lo=-127)
+    mult = mult if dual else mult[0]
+    assert np.array_equal(_run_linear(x, w, mult, bias, isa), _expected(x, w, mult, bias))

@@ -15,7 +15,7 @@ from tvm_ternary.errors import KernelConfigError
 from tvm_ternary.quant.frozen import FrozenTernaryLayer
 from tvm_ternary.target import cpu_info
 
-from .linear_helpers import expected_linear, run_linear_kernel
+from .linear_helpers import expected_linear, run_linear_kernel, top_multiplier_layer
 
 _FLAGS = cpu_info()["flags"]
 # Each ISA with the LLVM CPU it is built for (AVX2 as the Zen 3 floor: znver3, no AVX-512);
@@ -229,3 +229,12 @@ def test_tuner_knob_values_reach_the_compiled_kernel():
     vm = tvm.relax.VirtualMachine(executable, tvm.cpu())
     y = torch.from_dlpack(vm["main"](tvm.runtime.tensor(x.numpy())))
     assert torch.equal(y, tt.quant.run_reference(frozen, x))
+
+
+@pytest.mark.parametrize("kernel,mcpu", KERNELS)
+@pytest.mark.parametrize("dual", [False, True])
+@settings(max_examples=4, deadline=None)
+@given(batch=st.integers(2, 3), n=st.integers(2, 37), k=st.integers(1, 2100), seed=st.integers(0, 2**31))
+def test_top_of_16_bit_multiplier_range_matches_reference(kernel, mcpu, dual, batch, n, k, seed):
+    x, w, mult, bias = top_multiplier_layer(np.random.default_rng(seed), batch, n, k, dual)
+    assert np.array_equal(_run(kernel, mcpu, x, w, mult, bias, dual), expected_linear(x, w, mult, bias))

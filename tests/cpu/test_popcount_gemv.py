@@ -15,7 +15,7 @@ from tvm_ternary.quant.popcount import dot_sign_magnitude
 from tvm_ternary.target import cpu_info
 
 from ..quant.helpers import frozen_pair, random_digits_model
-from .linear_helpers import expected_linear, run_linear_kernel
+from .linear_helpers import expected_linear, run_linear_kernel, top_multiplier_layer
 
 _FLAGS = cpu_info()["flags"]
 pytestmark = pytest.mark.skipif("avx2" not in _FLAGS, reason="host has no AVX2")
@@ -168,3 +168,16 @@ def test_bad_kernel_configs_and_weights_are_named():
         make_popcount_gemv(1, 4, 64, False, words=8, chunk=4)
     with pytest.raises(PackError, match=r"index \(0, 1\) is 2"):
         weight_planes(np.array([[0, 2, 1]]), dual=False)
+
+
+@pytest.mark.parametrize("mcpu", MCPUS)
+@pytest.mark.parametrize("dual", [False, True])
+@settings(max_examples=4, deadline=None)
+@given(batch=st.integers(2, 3), n=st.integers(2, 30), rows=st.sampled_from(KNOBS_AVX2["rows"]),
+       # beyond 32768 the product 65535 * acc leaves int32
+       k=st.one_of(st.integers(1, 3000), st.integers(33000, 40000)),
+       seed=st.integers(0, 2**31))
+def test_top_of_16_bit_multiplier_range_matches_reference(mcpu, dual, batch, n, k, rows, seed):
+    # ternary inputs: the accumulator extremes are +-k (all -1, all +1 on the +-1 channels)
+    x, w, mult, bias = top_multiplier_layer(np.random.default_rng(seed), batch, n, k, dual, x_lo=-1, x_hi=1)
+    assert np.array_equal(_run(x, w, mult, bias, dual, mcpu, rows), expected_linear(x, w, mult, bias))

@@ -16,7 +16,7 @@ from tvm_ternary.cpu.intrin_trit import AVX2, VNNI
 from tvm_ternary.cpu.layout import blocked_2bit
 from tvm_ternary.target import cpu_info
 
-from .linear_helpers import expected_linear, run_linear_kernel
+from .linear_helpers import expected_linear, run_linear_kernel, top_multiplier_layer
 
 _FLAGS = cpu_info()["flags"]
 pytestmark = pytest.mark.skipif("avx2" not in _FLAGS, reason="host has no AVX2")
@@ -146,3 +146,16 @@ def test_bad_inputs_are_named():
         sp.make_sparse_gemv(1, 4, 64, -1, AVX2)
     with pytest.raises(PackError, match="-2"):
         sp.csr_blocks(np.array([[0, -2]]), 8, 32)
+
+
+@pytest.mark.parametrize("isa,mcpu", ISAS)
+@pytest.mark.parametrize("dual", [False, True])
+@settings(max_examples=4, deadline=None)
+@given(batch=st.integers(2, 3), n=st.integers(2, 45), k=st.integers(1, 1500), seed=st.integers(0, 2**31))
+def test_top_of_16_bit_multiplier_range_matches_reference(isa, mcpu, dual, batch, n, k, seed):
+    # channels 0 and 1 dense at the accumulator extremes, the others block-sparse
+    rng = np.random.default_rng(seed)
+    x, w, mult, bias = top_multiplier_layer(rng, batch, n, k, dual)
+    rows = sp.default_rows(isa, dual)
+    w[2:] = (_block_sparse(rng, n, k, 0.6, rows, isa.group) != 0)[2:] * w[2:]
+    assert np.array_equal(_run(isa, mcpu, x, w, mult, bias, dual), expected_linear(x, w, mult, bias))

@@ -111,8 +111,8 @@ def test_resnet_top1_agrees_with_fake_quant(method):
 
 def test_with_precise_multipliers_the_integer_resnet_is_the_fake_quant_model(monkeypatch):
     """freeze's arithmetic (folded BN, shared residual quantizers, Mr, fused adds) adds no
-    error of its own: with 28-bit instead of 15-bit multipliers every layer's integers
-    equal the fake-quant model's (up to its float32 rounding). With DESIGN's 15-bit M the
+    error of its own: with 28-bit instead of 16-bit multipliers every layer's integers
+    equal the fake-quant model's (up to its float32 rounding). With the 16-bit M the
     multiplier rounding flips ties, and integer residual adds carry such flips from
     block to block (measured in docs/numerics.md)."""
     monkeypatch.setattr(ref, "MULT_BITS", 28)

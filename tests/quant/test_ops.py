@@ -36,8 +36,9 @@ def assert_same(got: torch.Tensor, expected: np.ndarray):
 
 
 def mults(n):
-    """int32 [2, n]: Mp, Mn each in [2**14, 2**15) or 0 (a constant channel)."""
-    m = st.one_of(st.integers(2**14, 2**15 - 1), st.just(0))
+    """int32 [2, n]: Mp, Mn each in reference.MULT_BITS = 16's [2**15, 2**16) (65535 often:
+    the top of the range) or 0 (a constant channel)."""
+    m = st.one_of(st.integers(2**15, 2**16 - 1), st.just(2**16 - 1), st.just(0))
     return hnp.arrays(np.int32, (2, n), elements=m)
 
 

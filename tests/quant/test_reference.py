@@ -254,64 +254,68 @@ def test_rounding_shift_beyond_its_domain_raises(z, shift):
 
 
 # ----------------------------------------------------------------------------- 2. quantize_multiplier
-# Contract as documented in reference.py: M in [2**14, 2**15), s in [1, 46], so multipliers in
-# [2**-32, 2**14). (DESIGN.md still says s in [15, 46], i.e. m < 1; reference.py widened the
-# shift range on purpose for folded batch norms.)
+# Contract as documented in reference.py: M in [2**15, 2**16) (the full 16-bit unsigned
+# multiplier), s in [1, 46], so multipliers in [2**-31, 2**15). (DESIGN.md says M in
+# [2**14, 2**15) and s in [15, 46]; docs/numerics.md records why both were widened.)
 S_MIN, S_MAX = 1, 46
-M_MAX = 2.0**14
+M_LO, M_HI = 2**15, 2**16   # the integer mantissa's range
+M_MAX = 2.0**15             # the largest real multiplier (exclusive): (2**16 - 1) / 2**1
+M_MIN = 2.0**-31            # the smallest: 2**15 / 2**46
 
 
 def _check_multiplier(m: float):
     mult, shift = ref.quantize_multiplier(m)
     assert isinstance(mult, int) and isinstance(shift, int)
-    assert 2**14 <= mult < 2**15
+    assert M_LO <= mult < M_HI
     assert S_MIN <= shift <= S_MAX
     exact = Fraction(m)
     approx = Fraction(mult, 2**shift)
-    assert abs(approx - exact) / exact <= Fraction(1, 2**15)
-    # nearest 15-bit mantissa: within half a unit in the last place of M at this shift
+    assert abs(approx - exact) / exact <= Fraction(1, 2**16)
+    # nearest 16-bit mantissa: within half a unit in the last place of M at this shift
     assert abs(mult - exact * 2**shift) <= Fraction(1, 2)
 
 
-# Below M_MAX * (1 - 2**-16) the mantissa never rounds up at the smallest shift (see below).
-SAFE_M_MAX = M_MAX * (1 - 2.0**-16)
+# Below M_MAX * (1 - 2**-17) the mantissa never rounds up at the smallest shift (see below).
+SAFE_M_MAX = M_MAX * (1 - 2.0**-17)
 
 
 @MEDIUM
-@given(m=st.floats(min_value=2.0**-32, max_value=SAFE_M_MAX, exclude_max=True))
-@example(m=2.0**-32)
+@given(m=st.floats(min_value=M_MIN, max_value=SAFE_M_MAX, exclude_max=True))
+@example(m=M_MIN)
 @example(m=0.5)
 @example(m=0.75)
 @example(m=1 / 3)
 @example(m=0.99999)
 @example(m=1 - 2.0**-53)
 @example(m=1.0)
-@example(m=2.0**-31 * (1 - 2.0**-17))  # mantissa rounds up: M = 2**14 at shift - 1
+@example(m=2.0**-30 * (1 - 2.0**-18))  # mantissa rounds up: M = 2**15 at shift - 1
 def test_quantize_multiplier_accuracy(m):
     _check_multiplier(m)
 
 
 @MEDIUM
-@given(mant=st.floats(min_value=0.5, max_value=1.0, exclude_max=True), exp=st.integers(-31, 14))
+@given(mant=st.floats(min_value=0.5, max_value=1.0, exclude_max=True), exp=st.integers(-30, 15))
 def test_quantize_multiplier_accuracy_log_uniform(mant, exp):
-    m = mant * 2.0**exp  # every binade of [2**-32, 2**14) equally often
-    assume(2.0**-32 <= m < SAFE_M_MAX)
+    m = mant * 2.0**exp  # every binade of [2**-31, 2**15) equally often
+    assume(M_MIN <= m < SAFE_M_MAX)
     _check_multiplier(m)
 
 
-@pytest.mark.parametrize("k", range(-32, 14))
+@pytest.mark.parametrize("k", range(-31, 15))
 def test_quantize_multiplier_powers_of_two(k):
-    # 2**k = 2**14 / 2**(14 - k): worked by hand
-    assert ref.quantize_multiplier(2.0**k) == (2**14, 14 - k)
+    # 2**k = 2**15 / 2**(15 - k): worked by hand
+    assert ref.quantize_multiplier(2.0**k) == (2**15, 15 - k)
 
 
 def test_quantize_multiplier_hand_examples():
-    # 0.75 = 24576 / 2**15 ; 0.3 = 0.6 * 2**-1 -> M = round(0.6 * 2**15) = round(19660.8) = 19661
-    assert ref.quantize_multiplier(0.75) == (24576, 15)
-    assert ref.quantize_multiplier(0.3) == (19661, 16)
-    # 100 = 0.78125 * 2**7 -> M = 25600, s = 8 ; 1.5 = 0.75 * 2 -> (24576, 14)
-    assert ref.quantize_multiplier(100.0) == (25600, 8)
-    assert ref.quantize_multiplier(1.5) == (24576, 14)
+    # 0.75 = 49152 / 2**16 ; 0.3 = 0.6 * 2**-1 -> M = round(0.6 * 2**16) = round(39321.6) = 39322
+    assert ref.quantize_multiplier(0.75) == (49152, 16)
+    assert ref.quantize_multiplier(0.3) == (39322, 17)
+    # 100 = 0.78125 * 2**7 -> M = 51200, s = 9 ; 1.5 = 0.75 * 2 -> (49152, 15)
+    assert ref.quantize_multiplier(100.0) == (51200, 9)
+    assert ref.quantize_multiplier(1.5) == (49152, 15)
+    # the top of the range: 65535 / 2**16 = 1 - 2**-16 is exactly representable
+    assert ref.quantize_multiplier(1 - 2.0**-16) == (65535, 16)
 
 
 def test_quantize_multiplier_zero():
@@ -321,21 +325,21 @@ def test_quantize_multiplier_zero():
 
 
 @pytest.mark.parametrize("m", [
-    M_MAX, 2.0**15, 1e10, math.inf, -math.inf, math.nan, -0.5, -1e-9, -(2.0**-40),
-    2.0**-33, 2.0**-40, 1e-300, 5e-324, 2.0**-32 * (1 - 2.0**-15),
+    M_MAX, 2.0**16, 1e10, math.inf, -math.inf, math.nan, -0.5, -1e-9, -(2.0**-40),
+    2.0**-32, 2.0**-40, 1e-300, 5e-324, M_MIN * (1 - 2.0**-16),
 ])
 def test_quantize_multiplier_out_of_range_raises(m):
     with pytest.raises(ValueError):
         ref.quantize_multiplier(m)
 
 
-@pytest.mark.parametrize("m", [M_MAX * (1 - 2.0**-16), 16383.9, M_MAX * (1 - 2.0**-20),
+@pytest.mark.parametrize("m", [M_MAX * (1 - 2.0**-17), 32767.9, M_MAX * (1 - 2.0**-20),
                                M_MAX * (1 - 2.0**-53)])
 def test_quantize_multiplier_just_below_upper_bound(m):
-    # The nearest mantissa, 2**15, is not representable at the smallest shift: the largest
-    # multiplier is the closest one left, still within the 2**-15 relative bound.
-    assert ref.quantize_multiplier(m) == (2**15 - 1, 1)
-    assert abs(Fraction(2**15 - 1, 2) - Fraction(m)) / Fraction(m) <= Fraction(1, 2**15)
+    # The nearest mantissa, 2**16, is not representable at the smallest shift: the largest
+    # multiplier is the closest one left, still within the 2**-16 relative bound.
+    assert ref.quantize_multiplier(m) == (2**16 - 1, 1)
+    assert abs(Fraction(2**16 - 1, 2) - Fraction(m)) / Fraction(m) <= Fraction(1, 2**16)
 
 
 # ----------------------------------------------------------------------------- 3. quantizers

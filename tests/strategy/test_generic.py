@@ -84,3 +84,33 @@ def test_quantize_maps_nan_to_zero_and_clamps_infinities_as_the_reference():
     expected = np.array([0, 0, 127, -127, 127, -127, 1], np.int8)  # by hand at scale 0.25
     assert np.array_equal(ref.quantize(x, 0.25), expected)
     assert np.array_equal(_run(generic.tquantize, [x], 0.25, -127, 127), expected)
+
+
+def _top_mults(rng, n):
+    """16-bit multipliers from the top of their range [2**15, 2**16), 65535 on channel 0."""
+    mult = rng.integers(2**15, 2**16, size=(2, n))
+    mult[:, 0] = 2**16 - 1
+    return mult.astype(np.int32)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_tlinear_and_tconv2d_at_the_top_of_the_16_bit_multiplier_range(seed):
+    # extreme accumulators: inputs all -128, channel 0's weights all +1, channel 1's all -1
+    rng = np.random.default_rng(seed)
+    k, n = int(rng.integers(300, 2000)), int(rng.integers(2, 9))
+    x = np.full((2, k), -128, np.int8)
+    x[1] = rng.integers(-128, 128, size=k)
+    w = _ternary(rng, (n, k))
+    w[0], w[1] = 1, -1
+    bias = rng.integers(-(2**40), 2**40, size=n).astype(np.int64)
+    mult = _top_mults(rng, n)
+    acc_p, acc_n = ref.linear_acc(x, w)
+    assert np.array_equal(_run(generic.tlinear, [x, w, bias, mult]),
+                          ref.scaled_acc(acc_p, acc_n, bias, mult[0], mult[1]))
+    cin, cout = int(rng.integers(20, 60)), n
+    xc = np.full((1, cin, 5, 6), -128, np.int8)
+    wc = _ternary(rng, (cout, cin, 3, 3))
+    wc[0], wc[1] = 1, -1
+    acc_p, acc_n = ref.conv2d_acc(xc, wc, (1, 1), (1, 1), (1, 1), 1, 0)
+    assert np.array_equal(_run(generic.tconv2d, [xc, wc, bias, mult], (1, 1), (1, 1), (1, 1), 1, 0),
+                          ref.scaled_acc(acc_p, acc_n, bias, mult[0], mult[1], axis=1))

@@ -29,7 +29,10 @@ from tvm_ternary.errors import OverflowRiskError, ShapeMismatchError
 
 INT8_MIN, INT8_MAX = -127, 127  # symmetric int8: -128 is never produced
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-MULT_BITS = 15  # M is in [2**14, 2**15): a 16-bit unsigned multiplier, one DSP slice
+# M is in [2**15, 2**16): the full 16-bit unsigned multiplier (one DSP operand). DESIGN.md's
+# [2**14, 2**15) left the top bit unused; the extra bit halves the requantize error, which
+# integer residual adds carry from block to block (docs/numerics.md).
+MULT_BITS = 16
 # DESIGN.md said s in [15, 46] (multipliers below 1); folded batch norms need more
 # (e.g. a first layer whose BN variance is small), so the shift may go down to 1.
 SHIFT_MIN, SHIFT_MAX = 1, 46
@@ -90,8 +93,8 @@ def clamp(x, lo: int, hi: int) -> np.ndarray:
 def quantize_multiplier(m: float) -> tuple[int, int]:
     """Fixed-point form ``(M, s)`` of a real multiplier ``m``: ``m ~= M / 2**s``.
 
-    ``M`` is in ``[2**14, 2**15)`` and ``s`` in ``[1, 46]``, so representable multipliers
-    lie in ``[2**-32, 2**14)``. ``m == 0`` gives ``(0, SHIFT_MIN)`` (a constant channel).
+    ``M`` is in ``[2**(MULT_BITS-1), 2**MULT_BITS)`` = ``[2**15, 2**16)`` and ``s`` in
+    ``[1, 46]``, so representable multipliers lie in ``[2**-31, 2**15)``. ``m == 0`` gives ``(0, SHIFT_MIN)`` (a constant channel).
     """
     if not math.isfinite(m) or m < 0:
         raise ValueError(f"requantization multiplier must be finite and >= 0, got {m!r}")
@@ -109,7 +112,7 @@ def quantize_multiplier(m: float) -> tuple[int, int]:
     if not SHIFT_MIN <= shift <= SHIFT_MAX:
         raise ValueError(
             f"requantization multiplier {m:.6g} is outside the representable range "
-            f"[2**-32, 2**14) (needs shift {shift}, allowed {SHIFT_MIN}..{SHIFT_MAX})"
+            f"[2**{MULT_BITS - 1 - SHIFT_MAX}, 2**{MULT_BITS - 1}) (needs shift {shift}, allowed {SHIFT_MIN}..{SHIFT_MAX})"
         )
     return mult, shift
 

@@ -319,3 +319,25 @@ def test_larger_layer_fast_tier(cfg):
     want = reference.requantize(reference.scaled_acc(acc_p, acc_n, par["bias"], par["mult_p"],
                                                      par["mult_n"]), par["shift"])
     assert (read(simulate(prog, cfg)) == want).all()
+
+
+@settings(max_examples=6, deadline=None)
+@given(dual=st.booleans(), k=st.integers(1, 500), n=st.integers(2, 40), tile=st.integers(1, 2),
+       seed=st.integers(0, 2**31))
+def test_requantize_at_the_top_of_the_16_bit_multiplier_range(dual, k, n, tile, seed):
+    # PAR's u2 multipliers at [2**15, 2**16) (65535 on channel 0) times the extreme
+    # accumulators: input row 0 all -127, channel 0's weights all +1, channel 1's all -1;
+    # beyond k = 258 the product leaves int32 (two input rows fit the input buffer)
+    cfg = CFG["tiny"]
+    rng = np.random.default_rng(seed)
+    x, w = _acts(rng, cfg, (2, k)), _trits(rng, (n, k))
+    x[0] = -127
+    w[0], w[1] = 1, -1
+    mp = rng.integers(2**15, 2**16, n)
+    mn = rng.integers(2**15, 2**16, n) if dual else mp.copy()
+    mp[0] = mn[0] = 2**16 - 1
+    par = dict(mult_p=mp, mult_n=mn, shift=rng.integers(16, 30, n), bias=rng.integers(-(2**40), 2**40, n))
+    prog, read = dense_program(cfg, x, w, epilogue="requant", params=par, dual=dual, tile_blocks=tile)
+    acc_p, acc_n = reference.linear_acc(x, w)
+    z = reference.scaled_acc(acc_p, acc_n, par["bias"], mp, mn)
+    assert (read(simulate(prog, cfg)) == reference.requantize(z, par["shift"])).all()
