@@ -40,7 +40,7 @@ def test_ratios_are_the_recorded_medians(quick_report):
     for row in report["rows"]:
         for mode, ratios in row["speedup"].items():
             ours = row["times"]["ours"][mode]["median_ms"]
-            assert set(ratios) == set(row["times"]) - {"ours"}
+            assert set(ratios) == set(row["times"]) - {"ours", "footprint_read"}
             for peer, x in ratios.items():
                 assert x == pytest.approx(row["times"][peer][mode]["median_ms"] / ours, rel=1e-12)
                 best = row["times"][peer][mode]["min_ms"] / row["times"]["ours"][mode]["min_ms"]
@@ -50,8 +50,8 @@ def test_ratios_are_the_recorded_medians(quick_report):
 def test_absent_peers_say_why(quick_report):
     report, _, _ = quick_report
     for row in report["rows"]:
-        assert set(row["times"]) | set(row["absent"]) == {"ours", "torch_fp32", "torch_int8_dynamic",
-                                                          "ggml_TQ2_0", "ggml_TQ1_0"}
+        assert set(row["times"]) | set(row["absent"]) == {"ours", "footprint_read", "torch_fp32",
+                                                          "torch_int8_dynamic", "ggml_TQ2_0", "ggml_TQ1_0"}
         if row["kind"] in ("conv", "model"):
             assert "torch_int8_dynamic" in row["absent"]     # quantize_dynamic: Linear only
         if not ggml_peer.available():
@@ -72,6 +72,10 @@ def test_roofline_is_measured_and_applied(quick_report):
             assert r["roofline_ms"] == max(r["memory_ms"], r["compute_ms"])
             want = 100 * r["roofline_ms"] / row["times"]["ours"][mode]["median_ms"]
             assert r["pct_of_roofline"] == pytest.approx(want)
+            # the memory roof is the footprint read timed in the same rounds as ours
+            read_ms = row["times"]["footprint_read"][mode]["median_ms"]
+            assert r["read_gbs"] == pytest.approx(r["read_bytes"] / (read_ms * 1e6))
+            assert 0.5 * row["bytes"] <= r["read_bytes"] <= row["bytes"]
         # the bound's inputs are the row's own counts
         hot = row["roofline"]["hot"]
         assert hot["memory_ms"] == pytest.approx(1e3 * row["bytes"] / (hot["read_gbs"] * 1e9))

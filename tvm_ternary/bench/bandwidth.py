@@ -94,15 +94,23 @@ def _summary(n_bytes: int, times: list[float]) -> dict:
             "bytes": n_bytes}
 
 
-def read_gbs(n_bytes: int, threads: int, repeats: int = 5) -> dict:
-    """Read-only bandwidth over a buffer of about ``n_bytes`` (GB/s, best and median)."""
+def reader(n_bytes: int, threads: int):
+    """``(read, bytes)``: a call that reads a buffer of about ``n_bytes`` on ``threads``
+    threads, and the bytes it reads. A benchmark times it among its runners so the read
+    sees the same cache state as the kernel it bounds."""
     import tvm
 
     n = words_for(n_bytes, threads)
     src = tvm.runtime.tensor(np.ones(n, np.int32))
     out = tvm.runtime.tensor(np.zeros((threads, LANES), np.int32))
     fn = build_read(n, threads)
-    return _summary(4 * n, _best_seconds(lambda: fn(src, out), repeats))
+    return (lambda: fn(src, out)), 4 * n
+
+
+def read_gbs(n_bytes: int, threads: int, repeats: int = 5) -> dict:
+    """Read-only bandwidth over a buffer of about ``n_bytes`` (GB/s, best and median)."""
+    read, n_read = reader(n_bytes, threads)
+    return _summary(n_read, _best_seconds(read, repeats))
 
 
 def copy_gbs(n_bytes: int, threads: int, repeats: int = 5) -> dict:
