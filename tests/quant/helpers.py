@@ -77,3 +77,71 @@ def frozen_integers(frozen, x: torch.Tensor) -> dict[str, torch.Tensor]:
     for h in hooks:
         h.remove()
     return found
+
+
+def _fake_quant_residuals(qm: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The integers each quantized ``ResidualQuant`` of the fake-quant model adds, by name."""
+    from tvm_ternary.quant.residual import ResidualQuant
+
+    found, hooks = {}, []
+    for name, m in qm.named_modules():
+        if isinstance(m, ResidualQuant) and m.act_quant is not None:
+            def hook(mod, inp, out, name=name):
+                found[name] = torch.round(out / mod.act_quant.scale).to(torch.int64)
+
+            hooks.append(m.register_forward_hook(hook))
+    with torch.no_grad():
+        qm(x)
+    for h in hooks:
+        h.remove()
+    return found
+
+
+def layers_alone_integers(qm: nn.Module, frozen, x: torch.Tensor) -> dict[str, tuple]:
+    """Each frozen layer on its own: ``name -> (output, expected)``, where ``output`` is
+    the layer's integer output when fed the fake-quant model's integers (its input and,
+    for a residual epilogue, its shortcut) and ``expected`` the integers the fake-quant
+    model's consumer of that output sees. Differences then come from this layer alone,
+    none carried in from earlier layers.
+
+    A residual layer's shortcut is the ``ResidualQuant`` of its own block (a sibling
+    module, as in ``models.BasicBlock``). Layers with a float output are left out.
+    """
+    from tvm_ternary.quant.residual import ResidualQuant
+
+    fq, res = fake_quant_integers(qm, x), _fake_quant_residuals(qm, x)
+
+    def shortcut(name: str) -> torch.Tensor:
+        block = qm.get_submodule(name.rpartition(".")[0])
+        found = [n for n, m in block.named_children() if isinstance(m, ResidualQuant)]
+        return res[f"{name.rpartition('.')[0]}.{found[0]}"]
+
+    def feed(mod, args):
+        if mod.input_kind != "int":
+            return None  # a float input: the layer quantizes it itself
+        fed = [fq[mod.layer_name].to(torch.int8)]
+        if len(args) == 2:
+            fed.append(shortcut(mod.layer_name).to(torch.int8))
+        return tuple(fed)
+
+    def record(mod, inp, out):
+        if mod.output_kind != "float":
+            outputs[mod.layer_name] = out.to(torch.int64)
+
+    outputs, hooks = {}, []
+    for layer in frozen.frozen_layers():
+        hooks += [layer.register_forward_pre_hook(feed), layer.register_forward_hook(record)]
+    with torch.no_grad():
+        frozen(x)
+    for h in hooks:
+        h.remove()
+
+    found = {}
+    for node in frozen.graph_module.graph.nodes:
+        if node.target not in outputs:
+            continue
+        readers = [u for u in node.users if u.target in fq]  # frozen layers read integers
+        main = [u for u in readers if u.args[0] is node]
+        expected = fq[main[0].target] if main else shortcut(readers[0].target)
+        found[node.target] = (outputs[node.target], expected)
+    return found
