@@ -58,10 +58,6 @@ class AluOp(IntEnum):
     THRESH = 7
 
 
-LOAD_MEM_TYPES = (MemType.UOP, MemType.INP, MemType.WGT, MemType.ACC, MemType.PAR, MemType.OUT)
-STORE_MEM_TYPES = (MemType.ACC, MemType.OUT)
-
-
 class Field(NamedTuple):
     name: str
     lsb: int
@@ -240,8 +236,6 @@ class Finish(_Deps):
 
     opcode = Opcode.FINISH
 
-
-Insn = Load | Store | Gemm | Alu | Finish
 
 FORMATS: dict[Opcode, tuple[type, tuple[Field, ...]]] = {
     Opcode.LOAD: (Load, _MEM),

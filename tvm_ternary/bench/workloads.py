@@ -44,9 +44,6 @@ class Workload:
             raise BenchmarkError(f"workload {self.name}: unknown kind {self.kind!r}")
         return module.eval(), x
 
-    def is_gemv(self) -> bool:
-        return self.kind == "linear" and self.shape[0] == 1
-
 
 def count(module: nn.Module, x: torch.Tensor) -> dict:
     """Multiply-adds and parameters of every Linear / Conv2d on one forward of ``x``, the
