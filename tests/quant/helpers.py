@@ -112,9 +112,10 @@ def layers_alone_integers(qm: nn.Module, frozen, x: torch.Tensor) -> dict[str, t
     fq, res = fake_quant_integers(qm, x), _fake_quant_residuals(qm, x)
 
     def shortcut(name: str) -> torch.Tensor:
-        block = qm.get_submodule(name.rpartition(".")[0])
-        found = [n for n, m in block.named_children() if isinstance(m, ResidualQuant)]
-        return res[f"{name.rpartition('.')[0]}.{found[0]}"]
+        block = name.rpartition(".")[0]
+        quant = next(n for n, m in qm.get_submodule(block).named_children()
+                     if isinstance(m, ResidualQuant))
+        return res[f"{block}.{quant}"]
 
     def feed(mod, args):
         if mod.input_kind != "int":

@@ -129,7 +129,6 @@ def test_with_precise_multipliers_the_integer_resnet_is_the_fake_quant_model(mon
         assert (diff == 0).float().mean() >= 0.999, name
 
 
-
 @pytest.mark.parametrize("method,seed", [("twn", 3), ("twn", 47), ("ttq", 11)])
 def test_full_width_resnet_layers_alone_are_within_one_lsb_of_fake_quant(method, seed):
     """DESIGN's 1-LSB tolerance layer by layer (docs/numerics.md, "Full-width ResNet-18"):
@@ -149,6 +148,7 @@ def test_full_width_resnet_layers_alone_are_within_one_lsb_of_fake_quant(method,
         # and flips are rare: outputs within M's rounding error (2**-16 relative; less
         # precise for a dual-scale layer's smaller multiplier) of a rounding tie
         assert (diff == 0).float().mean() >= 0.998, name
+
 
 @settings(max_examples=6, deadline=None, phases=(Phase.explicit, Phase.reuse, Phase.generate))
 @given(seed=st.integers(0, 1000), cin=st.integers(1, 5), cmid=st.integers(3, 8),
