@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import tvm_ternary as tt
-from tvm_ternary.cpu.gemv import KNOBS, GemvPlan, schedule
+from tvm_ternary.cpu.gemv import KNOBS, GemvPlan, compute, schedule
 from tvm_ternary.cpu.intrin_trit import AVX2, VNNI
 from tvm_ternary.errors import KernelConfigError
 from tvm_ternary.quant.frozen import FrozenTernaryLayer
@@ -57,6 +57,27 @@ def test_gemv_matches_reference_on_random_shapes(kernel, mcpu, batch, n, k, seed
 def test_dual_scale_gemv_matches_reference_on_random_shapes(kernel, mcpu, batch, n, k, seed):
     x, w, mult, bias = _random_layer(np.random.default_rng(seed), batch, n, k, dual=True)
     assert np.array_equal(_run(kernel, mcpu, x, w, mult, bias, dual=True), expected_linear(x, w, mult, bias))
+
+
+def _block_names(plan):
+    sch = tvm.s_tir.Schedule(compute(plan))
+    return [sch.get(block).name_hint for block in sch.get_child_blocks(sch.get_sblock("root"))]
+
+
+@pytest.mark.parametrize("kernel,mcpu", KERNELS)
+@settings(max_examples=8, deadline=None)
+@given(batch=st.integers(1, 3), n=st.integers(1, 40), groups=st.integers(1, 9), dual=st.booleans(),
+       split=st.booleans(), seed=st.integers(0, 2**31))
+def test_whole_group_inputs_are_read_in_place(kernel, mcpu, batch, n, groups, dual, split, seed):
+    # K a whole number of groups (and of k-chunks): the dot products read x itself, no
+    # zero-padded copy; the split decode reads it the same way
+    knobs = SPLIT if split and kernel is VNNI and not dual else {}
+    plan = GemvPlan(kernel, batch, n, groups * kernel.group, dual, groups_per_call=1, **knobs)
+    assert "pad" not in _block_names(plan)
+    assert "pad" in _block_names(GemvPlan(kernel, batch, n, plan.k + 1, dual, groups_per_call=1, **knobs))
+    x, w, mult, bias = _random_layer(np.random.default_rng(seed), batch, n, plan.k, dual)
+    assert np.array_equal(_run(kernel, mcpu, x, w, mult, bias, dual, groups_per_call=1, **knobs),
+                          expected_linear(x, w, mult, bias))
 
 
 @pytest.mark.parametrize("kernel,mcpu", KERNELS)

@@ -4,12 +4,13 @@ AVX-512 VNNI ``vpdpbusd``: one schedule, two intrinsics).
 
 One PrimFunc computes the whole ``tlinear`` layer,
 ``z[b, n] = Mp acc_p - Mn acc_n + bias`` (int64; symmetric layers ``M * acc + bias``),
-from the unpadded int8 input, with ONE parallel launch: a serial prologue pads ``x`` and
-sums it (``sx``), the parallel row-block loop runs the tensorized dot products, the lane
-sums and the scaled epilogue. The weights are ``layout.interleaved_2bit`` as
-``[row blocks, groups, rows, lanes]``: codes ``u = w + 1`` on the unsigned side of the
-multiply, ``sum u x - sum x`` is the dot product; a row block's weights are one sequential
-stream and its ``rows`` rows share every activation load.
+from the unpadded int8 input, with ONE parallel launch: a serial prologue sums ``x``
+(``sx``) and, when K does not fill whole groups, zero-pads a copy of it; the parallel
+row-block loop runs the tensorized dot products, the lane sums and the scaled epilogue.
+The weights are ``layout.interleaved_2bit`` as ``[row blocks, groups, rows, lanes]``:
+codes ``u = w + 1`` on the unsigned side of the multiply, ``sum u x - sum x`` is the dot
+product; a row block's weights are one sequential stream and its ``rows`` rows share
+every activation load.
 
 Knobs (``KNOBS``, searched by the tuner through the strategy registry): ``rows`` per
 row block (the weight layout's interleave; ``dual_rows`` for dual-scale layers, which keep
@@ -36,12 +37,14 @@ from .layout import check_layer_dims, interleaved_2bit
 from .parallel import PARALLEL_MIN_WEIGHTS
 
 # The template's space: knob -> candidates, the first being the default (measured on
-# GEMV 4096: VNNI 16 rows symmetric / 8 dual, AVX2 8 / 8; prefetch 4 KiB ahead on VNNI
-# (4096^2: 0.16 vs 0.18 ms; 11008 x 4096: 0.47 vs 0.78 ms), 1 KiB on AVX2, whose calls
-# cover 16 groups (0.245 vs 0.266 and 0.67 vs 0.86 ms; 4 KiB was slower); see
+# GEMV 4096, two threads: VNNI 8 rows symmetric and dual (16 rows' accumulators, 1 KiB,
+# exceed TVM's stack limit: each row block then allocated, zeroed and freed a workspace
+# and stored every accumulator after each update), AVX2 8 / 8; prefetch 4 KiB ahead on
+# VNNI (4096^2: 0.16 vs 0.18 ms; 11008 x 4096: 0.47 vs 0.78 ms), 1 KiB on AVX2, whose
+# calls cover 16 groups (0.245 vs 0.266 and 0.67 vs 0.86 ms; 4 KiB was slower); see
 # docs/cpu_kernels.md).
 KNOBS = {
-    VNNI: {"rows": [16, 8, 4], "dual_rows": [8, 4, 16], "groups_per_call": [1, 2, 4], "unroll_rows": [True, False],
+    VNNI: {"rows": [8, 16, 4], "dual_rows": [8, 4, 16], "groups_per_call": [1, 2, 4], "unroll_rows": [True, False],
            "decode": ["shift", "split"], "split_rows": [4, 2, 6], "prefetch": [4096, 0, 2048, 8192]},
     AVX2: {"rows": [8, 4, 16], "dual_rows": [8, 4], "groups_per_call": [16, 8, 4], "unroll_rows": [True, False],
            "prefetch": [1024, 0, 2048, 4096]},
@@ -141,6 +144,11 @@ def compute(plan: GemvPlan) -> tvm.tirx.PrimFunc:
     acc_shape = (B, NB, R, 2, LW) if dual else (B, NB, R, FIELDS, LW) if split else (B, NB, R, LW)
     tot_shape = (B, NB, R, 2) if dual else (B, NB, R)
 
+    def dot_x(x, xp):
+        """The activations the dot products read: ``x`` itself when K fills whole groups
+        (no copy, no workspace), else its zero-padded copy ``xp``."""
+        return xp if KP > K else x
+
     @T.prim_func(s_tir=True)
     def gemv(x: T.Buffer((B, K), "int8"), w: T.Buffer((NB, G, R, L), "uint8"),
              mult: T.Buffer((2, N), "int32"), bias: T.Buffer((N,), "int64"), z: T.Buffer((B, N), "int64")):
@@ -150,10 +158,11 @@ def compute(plan: GemvPlan) -> tvm.tirx.PrimFunc:
         sx = T.sblock_alloc_buffer((B,), "int32")
         acc = T.sblock_alloc_buffer(acc_shape, "int32")  # the accumulator registers' lanes
         tot = T.sblock_alloc_buffer(tot_shape, "int32")
-        for b, kk in T.grid(B, KP):
-            with T.sblock("pad"):
-                vb, vk = T.axis.remap("SS", [b, kk])
-                xp[vb, vk] = T.if_then_else(vk < K, x[vb, T.min(vk, K - 1)], T.int8(0))
+        if KP > K:  # a Python bool: resolved when the script is parsed
+            for b, kk in T.grid(B, KP):
+                with T.sblock("pad"):
+                    vb, vk = T.axis.remap("SS", [b, kk])
+                    xp[vb, vk] = T.if_then_else(vk < K, x[vb, T.min(vk, K - 1)], T.int8(0))
         for b, kk in T.grid(B, K):
             with T.sblock("xsum"):
                 vb, vk = T.axis.remap("SR", [b, kk])
@@ -170,7 +179,7 @@ def compute(plan: GemvPlan) -> tvm.tirx.PrimFunc:
                         with T.init():
                             acc[vb, vnb, vr, vs, vl] = 0
                         acc[vb, vnb, vr, vs, vl] = acc[vb, vnb, vr, vs, vl] + trit_term(
-                            w[vnb, vg, vr, 4 * vl + vq], xp[vb, vg * GT + vj * L + 4 * vl + vq], vj, vs)
+                            w[vnb, vg, vr, 4 * vl + vq], dot_x(x, xp)[vb, vg * GT + vj * L + 4 * vl + vq], vj, vs)
                 for r, s, l in T.grid(R, 2, LW):
                     with T.sblock("lanes"):
                         vnb, vb, vr, vs, vl = T.axis.remap("SSSSR", [nb, b, r, s, l])
@@ -194,7 +203,7 @@ def compute(plan: GemvPlan) -> tvm.tirx.PrimFunc:
                         with T.init():
                             acc[vb, vnb, vr, vf, vl] = 0
                         acc[vb, vnb, vr, vf, vl] = acc[vb, vnb, vr, vf, vl] + field_term(
-                            w[vnb, vg, vr, 4 * vl + vq], xp[vb, vg * GT + vf * L + 4 * vl + vq], vf)
+                            w[vnb, vg, vr, 4 * vl + vq], dot_x(x, xp)[vb, vg * GT + vf * L + 4 * vl + vq], vf)
                 for r, f, l in T.grid(R, FIELDS, LW):
                     with T.sblock("lanes"):
                         vnb, vb, vr, vf, vl = T.axis.remap("SSSRR", [nb, b, r, f, l])
@@ -214,7 +223,7 @@ def compute(plan: GemvPlan) -> tvm.tirx.PrimFunc:
                         with T.init():
                             acc[vb, vnb, vr, vl] = 0
                         acc[vb, vnb, vr, vl] = acc[vb, vnb, vr, vl] + trit_term(
-                            w[vnb, vg, vr, 4 * vl + vq], xp[vb, vg * GT + vj * L + 4 * vl + vq], vj)
+                            w[vnb, vg, vr, 4 * vl + vq], dot_x(x, xp)[vb, vg * GT + vj * L + 4 * vl + vq], vj)
                 for r, l in T.grid(R, LW):
                     with T.sblock("lanes"):
                         vnb, vb, vr, vl = T.axis.remap("SSSR", [nb, b, r, l])
