@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import statistics
 import time
 from pathlib import Path
@@ -13,13 +15,27 @@ from tvm_ternary.errors import DataFileError
 from tvm_ternary.report import markdown_table, write_report
 
 
+@contextlib.contextmanager
+def _quiet_torch_export():
+    """torch.export.load logs a failed read with a traceback before raising; the error we
+    raise from it says the same in one line."""
+    logger = logging.getLogger("torch.export")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _load_exported(path: Path) -> torch.export.ExportedProgram:
     import tvm_ternary.quant.ops  # noqa: F401  (registers tternary::*, which the file calls)
 
     if not path.is_file():
         raise DataFileError(f"{path}: no such file (run 'tternary quantize' to make one)")
     try:
-        return torch.export.load(path)
+        with _quiet_torch_export():
+            return torch.export.load(path)
     except Exception as err:
         raise DataFileError(f"{path}: not a torch.export file ({err})") from err
 
