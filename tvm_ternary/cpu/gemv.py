@@ -39,13 +39,13 @@ from .parallel import PARALLEL_MIN_WEIGHTS
 # The template's space: knob -> candidates, the first being the default (measured on
 # GEMV 4096, two threads: VNNI 8 rows symmetric and dual (16 rows' accumulators, 1 KiB,
 # exceed TVM's stack limit: each row block then allocated, zeroed and freed a workspace
-# and stored every accumulator after each update), AVX2 8 / 8; prefetch 4 KiB ahead on
-# VNNI (4096^2: 0.16 vs 0.18 ms; 11008 x 4096: 0.47 vs 0.78 ms), 1 KiB on AVX2, whose
-# calls cover 16 groups (0.245 vs 0.266 and 0.67 vs 0.86 ms; 4 KiB was slower); see
-# docs/cpu_kernels.md).
+# and stored every accumulator after each update), AVX2 8 / 8; prefetch 8 KiB ahead on
+# VNNI (after a torch fp32 call, medians: 4096^2 0.169 vs 0.178 ms at 4 KiB, 11008 x 4096
+# 0.40 vs 0.52 ms; none was slower still), 1 KiB on AVX2, whose calls cover 16 groups
+# (0.245 vs 0.266 and 0.67 vs 0.86 ms; 4 KiB was slower); see docs/cpu_kernels.md).
 KNOBS = {
     VNNI: {"rows": [8, 16, 4], "dual_rows": [8, 4, 16], "groups_per_call": [1, 2, 4], "unroll_rows": [True, False],
-           "decode": ["shift", "split"], "split_rows": [4, 2, 6], "prefetch": [4096, 0, 2048, 8192]},
+           "decode": ["shift", "split"], "split_rows": [4, 2, 6], "prefetch": [8192, 0, 4096, 16384]},
     AVX2: {"rows": [8, 4, 16], "dual_rows": [8, 4], "groups_per_call": [16, 8, 4], "unroll_rows": [True, False],
            "prefetch": [1024, 0, 2048, 4096]},
 }
