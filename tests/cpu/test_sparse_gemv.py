@@ -135,6 +135,35 @@ def test_compile_chooses_sparse_kernel_only_for_sparse_weights(zero_frac, sparse
     assert torch.equal(y, frozen(x)) and torch.equal(y, tt.quant.run_reference(frozen, x))
 
 
+def _zero_blocks_layer(zero_blocks: int, seed: int) -> nn.Sequential:
+    """A 1024 -> 64 Linear with exactly ``zero_blocks`` of its 16 (16 rows x 256 columns)
+    blocks zero: the same fraction of the AVX2 kernel's 8 x 128 blocks."""
+    torch.manual_seed(seed)
+    lin = nn.Linear(1024, 64)
+    picked = np.random.default_rng(seed).permutation(16)[:zero_blocks]
+    with torch.no_grad():
+        for block in picked:
+            i, j = divmod(int(block), 4)
+            lin.weight[16 * i:16 * (i + 1), 256 * j:256 * (j + 1)] = 0
+    return nn.Sequential(lin)
+
+
+# The measured rule (cpu/strategy.py, SPARSE_MIN_ZERO_BLOCKS): from batch 8 the sparse kernel
+# needs >= 20 % zero blocks, from 16 35 %, from 32 50 %, from 128 70 %; else the tiled GEMM.
+@pytest.mark.parametrize("batch,zero_blocks,sparse", [(12, 14, True), (12, 0, False), (20, 6, True),
+                                                      (40, 6, False), (40, 10, True), (130, 10, False)])
+def test_batches_from_8_take_the_sparse_kernel_where_it_beats_the_gemm(batch, zero_blocks, sparse):
+    x = torch.randn(batch, 1024)
+    qm = tt.quant.ternarize(_zero_blocks_layer(zero_blocks, batch), "twn")
+    tt.quant.calibrate(qm, [x])
+    frozen = tt.quant.freeze(qm)
+    cm = tt.compile(frozen, (x,), target="cpu")
+    chosen = "sparse_gemv" if sparse else "gemm_tiled"
+    assert any(k.endswith(chosen) for k in cm.stats["kernels"]), cm.stats["kernels"]
+    y = cm(x)
+    assert torch.equal(y, frozen(x)) and torch.equal(y, tt.quant.run_reference(frozen, x))
+
+
 def test_bad_inputs_are_named():
     from tvm_ternary.errors import KernelConfigError, PackError
 

@@ -5,8 +5,9 @@ AVX-512 VNNI where the target's CPU has it, else AVX2 (the floor); other CPUs ke
 portable path. Dual-scale layers (``Mp != Mn``) get the GEMV's ``dual`` variant (a second
 accumulator for ``acc_p``), symmetric ones the single-accumulator kernel. A linear whose
 input ``relax.ternary_inputs`` marked ternary runs the bit-plane popcount kernel instead
-(symmetric or dual-scale); one whose weights have at least ``SPARSE_MIN_ZERO_BLOCKS``
-all-zero blocks runs the block-sparse GEMV (symmetric or dual-scale). Each is registered
+(symmetric or dual-scale); one whose weights have enough all-zero blocks for its batch
+(``SPARSE_MIN_ZERO_BLOCKS``) runs the block-sparse GEMV (symmetric or dual-scale), ahead of
+the tiled GEMM that takes other batches of ``GEMM_MIN_BATCH`` rows or more. Each is registered
 for the bare ``tlinear`` and for the fused ``tlinear_<epilogue>`` ops (body kernel, then the
 epilogue's compute), so the input annotation on the fused call is seen. ``tquantize`` and
 ``tquantize_ternary`` run ``cpu/quantize.py``'s kernels on AVX2 CPUs.
@@ -58,15 +59,42 @@ def _symmetric(call) -> bool:
     return np.array_equal(mult[0], mult[1])
 
 
-# Below this fraction of all-zero blocks the dense kernels are as fast (measured on GEMV 4096:
-# the sparse kernel pays an indirect group index and no int16 chunking per block).
-SPARSE_MIN_ZERO_BLOCKS = 0.2
+# (first batch, fraction): from that batch on, the block-sparse GEMV needs at least that
+# fraction of all-zero blocks to be as fast as the dense route. Below GEMM_MIN_BATCH that is
+# the dense GEMV (GEMV 4096: the sparse kernel pays an indirect group index and no int16
+# chunking per block); from it, the tiled GEMM, whose advantage grows with the batch while
+# the sparse kernel decodes its blocks again for every row. Measured on a 4096^2 layer with
+# 16 x 256 zero blocks, whole layer cm(x), both routes interleaved in one process, 25-100
+# rounds, load 2-6; GEMM / sparse time (min; median), VNNI host and AVX2 (znver3):
+#   zero blocks  20%          35%          50%          70%          90%
+#   batch 8      1.09; 1.12   1.29; 1.66   1.80; 1.89   2.46; 3.15   4.81; 4.64   VNNI
+#                1.05; 1.03   1.18; 1.14   1.50; 1.43   1.65; 2.31   4.26; 6.51   AVX2
+#   batch 12     1.23; 1.16   1.20; 1.31   1.75; 1.86   2.57; 2.41   3.40; 9.10   VNNI
+#   batch 16     0.92; 0.88   1.00; 1.01   1.39; 2.92   2.03; 2.00   2.62; 10.84  VNNI
+#                0.84; 0.85   1.05; 1.02   1.31; 1.30   1.85; 2.01   3.61; 4.66   AVX2
+#   batch 32     0.88; 0.58   0.92; 0.91   1.25; 1.53   1.64; 2.72   2.45; 4.80   VNNI
+#                1.34; 0.81   1.01; 1.00   1.25; 1.11   2.92; 2.21   4.22; 3.85   AVX2
+#   batch 64     0.70; 0.71   0.79; 0.84   1.03; 1.02   1.36; 1.18   3.45; 1.45   VNNI
+#                0.90; 0.82   0.90; 0.89   1.02; 1.07   2.62; 1.89   3.87; 2.75   AVX2
+#   batch 128                              0.87; 0.87   1.23; 1.18   1.97; 1.60   VNNI
+#                                          1.06; 1.07   1.60; 1.61   3.26; 2.37   AVX2
+#   batch 256                                           1.09; 1.09   1.47; 1.42   VNNI
+# (batch 1 / 4, VNNI: 3.7-14 / 1.8-8.9; these batches do not take the GEMM.) One
+# table for both ISAs, each step at the smallest fraction measured no slower on either;
+# batches above 256 are not measured.
+SPARSE_MIN_ZERO_BLOCKS = ((1, 0.2), (16, 0.35), (32, 0.5), (128, 0.7))
+
+
+def min_zero_blocks(batch: int) -> float:
+    """The fraction of all-zero blocks from which the sparse GEMV serves ``batch`` rows."""
+    return [fraction for first, fraction in SPARSE_MIN_ZERO_BLOCKS if batch >= first][-1]
 
 
 def _sparse_enough(call, isa) -> bool:
     """At the ISA's default block rows (a tuned ``rows`` may find more or fewer)."""
     rows = sparse_gemv.default_rows(isa, not _symmetric(call))
-    return sparse_gemv.block_zero_fraction(_constant(call.args[1]), isa, rows) >= SPARSE_MIN_ZERO_BLOCKS
+    fraction = sparse_gemv.block_zero_fraction(_constant(call.args[1]), isa, rows)
+    return fraction >= min_zero_blocks(int(call.args[0].ty.shape[0]))
 
 
 def _body_call(call) -> relax.Call:
@@ -174,12 +202,13 @@ def _sparse_emitter(name: str, isa):
     return emit
 
 
-def _register_linear(name: str, applies, body_emit, knobs: dict | None = None) -> None:
-    """Register a linear kernel for ``tlinear`` and each fused ``tlinear_<epilogue>``."""
-    register("tlinear", Impl(name, applies, body_emit, knobs or {}))
+def _register_linear(name: str, applies, body_emit, knobs: dict | None = None, first: bool = False) -> None:
+    """Register a linear kernel for ``tlinear`` and each fused ``tlinear_<epilogue>``
+    (``first``: ahead of the implementations registered so far)."""
+    register("tlinear", Impl(name, applies, body_emit, knobs or {}), first)
     for fused, spec in fused_ops.FUSED.items():
         if spec.body == "tlinear":
-            register(fused, Impl(name, applies, _with_epilogue(body_emit), knobs or {}))
+            register(fused, Impl(name, applies, _with_epilogue(body_emit), knobs or {}), first)
 
 
 def _register_popcount(name: str, has_isa, knobs: dict) -> None:
@@ -194,14 +223,17 @@ _register_popcount("avx2_popcount_gemv", has_avx2, KNOBS_AVX2)
 
 
 def _register_sparse(name: str, has_isa, isa) -> None:
-    """The block-sparse GEMV for constant weights with enough all-zero blocks."""
+    """The block-sparse GEMV for constant weights with enough all-zero blocks for the batch,
+    ahead of the tiled GEMM (registered before this module); ternary inputs keep the
+    popcount kernel."""
     _register_linear(name, lambda call, target: (has_isa(target) and _constant_linear(call)
+                                                 and not has_ternary_input(call)
                                                  and _sparse_enough(call, isa)),
-                     _sparse_emitter(name, isa), sparse_gemv.KNOBS[isa])
+                     _sparse_emitter(name, isa), sparse_gemv.KNOBS[isa], first=True)
 
 
+_register_sparse("avx2_sparse_gemv", has_avx2, intrin_trit.AVX2)  # first: prepended, so behind VNNI's
 _register_sparse("avx512_vnni_sparse_gemv", has_vnni512, intrin_trit.VNNI)
-_register_sparse("avx2_sparse_gemv", has_avx2, intrin_trit.AVX2)
 _register_linear("avx512_vnni_gemv",
                  lambda call, target: has_vnni512(target) and _constant_linear(call),
                  _gemv_emitter("avx512_vnni_gemv", intrin_trit.VNNI), gemv.KNOBS[intrin_trit.VNNI])
