@@ -1,10 +1,12 @@
 """Bad input to the frontend fails with a typed error naming the op or layer at fault."""
 
+import re
+
 import pytest
 import torch
 from torch import nn
 
-from tvm_ternary.errors import ExportError, ShapeMismatchError, UnsupportedOpError
+from tvm_ternary.errors import ExportError, PackError, ShapeMismatchError, UnsupportedOpError
 from tvm_ternary.frontend import from_frozen
 
 from ..quant.helpers import frozen_pair, random_digits_model
@@ -70,6 +72,20 @@ def test_conv_groups_inconsistent_with_weights_name_the_layer():
     layer = frozen.frozen_layers()[1]
     layer.conv = {**layer.conv, "groups": 2}  # weights were packed for groups=1
     with pytest.raises(ShapeMismatchError, match=rf"layer '{layer.layer_name}': input channels"):
+        from_frozen(frozen, (x,))
+
+
+@pytest.mark.parametrize("kind,index", [("cnn", 0), ("cnn", 3), ("mlp", 1)])
+def test_corrupted_weight_value_names_the_layer_and_index(kind, index):
+    x = torch.rand(2, 1, 8, 8)
+    _, frozen = frozen_pair(random_digits_model(kind, 14), "twn", x)
+    layer = frozen.frozen_layers()[index]
+    w = layer.w_t.clone()
+    where = tuple(d - 1 for d in w.shape)  # the last weight
+    w[where] = 2
+    layer.w_t = w
+    with pytest.raises(PackError, match=rf"layer '{layer.layer_name}': weight at index "
+                                        rf"{re.escape(str(where))} is 2; ternary weights must be"):
         from_frozen(frozen, (x,))
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 
-from tvm_ternary.errors import ShapeMismatchError, UnsupportedOpError
+import numpy as np
+
+from tvm_ternary.errors import PackError, ShapeMismatchError, UnsupportedOpError
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)')
 
@@ -87,3 +89,31 @@ def check_layer_shapes(op: str, layer: str, tensors: list, scalars: list) -> Non
         return
     _expect(layer, "bias", bias, [n])
     _expect(layer, "mult", mult, [2, n])
+
+
+
+def _weight_tensors(ep):
+    """``(node, weight tensor)`` of each ``tlinear`` / ``tconv2d`` in ``ep`` whose weight is
+    a parameter, buffer or constant of the exported program."""
+    sig = ep.graph_signature
+    sources = {**sig.inputs_to_parameters, **sig.inputs_to_buffers,
+               **sig.inputs_to_lifted_tensor_constants}
+    values = {**ep.state_dict, **ep.constants}
+    for node in ep.graph.nodes:
+        if node.op == "call_function" and node.target.__name__ in ("tlinear.default", "tconv2d.default"):
+            tensor = values.get(sources.get(node.args[1].name))
+            if tensor is not None:
+                yield node, tensor
+
+
+def check_ternary_weights(ep) -> None:
+    """Constant weights hold trits: a corrupted value would otherwise surface from a kernel's
+    weight packing inside a TVM pass, as a RuntimeError without the layer's name (or, on
+    the portable path, as wrong results)."""
+    for node, tensor in _weight_tensors(ep):
+        values = tensor.detach().cpu().numpy()
+        bad = np.flatnonzero(~np.isin(values, (-1, 0, 1)))
+        if bad.size:
+            index = tuple(int(i) for i in np.unravel_index(bad[0], values.shape))
+            raise PackError(f"layer {layer_name(node)!r}: weight at index {index} is "
+                            f"{values.flat[bad[0]].item()!r}; ternary weights must be -1, 0 or 1")

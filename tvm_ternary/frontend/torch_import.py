@@ -14,7 +14,7 @@ from torch import nn
 from tvm_ternary.errors import ExportError
 from tvm_ternary.relax import ops as rops
 
-from .checks import check_layer_shapes, check_supported, layer_name
+from .checks import check_layer_shapes, check_supported, check_ternary_weights, layer_name
 
 
 def _scalars(name: str, args: list) -> list:
@@ -68,6 +68,7 @@ def from_exported(ep: torch.export.ExportedProgram):
     converters = tternary_converters()
     ep = ep.run_decompositions()  # what TVM's importer would do; custom ops survive it
     check_supported(ep.graph, {**ExportedProgramImporter().create_convert_map(), **converters})
+    check_ternary_weights(ep)
     return from_exported_program(ep, custom_convert_map=converters, run_ep_decomposition=False,
                                  unwrap_unit_return_tuple=True)
 
