@@ -1,12 +1,8 @@
 """The Relax import: every tternary op becomes an R.tternary_* op with its parameters."""
 
-import pytest
 import torch
-from torch import nn
 
-import tvm_ternary as tt
 from tvm_ternary import models
-from tvm_ternary.errors import ExportError
 from tvm_ternary.frontend import from_frozen
 
 from ..quant.helpers import frozen_pair
@@ -21,11 +17,3 @@ def test_ternary_ops_and_integer_constants_in_relax():
     assert text.count("R.tternary_trequantize(") == 4 and "R.tternary_tdequantize(" in text
     assert "R.tternary_tquantize(" in text and "R.nn.conv2d" not in text
 
-
-def test_untraceable_model_says_what_to_change():
-    class DataDependent(nn.Module):
-        def forward(self, x):
-            return x * 2 if x.sum() > 0 else x
-
-    with pytest.raises(ExportError, match="traceable"):
-        from_frozen(DataDependent(), (torch.rand(2, 3),))
