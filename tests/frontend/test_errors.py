@@ -39,6 +39,7 @@ def test_op_without_converter_names_op_layer_and_source_line():
     assert "layer 'head'" in message
     # the line of this file that called the op
     assert f"{__file__}:" in message and "torch.special.erfinv" in message
+    assert "Rewrite these lines" in message  # what to change
 
 
 def test_top_level_op_without_converter_names_the_model():

@@ -47,7 +47,8 @@ def check_supported(graph, convert_map: dict) -> None:
         lines = [f"  {op} (layer {layer_name(n)!r}, {source_location(n)})" for op, n in missing.items()]
         raise UnsupportedOpError(
             "no Relax converter for these torch ops:\n" + "\n".join(lines)
-            + "\nReplace them with supported ops, or pass a converter for them.")
+            + "\nRewrite these lines with ops TVM's torch frontend converts, or run them outside "
+            "the compiled model (tt.compile takes no custom converters).")
 
 
 def _dims(expr) -> list[int]:
