@@ -5,7 +5,7 @@ AVX-512 VNNI ``vpdpbusd``: one schedule, two intrinsics).
 One PrimFunc computes the whole ``tlinear`` layer,
 ``z[b, n] = Mp acc_p - Mn acc_n + bias`` (int64; symmetric layers ``M * acc + bias``),
 from the unpadded int8 input, with ONE parallel launch: a serial prologue sums ``x``
-(``sx``) and, when K does not fill whole groups, zero-pads a copy of it; the parallel
+(``sx``) and, when K does not fill whole k-chunks, zero-pads a copy of it; the parallel
 row-block loop runs the tensorized dot products, the lane sums and the scaled epilogue.
 The weights are ``layout.interleaved_2bit`` as ``[row blocks, groups, rows, lanes]``:
 codes ``u = w + 1`` on the unsigned side of the multiply, ``sum u x - sum x`` is the dot
@@ -41,7 +41,7 @@ from .parallel import PARALLEL_MIN_WEIGHTS
 # exceed TVM's stack limit: each row block then allocated, zeroed and freed a workspace
 # and stored every accumulator after each update), AVX2 8 / 8; prefetch 8 KiB ahead on
 # VNNI (after a torch fp32 call, medians: 4096^2 0.169 vs 0.178 ms at 4 KiB, 11008 x 4096
-# 0.40 vs 0.52 ms; none was slower still), 1 KiB on AVX2, whose calls cover 16 groups
+# 0.40 vs 0.52 ms; no prefetch is slower still), 1 KiB on AVX2, whose calls cover 16 groups
 # (0.245 vs 0.266 and 0.67 vs 0.86 ms; 4 KiB was slower); see docs/cpu_kernels.md).
 KNOBS = {
     VNNI: {"rows": [8, 16, 4], "dual_rows": [8, 4, 16], "groups_per_call": [1, 2, 4], "unroll_rows": [True, False],
@@ -145,7 +145,7 @@ def compute(plan: GemvPlan) -> tvm.tirx.PrimFunc:
     tot_shape = (B, NB, R, 2) if dual else (B, NB, R)
 
     def dot_x(x, xp):
-        """The activations the dot products read: ``x`` itself when K fills whole groups
+        """The activations the dot products read: ``x`` itself when K fills whole k-chunks
         (no copy, no workspace), else its zero-padded copy ``xp``."""
         return xp if KP > K else x
 
