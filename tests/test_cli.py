@@ -22,6 +22,17 @@ def test_quantize_help_lists_options():
     assert out.returncode == 0 and "--method" in out.stdout and "--out" in out.stdout
 
 
+def test_options_are_those_each_command_uses():
+    from tvm_ternary.cli import build_parser
+
+    sub = build_parser()._subparsers._group_actions[0].choices
+    options = {name: {o for a in sub[name]._actions for o in a.option_strings} for name in ("quantize", "compile", "run")}
+    assert {"--seed", "--quiet"} <= options["quantize"]
+    assert "--seed" in options["compile"] and "--quiet" not in options["compile"]  # no progress bars
+    assert "--seed" not in options["run"] and "--quiet" in options["run"]          # nothing random
+    assert not any("--verbose" in o for o in options.values())                     # nothing printed more
+
+
 def test_quantize_writes_report_whose_integer_model_matches_reference(tmp_path):
     out = subprocess.run([sys.executable, "-m", "tvm_ternary.cli", "quantize", "--epochs", "2",
                           "--qat-epochs", "1", "-q", "--out", str(tmp_path)],

@@ -8,12 +8,14 @@ import sys
 MODELS = ("digits_cnn", "digits_mlp")
 
 
-def _common(p: argparse.ArgumentParser, default_out: str = "out/quantize") -> None:
+def _common(p: argparse.ArgumentParser, default_out: str, seed_help: str | None = None,
+            progress: bool = True) -> None:
+    """--out; --seed where the command draws random numbers; -q where it shows progress bars."""
     p.add_argument("--out", "-o", default=default_out, help="report folder (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
-    verbosity = p.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="store_true", help="print more")
-    verbosity.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    if seed_help:
+        p.add_argument("--seed", type=int, default=0, help=f"{seed_help} (default: %(default)s)")
+    if progress:
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the method's default")
     q.add_argument("--epochs", type=int, default=30, help="float training epochs (default: %(default)s)")
     q.add_argument("--qat-epochs", type=int, default=20, help="ternary fine-tuning epochs (default: %(default)s)")
-    _common(q)
+    _common(q, "out/quantize", seed_help="training seed")
 
     cp = sub.add_parser("compile", help="compile an exported frozen model (.pt2) with TVM",
                         description="Import a frozen ternary model saved by 'tternary quantize' "
@@ -50,13 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--hw", default="default",
                     help="accelerator configuration for --target vta: a name in vta_ext/configs "
                          "or a JSON path (default: %(default)s)")
-    _common(cp, default_out="out/compile")
+    _common(cp, "out/compile", seed_help="seed of the random inputs the compiled model is checked on",
+            progress=False)
 
     rn = sub.add_parser("run", help="run a compiled model on the digits test split",
                         description="Load model.tar from 'tternary compile', classify the digits "
                                     "test split, report accuracy and latency (min / median).")
     rn.add_argument("compiled", help="compiled model (model.tar)")
-    _common(rn, default_out="out/run")
+    _common(rn, "out/run")
     _add_hw(sub)
     return parser
 
