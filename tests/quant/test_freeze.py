@@ -121,3 +121,24 @@ def test_per_token_fake_quant_matches_bitnet_formula():
     scale = x.abs().amax(dim=-1, keepdim=True) / 127
     expected = torch.clamp(torch.round(x / scale), -127, 127) * scale  # no .5 ties here
     torch.testing.assert_close(q(x), expected)
+
+
+class _BranchOnData(nn.Module):
+    """A forward whose Python ``if`` depends on a tensor value: fx cannot trace it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return self.fc(x)
+        return -self.fc(x)
+
+
+def test_untraceable_model_cannot_freeze_and_says_what_to_change():
+    qm = tt.quant.ternarize(_BranchOnData(), "twn")
+    x = torch.rand(8, 16)
+    tt.quant.calibrate(qm, [x])
+    with pytest.raises(FreezeError, match=r"could not trace.*torch\.where"):
+        tt.quant.freeze(qm)

@@ -417,7 +417,10 @@ def freeze(qm: nn.Module) -> FrozenModel:
     try:
         graph = _Tracer().trace(model)
     except Exception as err:  # fx cannot trace data-dependent Python control flow
-        raise FreezeError(f"freeze could not trace the model with torch.fx: {err}") from err
+        raise FreezeError(
+            f"freeze could not trace the model with torch.fx: {err}. Make the model's forward "
+            "traceable: no Python control flow on tensor values (use torch.where), and no "
+            "shapes that depend on the data") from err
     gm = fx.GraphModule(model, graph)
     modules = dict(gm.named_modules())
 
