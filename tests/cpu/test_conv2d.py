@@ -65,7 +65,7 @@ def conv_cases(draw):
                 stride=stride, dilation=dilation, padding=padding, h=h, w=w,
                 pad_value=draw(st.sampled_from([0, -1, 5])), seed=draw(st.integers(0, 2**31)),
                 isa=draw(st.sampled_from(ISAS or ["avx2"])), dual=draw(st.booleans()),
-                unroll=draw(st.sampled_from(KNOBS["unroll_steps"])))
+                unroll=draw(st.sampled_from(KNOBS["unroll_steps"])), k_block=draw(st.sampled_from([0, 4, 9, 16])))
 
 
 @settings(max_examples=30, deadline=None)
@@ -79,7 +79,7 @@ def test_random_convolutions_match_reference(case):
     mult = rng.integers(2**14, 2**15, (2, n) if case["dual"] else n)
     bias = rng.integers(-2**40, 2**40, n)
     args = (case["stride"], case["padding"], case["dilation"], g, case["pad_value"])
-    got = run_conv(x, w, mult, bias, *args, case["isa"], knobs={"unroll_steps": case["unroll"]})
+    got = run_conv(x, w, mult, bias, *args, case["isa"], knobs={"unroll_steps": case["unroll"], "k_block": case["k_block"]})
     assert np.array_equal(got, expected(x, w, mult, bias, *args))
 
 
@@ -94,10 +94,10 @@ def test_resnet_sized_layer(isa):
 
 
 @settings(max_examples=20, deadline=None)
-@given(conv_cases(), st.sampled_from(["trequantize", "tthreshold", "trequantize_residual"]),
+@given(conv_cases(), st.sampled_from(["trequantize", "tthreshold", "trequantize_residual", "tdequantize"]),
        st.sampled_from([(-127, 127), (0, 127)]))
 def test_fused_store_epilogues_match_reference(case, epilogue, clamp):
-    # the int8 / trit result written by the kernel's store == the reference's epilogue of z
+    # the int8 / trit / float32 result written by the kernel's store == the reference's epilogue of z
     rng = np.random.default_rng(case["seed"])
     g = case["groups"]
     x = rng.integers(-127, 128, (case["batch"], g * case["cin_g"], case["h"], case["w"])).astype(np.int8)
@@ -114,6 +114,10 @@ def test_fused_store_epilogues_match_reference(case, epilogue, clamp):
         t_lo = rng.integers(-2**24, 2**22, n)
         t_hi = t_lo + rng.integers(0, 2**24, n)
         operands, want = [t_lo, t_hi], ref.threshold(z, t_lo, t_hi, axis=1)
+    elif epilogue == "tdequantize":
+        scale = rng.uniform(-1e-3, 1e-3, n).astype(np.float32)
+        shift_f = rng.uniform(-5, 5, n).astype(np.float32)
+        operands, want = [scale, shift_f], ref.dequantize(z, scale, shift_f, axis=1)
     else:
         r = rng.integers(-127, 128, z.shape).astype(np.int8)
         mult_r = rng.integers(0, 2**22, n)
@@ -121,14 +125,14 @@ def test_fused_store_epilogues_match_reference(case, epilogue, clamp):
         want = ref.requantize(ref.add_residual(z, r, mult_r, axis=1), shift, *clamp, axis=1)
     got = run_conv(x, w, mult, bias, *args, case["isa"], epilogue=epilogue, clamp=clamp,
                    epilogue_operands=operands)
-    assert got.dtype == np.int8 and np.array_equal(got, want)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
 
 
 def test_unknown_epilogue_is_named():
     spec, _ = conv_plan((1, 4, 5, 5), np.zeros((4, 4, 3, 3), np.int8), np.ones(4), (1, 1), (1, 1), (1, 1), 1,
                         "avx2", 1)
-    with pytest.raises(KernelConfigError, match="GemmSpec.epilogue: 'tdequantize'"):
-        dataclasses.replace(spec, epilogue="tdequantize")
+    with pytest.raises(KernelConfigError, match="GemmSpec.epilogue: 'trelu'"):
+        dataclasses.replace(spec, epilogue="trelu")
 
 
 def test_channels_that_do_not_match_the_groups_are_named():

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from tvm_ternary.cpu.gemm_kernel import AVX2_CHUNK, ISA_VECTOR_BYTES, LOCAL_BYTES, X_BIAS, GemmSpec
 from tvm_ternary.cpu.gemm_linear import linear_plan
-from tvm_ternary.cpu.gemm_tiles import KNOBS, tile_shape
+from tvm_ternary.cpu.gemm_tiles import BLOCK_TILE_BYTES, KNOBS, tile_shape
 from tvm_ternary.errors import KernelConfigError, OverflowRiskError
 from tvm_ternary.quant import reference as ref
 
@@ -84,6 +84,34 @@ def test_every_knob_value_matches_reference(isa, rows, pixels, splits, unroll, m
     assert np.array_equal(_run_linear(x, w, mult, bias, isa, knobs=knobs), _expected(x, w, mult, bias))
 
 
+@settings(max_examples=15, deadline=None)
+@given(st.sampled_from([i for i in ISAS if i != "avx2"] or ["vnni512"]), st.integers(1, 30), st.integers(1, 70),
+       st.integers(17, 700), st.sampled_from([4, 8, 12, 32]), st.booleans(), st.sampled_from([1, 2, 4]),
+       st.integers(0, 2**31))
+def test_k_blocks_match_reference(isa, m, n, k, k_block, dual, splits, seed):
+    # VNNI decoding the weights in K blocks, the sums carried across blocks in memory
+    if isa not in ISAS:
+        pytest.skip("host has no AVX-512 VNNI")
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-1, 2, (n, k)).astype(np.int8)
+    x = rng.integers(-127, 128, (m, k)).astype(np.int8)
+    mult = rng.integers(2**14, 2**16, (2, n) if dual else n)
+    bias = rng.integers(-2**40, 2**40, n)
+    knobs = {"k_block": k_block, "splits": splits, "tile_pixels": 3}
+    spec, _ = linear_plan(w, mult, m, isa, 2, knobs)
+    assert spec.k_block_steps <= k_block and spec.k_blocks > 1 or spec.k_padded // 4 <= k_block
+    assert np.array_equal(_run_linear(x, w, mult, bias, isa, knobs=knobs), _expected(x, w, mult, bias))
+
+
+def test_default_k_block_keeps_the_decoded_block_in_l1():
+    w = np.zeros((4096, 4096), np.int8)
+    big, _ = linear_plan(w, np.ones(4096), 32, "vnni512", 2)
+    small, _ = linear_plan(w[:, :512], np.ones(4096), 32, "vnni512", 2)
+    avx2, _ = linear_plan(w, np.ones(4096), 32, "avx2", 2)
+    assert big.tile_rows * big.k_block_steps * big.vector_bytes <= BLOCK_TILE_BYTES and big.k_blocks > 1
+    assert small.k_blocks == 1 and avx2.k_blocks == 1
+
+
 def test_too_many_accumulators_are_refused():
     with pytest.raises(KernelConfigError, match="GemmSpec.tile_rows x tile_pixels: 4 x 8"):
         GemmSpec(isa="vnni512", groups=1, rows=64, pixels=8, k_padded=64, x_shape=(8, 64),
@@ -119,6 +147,7 @@ def test_worst_case_does_not_saturate(isa, x_val, w_val):
     ("isa", "sse2", "GemmSpec.isa"), ("tile_rows", 0, "GemmSpec.tile_rows"),
     ("tile_pixels", 0, "GemmSpec.tile_pixels"), ("k_padded", 40, "GemmSpec.k_padded"),
     ("x_group_stride", 6, "GemmSpec.x_group_stride"), ("out_shape", (2**16, 2**15), "GemmSpec.out_shape"),
+    ("k_block", 4, "GemmSpec.k_block"), ("k_block", -1, "GemmSpec.k_block"),
 ])
 def test_bad_config_is_named(field, value, match):
     fields = dict(isa="avx2", groups=1, rows=4, pixels=2, k_padded=64, x_shape=(2, 64),

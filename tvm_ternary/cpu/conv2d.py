@@ -29,7 +29,7 @@ from .gemm_epilogue import REGISTERED
 from .gemm_kernel import ISA_VECTOR_BYTES, X_BIAS, GemmSpec, reduction_padded
 from .gemm_layout import STEP_K, lanes_2bit, round_up
 from .gemm_scales import scale_operands, scale_pair
-from .gemm_tiles import KNOBS, choose_isa, parallel_splits, tile_shape
+from .gemm_tiles import KNOBS, choose_isa, k_block_steps, parallel_splits, tile_shape
 
 
 IMPL_NAME = "conv2d_gemm_tiled"
@@ -70,13 +70,16 @@ def conv_plan(x_shape, w_t: np.ndarray, mult: np.ndarray, stride, padding, dilat
     lanes = ISA_VECTOR_BYTES[isa] // STEP_K
     m = batch * oh * ow
     pixel_tiles = -(-m // pixels)
-    spec = GemmSpec(isa=isa, groups=groups, rows=out_g, pixels=m, k_padded=reduction_padded(k, isa),
+    kp = reduction_padded(k, isa)
+    tap_steps = cp // STEP_K if kh * kw * cp == kp else 0
+    spec = GemmSpec(isa=isa, groups=groups, rows=out_g, pixels=m, k_padded=kp,
                     x_shape=(batch, hp, wp_, ctot), x_group_stride=cp,
                     out_shape=(batch, out_ch, oh, ow), out_channel_stride=oh * ow,
                     tile_rows=rows, tile_pixels=pixels, unroll_steps=(knobs or {}).get("unroll_steps") or 1,
                     splits=parallel_splits(groups * -(-out_g // (rows // (2 if dual else 1) * lanes)), pixel_tiles,
                                            threads, knobs),
-                    window=(kh, kw), stride=tuple(stride), dilation=tuple(dilation), tap_bytes=cp, dual=dual)
+                    window=(kh, kw), stride=tuple(stride), dilation=tuple(dilation), tap_bytes=cp, dual=dual,
+                    k_block=k_block_steps(isa, kp // STEP_K, rows, tap_steps, knobs))
     # weights tap-major, channels padded: [G, out_g, kh, kw, cp] -> [G, out_g, kh * kw * cp]
     w_g = np.zeros((groups, out_g, kh, kw, cp), np.int8)
     w_g[..., :cin_g] = w_t.reshape(groups, out_g, cin_g, kh, kw).transpose(0, 1, 3, 4, 2)

@@ -9,9 +9,11 @@ channels per group as ``NC`` vectors of ``L`` lanes, ``KS`` 4-byte reduction ste
   kernels have two vectors per channel vector, ``v = 2c`` the weights and ``v = 2c + 1``
   the one-bit codes of ``w = +1`` (``code >> 1``) of the same bytes, so the same dot
   yields ``acc_p = sum x[w = +1]`` beside ``acc`` (the GEMV's dual path, as a GEMM).
-- ``dot`` (VNNI) or ``dot16`` + ``widen`` (AVX2): ``acc[g, p, c, l] = sum_{s, t}
-  xu[4 word(g, p, s) + t] wdec[g, c, s, l, t]`` in int32; on AVX2 the sum
-  runs in int16 pairs over ``spec.chunk`` steps (``acc16``) and is widened once per chunk.
+- ``dot`` + ``combine`` (VNNI) or ``dot16`` + ``widen`` (AVX2): ``acc[g, p, c, l] =
+  sum_{s, t} xu[4 word(g, p, s) + t] wdec[g, c, s, l, t]`` in int32. VNNI sums each K block
+  of ``spec.k_block_steps`` steps in ``acc_blk`` and adds the blocks into ``acc`` (so the
+  schedule can decode one block of weights at a time); on AVX2 the sum runs in int16
+  pairs over ``spec.chunk`` steps (``acc16``) and is widened once per chunk.
 - ``store``: ``out[obase[p] + n OC] = M[n] acc + M_p[n] acc_p + corr[n] + bias[n]`` (int64)
   for the real pixels and channels only; ``M = Mn``, ``M_p = Mp - Mn`` and ``corr``
   removes the activation bias: ``Mp acc_p - Mn acc_n = (Mp - Mn) acc_p + Mn acc``; a fused
@@ -130,6 +132,9 @@ def make_compute(spec):
 
         return gemm
 
+    KB = spec.k_block_steps
+    NKB = KS // KB
+
     @T.prim_func(s_tir=True)
     def gemm(xu: T.Buffer((XL,), "uint8"), wp: T.Buffer((G, NC, KQ, VB), "uint8"),
              obase: T.Buffer((P,), "int32"), mult: T.Buffer((G * NGP,), "int64"),
@@ -138,18 +143,26 @@ def make_compute(spec):
              e2: T.Buffer(E2S, E2D), out: T.Buffer((OL,), OD)):
         T.func_attr({"tirx.noalias": True})
         wdec = T.sblock_alloc_buffer((G, NV, KS, L, STEP_K), "int8")
+        acc_blk = T.sblock_alloc_buffer((G, P, NV, NKB, L), "int32")
         acc = T.sblock_alloc_buffer((G, P, NV, L), "int32")
         for g, v, s, l, t in T.grid(G, NV, KS, L, STEP_K):
             with T.sblock("decode"):
                 vg, vv, vs, vl, vt = T.axis.remap("SSSSS", [g, v, s, l, t])
                 wdec[vg, vv, vs, vl, vt] = weight(wp, vg, vv, vs, vl, vt)
-        for g, p, v, l, s, t in T.grid(G, P, NV, L, KS, STEP_K):
+        for g, p, v, kb, l, s, t in T.grid(G, P, NV, NKB, L, KB, STEP_K):
             with T.sblock("dot"):
-                vg, vp, vv, vl, vs, vt = T.axis.remap("SSSSRR", [g, p, v, l, s, t])
+                vg, vp, vv, vkb, vl, vs, vt = T.axis.remap("SSSSSRR", [g, p, v, kb, l, s, t])
+                with T.init():
+                    acc_blk[vg, vp, vv, vkb, vl] = 0
+                acc_blk[vg, vp, vv, vkb, vl] = acc_blk[vg, vp, vv, vkb, vl] + T.Cast(
+                    "int32", xu[word(vg, vp, vkb * KB + vs) * 4 + vt]) * T.Cast(
+                    "int32", wdec[vg, vv, vkb * KB + vs, vl, vt])
+        for g, p, v, l, kb in T.grid(G, P, NV, L, NKB):
+            with T.sblock("combine"):
+                vg, vp, vv, vl, vkb = T.axis.remap("SSSSR", [g, p, v, l, kb])
                 with T.init():
                     acc[vg, vp, vv, vl] = 0
-                acc[vg, vp, vv, vl] = acc[vg, vp, vv, vl] + T.Cast(
-                    "int32", xu[word(vg, vp, vs) * 4 + vt]) * T.Cast("int32", wdec[vg, vv, vs, vl, vt])
+                acc[vg, vp, vv, vl] = acc[vg, vp, vv, vl] + acc_blk[vg, vp, vv, vkb, vl]
         for g, p, c, l in T.grid(G, P, NC, L):
             with T.sblock("store"):
                 vg, vp, vc, vl = T.axis.remap("SSSS", [g, p, c, l])

@@ -29,10 +29,6 @@ def layer_parts(call, out_ndim: int):
     return list(body_t), list(body_s), fused.epilogue, clamp, list(epi_t)
 
 
-def store_applies(call, out_ndim: int) -> bool:
-    return layer_parts(call, out_ndim) is not None
-
-
 def constant(expr) -> np.ndarray | None:
     """A bound constant's value, or None (the GEMV strategy's helper, imported late:
     importing cpu.strategy registers the GEMV, which must come after the GEMM)."""

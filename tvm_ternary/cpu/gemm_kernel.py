@@ -66,6 +66,7 @@ class GemmSpec:
     tile_pixels: int = 4           # B
     splits: int = 1                # parallel pieces of the pixel range per row tile
     unroll_steps: int = 1          # reduction steps unrolled around the register tile
+    k_block: int = 0               # VNNI: reduction steps per decoded weight block (0: all)
     # convolution window over the NHWC input (a GEMM is a 1x1 window over [M, 1, 1, Kp])
     window: tuple = (1, 1)         # kh, kw
     stride: tuple = (1, 1)
@@ -87,6 +88,9 @@ class GemmSpec:
         if self.dual and self.tile_rows % 2:
             raise KernelConfigError(f"GemmSpec.tile_rows: {self.tile_rows} must be even for a dual-scale "
                                     "kernel (each channel vector has a +1-code vector beside it)")
+        if self.k_block < 0 or self.k_block and (self.isa == "avx2" or (self.k_padded // STEP_K) % self.k_block):
+            raise KernelConfigError(f"GemmSpec.k_block: {self.k_block} must be 0 or, on VNNI, divide the "
+                                    f"{self.k_padded // STEP_K} reduction steps")
         if self.tile_rows * self.tile_pixels * self.vector_bytes > LOCAL_BYTES:
             raise KernelConfigError(f"GemmSpec.tile_rows x tile_pixels: {self.tile_rows} x {self.tile_pixels} "
                                     f"accumulators of {self.vector_bytes} bytes exceed {LOCAL_BYTES} bytes")
@@ -137,6 +141,16 @@ class GemmSpec:
     @property
     def pixel_tiles(self) -> int:
         return (self.pixels + self.tile_pixels - 1) // self.tile_pixels
+
+    @property
+    def k_block_steps(self) -> int:
+        """Reduction steps per K block: the decoded weights of one block are computed
+        once per task and block, and meet every pixel tile of the task."""
+        return self.k_block or self.k_padded // STEP_K
+
+    @property
+    def k_blocks(self) -> int:
+        return self.k_padded // STEP_K // self.k_block_steps
 
     @property
     def nhwc(self) -> tuple:

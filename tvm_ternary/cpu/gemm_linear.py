@@ -4,8 +4,8 @@ Registered before the GEMV implementation (cpu/__init__.py imports this first), 
 applies only where it wins: 2-D inputs with at least ``GEMM_MIN_BATCH`` rows, constant
 ternary weights and multipliers (symmetric, or dual-scale: a second accumulator on the +1
 codes), int8 (not ternary) inputs; also for the fused ``tlinear_<epilogue>`` ops: a
-requantize or threshold epilogue is applied in the kernel's store (``gemm_epilogue``), a
-dequantize one by its own compute after the kernel. Ternary-input layers go to the popcount kernel.
+requantize, threshold or dequantize epilogue is applied in the kernel's store
+(``gemm_epilogue``). Ternary-input layers go to the popcount kernel.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .gemm_epilogue import REGISTERED
 from .gemm_kernel import ISA_VECTOR_BYTES, X_BIAS, GemmSpec, reduction_padded
 from .gemm_layout import STEP_K, lanes_2bit
 from .gemm_scales import scale_operands, scale_pair
-from .gemm_tiles import KNOBS, choose_isa, parallel_splits, tile_shape
+from .gemm_tiles import KNOBS, choose_isa, k_block_steps, parallel_splits, tile_shape
 
 IMPL_NAME = "gemm_tiled"
 # Where the GEMM beats the GEMV kernels (scripts/bench_gemm_crossover.py, whole layer,
@@ -58,7 +58,8 @@ def linear_plan(w_t: np.ndarray, mult: np.ndarray, batch: int, isa: str, threads
     spec = GemmSpec(isa=isa, groups=1, rows=n, pixels=batch, k_padded=kp, x_shape=(batch, kp),
                     x_group_stride=0, out_shape=(batch, n), out_channel_stride=1,
                     tile_rows=rows, tile_pixels=pixels, unroll_steps=(knobs or {}).get("unroll_steps") or 1,
-                    splits=parallel_splits(row_tiles, pixel_tiles, threads, knobs), dual=dual)
+                    splits=parallel_splits(row_tiles, pixel_tiles, threads, knobs), dual=dual,
+                    k_block=k_block_steps(isa, kp // STEP_K, rows, 0, knobs))
     row = np.minimum(np.arange(spec.pixels_padded), batch - 1).astype(np.int32)
     consts = {"wp": lanes_2bit(w_t[None], lanes, spec.tile_channels, k_padded=kp, what="tlinear weight"),
               "obase": row * n}

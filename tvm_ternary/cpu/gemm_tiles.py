@@ -24,7 +24,17 @@ TILES = {"avx2": (2, 4), "vnni256": (1, 8), "vnni512": (2, 8)}
 # splits the pixel range; ``unroll_steps`` unrolls the reduction-step loop (where it
 # divides the loop).
 KNOBS = {"tile_rows": (0, 1, 2, 4), "tile_pixels": (0, 2, 3, 4, 6, 8), "splits": (0, 1, 2, 4, 8),
-         "unroll_steps": (1, 2, 4)}
+         "unroll_steps": (1, 2, 4), "k_block": (0, 32, 64, 128, 256)}
+
+# VNNI decodes the weights in K blocks (``k_block``: reduction steps per block) when a
+# task's whole decoded tile would not stay in L1 (48 KiB here), in blocks of at most
+# BLOCK_TILE_BYTES. Measured (2 threads, busy host, min of 60 x 5 calls, same run):
+# 4096 x 4096 x 32 GEMM (128 KiB tile) 1.97 ms whole vs 1.68 in 128-step blocks (16 KiB),
+# 1.64 in 64-step ones; the 28 x 28 x 128 3x3 conv (36 KiB tile) 0.239 whole vs 0.269 in
+# 96-step blocks, 0.287 in 32-step ones (each block re-reads acc and the window).
+WHOLE_TILE_BYTES = 40 * 1024
+STEPS_PER_BYTE = 4   # a packed byte holds four steps: blocks of whole bytes
+BLOCK_TILE_BYTES = 16 * 1024
 
 
 def tile_shape(isa: str, knobs: dict | None, dual: bool = False) -> tuple[int, int]:
@@ -52,3 +62,23 @@ def parallel_splits(row_tasks: int, pixel_tiles: int, threads: int, knobs: dict 
         return min(knobs["splits"], pixel_tiles)
     want = max(1, (4 * threads + row_tasks - 1) // row_tasks)
     return max(1, min(want, pixel_tiles // 4))
+
+
+def k_block_steps(isa: str, steps: int, tile_rows: int, tap_steps: int, knobs: dict | None = None) -> int:
+    """Reduction steps per decoded weight block for a tile of ``tile_rows`` vectors over
+    ``steps`` steps (0: one block). The ``k_block`` knob (else the L1 rule above) is an
+    upper bound: the block is the largest divisor of ``steps`` up to it, a whole number of
+    a convolution's taps (``tap_steps``, 0 for none) where one fits, else of packed bytes.
+    AVX2 decodes whole."""
+    if isa == "avx2":
+        return 0
+    from .gemm_kernel import ISA_VECTOR_BYTES
+    vector_bytes = ISA_VECTOR_BYTES[isa]
+    limit = (knobs or {}).get("k_block")
+    if not limit:
+        if tile_rows * steps * vector_bytes <= WHOLE_TILE_BYTES:
+            return 0
+        limit = BLOCK_TILE_BYTES // (tile_rows * vector_bytes)
+    unit = tap_steps if tap_steps and tap_steps <= limit else STEPS_PER_BYTE
+    fits = [b for b in range(unit, min(limit, steps) + 1, unit) if steps % b == 0]
+    return 0 if not fits or fits[-1] == steps else fits[-1]
