@@ -12,6 +12,7 @@ import tvm_ternary as tt
 from tvm_ternary.cpu.gemv import KNOBS, GemvPlan, compute, schedule
 from tvm_ternary.cpu.intrin_trit import AVX2, VNNI
 from tvm_ternary.errors import KernelConfigError
+from tvm_ternary.quant import reference as ref
 from tvm_ternary.quant.frozen import FrozenTernaryLayer
 from tvm_ternary.target import cpu_info
 
@@ -244,9 +245,10 @@ def test_tuner_knob_values_reach_the_compiled_kernel():
     target = {"kind": "llvm", "mcpu": "znver3", "num-cores": 2}
     executable, _, _ = passes.build(mod, target, configs)
     # the kernel's symbol names its configuration (rows 4, 2 groups per intrinsic call,
-    # prefetch 2 KiB ahead); not the defaults (rows 8, 6 groups, 1 KiB)
-    assert executable.mod.implements_function("ternary_gemv_avx2_b1_n21_k700_r4_c2_pf2048", query_imports=True)
-    assert not executable.mod.implements_function("ternary_gemv_avx2_b1_n21_k700_r8_c6_pf1024", query_imports=True)
+    # prefetch 2 KiB ahead, dequantize fused); not the defaults (rows 8, 6 groups, 1 KiB)
+    assert executable.mod.implements_function("ternary_gemv_avx2_b1_n21_k700_r4_c2_pf2048_deq", query_imports=True)
+    assert not executable.mod.implements_function("ternary_gemv_avx2_b1_n21_k700_r8_c6_pf1024_deq",
+                                                  query_imports=True)
     vm = tvm.relax.VirtualMachine(executable, tvm.cpu())
     y = torch.from_dlpack(vm["main"](tvm.runtime.tensor(x.numpy())))
     assert torch.equal(y, tt.quant.run_reference(frozen, x))
@@ -259,3 +261,52 @@ def test_tuner_knob_values_reach_the_compiled_kernel():
 def test_top_of_16_bit_multiplier_range_matches_reference(kernel, mcpu, dual, batch, n, k, seed):
     x, w, mult, bias = top_multiplier_layer(np.random.default_rng(seed), batch, n, k, dual)
     assert np.array_equal(_run(kernel, mcpu, x, w, mult, bias, dual), expected_linear(x, w, mult, bias))
+
+
+def _run_dequantized(kernel, mcpu, x, w_t, mult, bias, scale, shift, dual=False, **knobs):
+    """The GEMV with the fused dequantize epilogue: float32 ``y [batch, N]``."""
+    n, k = w_t.shape
+    plan = GemvPlan(kernel, x.shape[0], n, k, dual, dequantize=True, **knobs)
+    # without AMD's SSE4A, which LLVM may use for znver3 (an insertq at batch 4 of the dual
+    # kernel) and an Intel host lacks
+    target = {"kind": "llvm", "mcpu": mcpu, "num-cores": 2, "mattr": [] if "sse4a" in _FLAGS else ["-sse4a"]}
+    lib = tvm.compile(schedule(plan), target=tvm.target.Target(target))
+    out = tvm.runtime.tensor(np.zeros((x.shape[0], n), np.float32))
+    lib(*[tvm.runtime.tensor(a) for a in (x, plan.pack(w_t), mult, bias, scale, shift)], out)
+    return out.numpy()
+
+
+@pytest.mark.parametrize("kernel,mcpu", KERNELS)
+@settings(max_examples=10, deadline=None)
+@given(batch=st.integers(1, 7), n=st.integers(1, 45), k=st.integers(1, 1300), dual=st.booleans(),
+       split=st.booleans(), seed=st.integers(0, 2**31))
+def test_fused_dequantize_matches_reference(kernel, mcpu, batch, n, k, dual, split, seed):
+    rng = np.random.default_rng(seed)
+    x, w, mult, bias = _random_layer(rng, batch, n, k, dual)
+    # scales of either sign over many magnitudes, so float64(z) * scale needs its rounding
+    scale = (rng.choice([-1, 1], n) * 10.0 ** rng.uniform(-12, 2, n)).astype(np.float32)
+    shift = rng.normal(0, 100, n).astype(np.float32)
+    knobs = SPLIT if split and kernel is VNNI and not dual else {}
+    expected = ref.dequantize(expected_linear(x, w, mult, bias), scale, shift)
+    got = _run_dequantized(kernel, mcpu, x, w, mult, bias, scale, shift, dual, **knobs)
+    assert got.dtype == np.float32 and np.array_equal(got, expected)
+
+
+@pytest.mark.skipif("avx2" not in _FLAGS, reason="no AVX2")
+@pytest.mark.parametrize("mcpu,kernel_name", [
+    ("znver3", "avx2_pmaddubsw_gemv"),
+    pytest.param("cascadelake", "avx512_vnni_gemv", marks=pytest.mark.skipif(
+        not {"avx512_vnni", "avx512bw"} <= _FLAGS, reason="no AVX-512 VNNI")),
+])
+@pytest.mark.parametrize("batch,k,n", [(1, 333, 41), (5, 1025, 17)])
+def test_compiled_linear_dequantizes_inside_the_gemv(mcpu, kernel_name, batch, k, n):
+    # the layer's float32 output comes from the GEMV itself: one kernel, no int64 z tensor
+    # and no separate tdequantize function in the module
+    x = torch.randn(batch, k)
+    frozen = _frozen_layer(x, n, batch + k)
+    cm = tt.compile(frozen, (x,), target={"kind": "llvm", "mcpu": mcpu, "num-cores": 2})
+    assert f"tlinear_tdequantize: {kernel_name}" in cm.stats["kernels"]
+    text = cm.executable.as_text()
+    assert "_deq in:" in text and "tdequantize" not in text.replace("_deq in:", "")
+    y = cm(x)
+    assert torch.equal(y, frozen(x)) and torch.equal(y, tt.quant.run_reference(frozen, x))

@@ -30,6 +30,7 @@ import tvm
 from tvm.script import tirx as T
 
 from tvm_ternary.errors import KernelConfigError
+from tvm_ternary.strategy import generic
 
 from .intrin_split import FIELDS, field_lanes, field_term, split_dot_intrin, split_lane_sum_intrin
 from .intrin_trit import AVX2, VNNI, Isa, dot_intrin, lane_sum_intrin, trit_term
@@ -69,11 +70,12 @@ class GemvPlan:
     unroll_rows: bool = True
     split: bool = False      # field-split decode (cpu/intrin_split.py; VNNI, symmetric)
     prefetch: int = -1       # bytes ahead of each weight vector to prefetch; -1: the default
+    dequantize: bool = False  # store float32 ``tdequantize(z)`` (the fused epilogue), not z
 
     def __post_init__(self):
         check_layer_dims(f"gemv_{self.isa.name}", self.batch, self.n, self.k)
         knobs = defaults(self.isa)
-        for flag in ("dual", "unroll_rows", "split"):  # the compute's Python ifs need bools
+        for flag in ("dual", "unroll_rows", "split", "dequantize"):  # the compute's Python ifs need bools
             object.__setattr__(self, flag, bool(getattr(self, flag)))
         if not self.rows:
             object.__setattr__(self, "rows", knobs["dual_rows" if self.dual else "rows"])
@@ -93,12 +95,14 @@ class GemvPlan:
                                     f"got {self.groups_per_call!r}")
 
     @classmethod
-    def from_knobs(cls, isa: Isa, batch: int, n: int, k: int, dual: bool, knobs: dict) -> "GemvPlan":
+    def from_knobs(cls, isa: Isa, batch: int, n: int, k: int, dual: bool, knobs: dict,
+                   dequantize: bool = False) -> "GemvPlan":
         """The plan for a layer under a tuner's (or the default) knob values."""
         split = knobs.get("decode") == "split" and not dual  # dual layers keep the shift decode
         rows = knobs["dual_rows"] if dual else knobs["split_rows"] if split else knobs["rows"]
         return cls(isa, batch, n, k, dual, rows=rows, groups_per_call=knobs["groups_per_call"],
-                   unroll_rows=knobs["unroll_rows"], split=split, prefetch=knobs["prefetch"])
+                   unroll_rows=knobs["unroll_rows"], split=split, prefetch=knobs["prefetch"],
+                   dequantize=dequantize)
 
     @property
     def groups(self) -> int:
@@ -131,7 +135,8 @@ class GemvPlan:
         different ones never clash."""
         kind = "dual_" if self.dual else ""
         return (f"ternary_{kind}gemv_{self.isa.name}_b{self.batch}_n{self.n}_k{self.k}"
-                f"_r{self.rows}_c{self.chunk}{'' if self.unroll_rows else '_nu'}{'_split' if self.split else ''}{f'_pf{self.prefetch}' if self.prefetch else ''}")
+                f"_r{self.rows}_c{self.chunk}{'' if self.unroll_rows else '_nu'}{'_split' if self.split else ''}{f'_pf{self.prefetch}' if self.prefetch else ''}"
+                f"{'_deq' if self.dequantize else ''}")
 
 
 def compute(plan: GemvPlan) -> tvm.tirx.PrimFunc:
@@ -149,10 +154,13 @@ def compute(plan: GemvPlan) -> tvm.tirx.PrimFunc:
         (no copy, no workspace), else its zero-padded copy ``xp``."""
         return xp if KP > K else x
 
-    @T.prim_func(s_tir=True)
-    def gemv(x: T.Buffer((B, K), "int8"), w: T.Buffer((NB, G, R, L), "uint8"),
-             mult: T.Buffer((2, N), "int32"), bias: T.Buffer((N,), "int64"), z: T.Buffer((B, N), "int64")):
-        T.func_attr({"tirx.noalias": True})
+    def stored(z, n, scale, shift):
+        """What the scale block writes for channel ``n``: the layer's ``z``, or with the
+        dequantize epilogue (``scale``, ``shift``: its per-channel float32 operands)."""
+        return generic.dequantized(z, scale[n], shift[n]) if plan.dequantize else z
+
+    @T.macro(hygienic=True)
+    def layer(x, w, mult, bias, out, scale, shift):
         # block-level buffers: the schedule primitives see them as the function's own
         xp = T.sblock_alloc_buffer((B, KP), "int8")
         sx = T.sblock_alloc_buffer((B,), "int32")
@@ -191,11 +199,11 @@ def compute(plan: GemvPlan) -> tvm.tirx.PrimFunc:
                         vnb, vb, vr = T.axis.remap("SSS", [nb, b, r])
                         T.where(nb * R + r < N)
                         # acc_p = tot[.., 1]; acc_n = acc_p - acc, acc = tot[.., 0] - sx
-                        z[vb, vnb * R + vr] = (
+                        out[vb, vnb * R + vr] = stored(
                             T.Cast("int64", mult[0, vnb * R + vr]) * T.Cast("int64", tot[vb, vnb, vr, 1])
                             - T.Cast("int64", mult[1, vnb * R + vr]) * (
                                 T.Cast("int64", tot[vb, vnb, vr, 1]) - T.Cast("int64", tot[vb, vnb, vr, 0] - sx[vb]))
-                            + bias[vnb * R + vr])
+                            + bias[vnb * R + vr], vnb * R + vr, scale, shift)
             elif split:
                 for r, f, l, g, q in T.grid(R, FIELDS, LW, G, 4):
                     with T.sblock("dot"):
@@ -214,8 +222,8 @@ def compute(plan: GemvPlan) -> tvm.tirx.PrimFunc:
                     with T.sblock("scale"):
                         vnb, vb, vr = T.axis.remap("SSS", [nb, b, r])
                         T.where(nb * R + r < N)
-                        z[vb, vnb * R + vr] = T.Cast("int64", mult[0, vnb * R + vr]) * T.Cast(
-                            "int64", tot[vb, vnb, vr] - sx[vb]) + bias[vnb * R + vr]
+                        out[vb, vnb * R + vr] = stored(T.Cast("int64", mult[0, vnb * R + vr]) * T.Cast(
+                            "int64", tot[vb, vnb, vr] - sx[vb]) + bias[vnb * R + vr], vnb * R + vr, scale, shift)
             else:
                 for r, l, g, j, q in T.grid(R, LW, G, 4, 4):
                     with T.sblock("dot"):
@@ -234,8 +242,23 @@ def compute(plan: GemvPlan) -> tvm.tirx.PrimFunc:
                     with T.sblock("scale"):
                         vnb, vb, vr = T.axis.remap("SSS", [nb, b, r])
                         T.where(nb * R + r < N)
-                        z[vb, vnb * R + vr] = T.Cast("int64", mult[0, vnb * R + vr]) * T.Cast(
-                            "int64", tot[vb, vnb, vr] - sx[vb]) + bias[vnb * R + vr]
+                        out[vb, vnb * R + vr] = stored(T.Cast("int64", mult[0, vnb * R + vr]) * T.Cast(
+                            "int64", tot[vb, vnb, vr] - sx[vb]) + bias[vnb * R + vr], vnb * R + vr, scale, shift)
+
+    if plan.dequantize:  # a Python bool: the fused epilogue's operands join the signature
+        @T.prim_func(s_tir=True)
+        def gemv(x: T.Buffer((B, K), "int8"), w: T.Buffer((NB, G, R, L), "uint8"),
+                 mult: T.Buffer((2, N), "int32"), bias: T.Buffer((N,), "int64"),
+                 scale: T.Buffer((N,), "float32"), shift: T.Buffer((N,), "float32"),
+                 y: T.Buffer((B, N), "float32")):
+            T.func_attr({"tirx.noalias": True})
+            layer(x, w, mult, bias, y, scale, shift)
+    else:
+        @T.prim_func(s_tir=True)
+        def gemv(x: T.Buffer((B, K), "int8"), w: T.Buffer((NB, G, R, L), "uint8"),
+                 mult: T.Buffer((2, N), "int32"), bias: T.Buffer((N,), "int64"), z: T.Buffer((B, N), "int64")):
+            T.func_attr({"tirx.noalias": True})
+            layer(x, w, mult, bias, z, None, None)
 
     return gemv
 

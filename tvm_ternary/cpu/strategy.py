@@ -43,6 +43,9 @@ def has_vpopcntdq(target: dict) -> bool:
     return "avx512_vpopcntdq" in cpu_features(target)
 
 
+_DEQUANTIZE = "tlinear_tdequantize"  # the fused op whose epilogue the dense GEMV stores
+
+
 def _constant(expr) -> np.ndarray | None:
     """The value of a bound constant (weights, multipliers), or None for a runtime tensor."""
     return expr.value.numpy() if isinstance(expr, tvm.ir.expr.Constant) else None
@@ -137,20 +140,27 @@ def _finished(kernel):
                               "tirx.is_scheduled": True})
 
 
-def _kernel_emitter(build):
+def _kernel_emitter(build, dequantize: bool = False):
     """Emit a whole-layer linear kernel for a ``tlinear`` call. ``build(w_t, batch, n, k,
     dual)`` returns the kernel PrimFunc and the constant weight arrays it takes after ``x``
-    (before ``mult`` and ``bias``); every linear kernel returns ``z [batch, n]`` int64."""
+    (before ``mult`` and ``bias``); every linear kernel returns ``z [batch, n]`` int64.
+    ``dequantize``: the call is a fused ``tlinear_tdequantize`` whose kernel also takes the
+    epilogue's float32 ``scale, bias`` and returns its float32 output."""
 
     def emit(bb, call):
+        epilogue = []
+        if dequantize:
+            _, epilogue, _, _ = fused_ops.FUSED[_DEQUANTIZE].split(call.args)
+            epilogue = [typed(e, "float32") for e in epilogue]
+            call = _body_call(call)
         x, w, bias, mult = _linear_args(call)
         w_t = _constant(w)
         n, k = w_t.shape
         batch = int(x.ty.shape[0])
         kernel, weights = build(w_t, batch, n, k, not _symmetric(call))
         gv = bb.add_func(_finished(kernel), str(kernel.attrs["global_symbol"]))
-        return relax.call_tir(gv, [x, *(relax.const(a) for a in weights), mult, bias],
-                              out_ty=relax.TensorType([batch, n], "int64"))
+        return relax.call_tir(gv, [x, *(relax.const(a) for a in weights), mult, bias, *epilogue],
+                              out_ty=relax.TensorType([batch, n], "float32" if dequantize else "int64"))
 
     return emit
 
@@ -172,18 +182,19 @@ def _popcount_emitter(name: str, knobs: dict):
     return emit
 
 
-def _gemv_emitter(name: str, isa):
+def _gemv_emitter(name: str, isa, dequantize: bool = False):
     """The tensorized whole-layer GEMV on ``isa`` (symmetric or dual-scale), with the knob
-    values the scope's configs give ``name`` (``gemv.KNOBS``)."""
+    values the scope's configs give ``name`` (``gemv.KNOBS``); ``dequantize``: for a fused
+    ``tlinear_tdequantize`` call, storing its float32 output."""
 
     def emit(bb, call):
         values = knob_values(name, gemv.KNOBS[isa], call)
 
         def build(w_t, batch, n, k, dual):
-            plan = gemv.GemvPlan.from_knobs(isa, batch, n, k, dual, values)
+            plan = gemv.GemvPlan.from_knobs(isa, batch, n, k, dual, values, dequantize)
             return gemv.schedule(plan), [plan.pack(w_t)]
 
-        return _kernel_emitter(build)(bb, call)
+        return _kernel_emitter(build, dequantize)(bb, call)
 
     return emit
 
@@ -205,13 +216,23 @@ def _sparse_emitter(name: str, isa):
     return emit
 
 
-def _register_linear(name: str, applies, body_emit, knobs: dict | None = None, first: bool = False) -> None:
+def _register_linear(name: str, applies, body_emit, knobs: dict | None = None, first: bool = False,
+                     fused_emits: dict | None = None) -> None:
     """Register a linear kernel for ``tlinear`` and each fused ``tlinear_<epilogue>``
-    (``first``: ahead of the implementations registered so far)."""
+    (``first``: ahead of the implementations registered so far): the body kernel then the
+    epilogue's compute, unless ``fused_emits`` gives the fused op a kernel of its own:
+    ``{fused op: (emit, when)}``, taken for the calls ``when(call)`` holds for (else the
+    next registered implementation)."""
     register("tlinear", Impl(name, applies, body_emit, knobs or {}), first)
     for fused, spec in fused_ops.FUSED.items():
-        if spec.body == "tlinear":
-            register(fused, Impl(name, applies, _with_epilogue(body_emit), knobs or {}), first)
+        if spec.body != "tlinear":
+            continue
+        if fused in (fused_emits or {}):
+            emit, when = fused_emits[fused]
+            impl = Impl(name, lambda call, target: applies(call, target) and when(call), emit, knobs or {})
+        else:
+            impl = Impl(name, applies, _with_epilogue(body_emit), knobs or {})
+        register(fused, impl, first)
 
 
 # The popcount GEMV serves ternary inputs at every batch (the tiled GEMM leaves them to it):
@@ -241,12 +262,25 @@ def _register_sparse(name: str, has_isa, isa) -> None:
 
 _register_sparse("avx2_sparse_gemv", has_avx2, intrin_trit.AVX2)  # first: prepended, so behind VNNI's
 _register_sparse("avx512_vnni_sparse_gemv", has_vnni512, intrin_trit.VNNI)
-_register_linear("avx512_vnni_gemv",
-                 lambda call, target: has_vnni512(target) and _constant_linear(call),
-                 _gemv_emitter("avx512_vnni_gemv", intrin_trit.VNNI), gemv.KNOBS[intrin_trit.VNNI])
-_register_linear("avx2_pmaddubsw_gemv",
-                 lambda call, target: has_avx2(target) and _constant_linear(call),
-                 _gemv_emitter("avx2_pmaddubsw_gemv", intrin_trit.AVX2), gemv.KNOBS[intrin_trit.AVX2])
+
+
+def _channels_last(call) -> bool:
+    """The fused epilogue scales the output's channels (its axis is the last), the only
+    per-channel layout the GEMV's epilogue stores."""
+    _, _, _, (axis,) = fused_ops.FUSED[_DEQUANTIZE].split(call.args)
+    return _number(axis) in (-1, 1)
+
+
+def _register_gemv(name: str, has_isa, isa) -> None:
+    """The dense GEMV; a fused ``tlinear_tdequantize`` stores its float32 output from the
+    GEMV's epilogue (no int64 ``z`` tensor, no second PrimFunc)."""
+    _register_linear(name, lambda call, target: has_isa(target) and _constant_linear(call),
+                     _gemv_emitter(name, isa), gemv.KNOBS[isa],
+                     fused_emits={_DEQUANTIZE: (_gemv_emitter(name, isa, dequantize=True), _channels_last)})
+
+
+_register_gemv("avx512_vnni_gemv", has_vnni512, intrin_trit.VNNI)
+_register_gemv("avx2_pmaddubsw_gemv", has_avx2, intrin_trit.AVX2)
 
 
 def _number(arg):

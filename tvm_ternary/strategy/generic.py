@@ -127,10 +127,15 @@ def tthreshold(z: te.Tensor, t_lo: te.Tensor, t_hi: te.Tensor, axis: int) -> te.
     return te.compute(z.shape, f, name="tthreshold")
 
 
+def dequantized(z, scale, bias):
+    """``reference.dequantize`` of one value: float64 math, one rounding to float32 (also
+    the form the CPU GEMV stores in its fused dequantize epilogue)."""
+    return (z.astype("float64") * scale.astype("float64") + bias.astype("float64")).astype("float32")
+
+
 def tdequantize(z: te.Tensor, scale: te.Tensor, bias: te.Tensor, axis: int) -> te.Tensor:
     def f(*idx):
         c = _channel(idx, axis)
-        v = z(*idx).astype("float64") * scale[c].astype("float64") + bias[c].astype("float64")
-        return v.astype("float32")
+        return dequantized(z(*idx), scale[c], bias[c])
 
     return te.compute(z.shape, f, name="tdequantize")
