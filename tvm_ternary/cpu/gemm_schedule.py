@@ -94,8 +94,10 @@ def _store_at(sch, spec, loop):
     sch.reverse_compute_at(store, loop)
     # its tile loops (pixels, channel vectors, lanes); reverse_compute_at leaves out unit ones
     tile_loops = 1 + (spec.tile_pixels > 1) + (spec.tile_rows // spec.vectors_per_channel_vector > 1)
-    for tile_loop in sch.get_loops(store)[-tile_loops:]:
+    *outer, lanes = sch.get_loops(store)[-tile_loops:]
+    for tile_loop in outer:
         sch.unroll(tile_loop)
+    sch.vectorize(lanes)
 
 
 def _decode_at(sch, loop):
