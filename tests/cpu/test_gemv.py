@@ -16,6 +16,8 @@ from tvm_ternary.quant import reference as ref
 from tvm_ternary.quant.frozen import FrozenTernaryLayer
 from tvm_ternary.target import cpu_info
 
+from tests.strategy.test_generic import cancelling_operands
+
 from .linear_helpers import expected_linear, run_linear_kernel, top_multiplier_layer
 
 _FLAGS = cpu_info()["flags"]
@@ -310,3 +312,14 @@ def test_compiled_linear_dequantizes_inside_the_gemv(mcpu, kernel_name, batch, k
     assert "_deq in:" in text and "tdequantize" not in text.replace("_deq in:", "")
     y = cm(x)
     assert torch.equal(y, frozen(x)) and torch.equal(y, tt.quant.run_reference(frozen, x))
+
+
+@pytest.mark.parametrize("kernel,mcpu", KERNELS)
+def test_fused_dequantize_rounds_as_the_reference_when_the_bias_cancels(kernel, mcpu):
+    # z is the layer's bias (x = 0); the dequantize bias cancels most of z * scale, where an
+    # FMA's single rounding would give another float32 (tests/strategy/test_generic.py)
+    z, scale, shift = cancelling_operands()
+    n, k = z.shape[1], 300
+    x, w, mult = np.zeros((1, k), np.int8), np.ones((n, k), np.int8), np.ones((2, n), np.int32)
+    got = _run_dequantized(kernel, mcpu, x, w, mult, z[0], scale, shift)
+    assert np.array_equal(got, ref.dequantize(z, scale, shift))

@@ -1,5 +1,7 @@
 """The portable TE computes equal the numpy reference on random, odd-sized shapes."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import tvm
@@ -11,10 +13,10 @@ from tvm_ternary.strategy import generic
 TARGET = tvm.target.Target({"kind": "llvm"})
 
 
-def _run(compute, inputs: list[np.ndarray], *scalars):
+def _run(compute, inputs: list[np.ndarray], *scalars, target=TARGET):
     placeholders = [te.placeholder(a.shape, str(a.dtype), name=f"in{i}") for i, a in enumerate(inputs)]
     out = compute(*placeholders, *scalars)
-    func = tvm.compile(te.create_prim_func(placeholders + [out]), target=TARGET)
+    func = tvm.compile(te.create_prim_func(placeholders + [out]), target=target)
     result = tvm.runtime.tensor(np.zeros([int(d) for d in out.shape], str(out.dtype)))
     func(*[tvm.runtime.tensor(a) for a in inputs], result)
     return result.numpy()
@@ -114,3 +116,30 @@ def test_tlinear_and_tconv2d_at_the_top_of_the_16_bit_multiplier_range(seed):
     acc_p, acc_n = ref.conv2d_acc(xc, wc, (1, 1), (1, 1), (1, 1), 1, 0)
     assert np.array_equal(_run(generic.tconv2d, [xc, wc, bias, mult], (1, 1), (1, 1), (1, 1), 1, 0),
                           ref.scaled_acc(acc_p, acc_n, bias, mult[0], mult[1], axis=1))
+
+
+# (z, scale, bias) where the bias cancels most of z * scale: a fused multiply-add's single
+# rounding gives another float32 than the reference's two (found by a search against exact
+# rational arithmetic); shared with the GEMV's fused dequantize test.
+CANCELLING = [(18008646664103, 7.162394046783447, -128985023381504.0),
+              (-27327347474812, 0.018759464845061302, 512646414336.0),
+              (-6732480513215, 1.782840513442352e-06, 12002939.0)]
+
+
+def cancelling_operands():
+    """``z [1, 3]`` int64, ``scale``, ``bias`` float32 of ``CANCELLING``."""
+    z, scale, bias = zip(*CANCELLING)
+    return np.array([z], np.int64), np.array(scale, np.float32), np.array(bias, np.float32)
+
+
+def _fused_multiply_add(z, scale, bias) -> np.ndarray:
+    return np.array([float(Fraction(int(a)) * Fraction(float(s)) + Fraction(float(b)))
+                     for a, s, b in zip(z.ravel(), scale, bias)], np.float64).astype(np.float32)
+
+
+def test_dequantize_is_not_contracted_into_an_fma():
+    z, scale, bias = cancelling_operands()
+    expected = ref.dequantize(z, scale, bias)
+    assert not np.array_equal(_fused_multiply_add(z, scale, bias), expected[0])  # the cases are sharp
+    fma_cpu = tvm.target.Target({"kind": "llvm", "mcpu": "haswell"})  # LLVM would contract here
+    assert np.array_equal(_run(generic.tdequantize, [z, scale, bias], 1, target=fma_cpu), expected)
