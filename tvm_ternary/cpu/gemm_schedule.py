@@ -136,13 +136,11 @@ def _schedule_avx2(spec):
     return sch
 
 
-def _unroll_steps(sch, loop, extent: int, factor: int):
+def _unroll_steps(sch, loop, extent: int, factor: int) -> None:
     """Unroll the innermost reduction-step loop by ``factor`` (the ``unroll_steps`` knob)
-    where it divides the loop's extent; returns the loop that now holds the others."""
+    where it divides the loop's extent."""
     if factor > 1 and extent % factor == 0:
-        loop, inner = sch.split(loop, [None, factor])
-        sch.unroll(inner)
-    return loop
+        sch.unroll(sch.split(loop, [None, factor])[1])
 
 
 def _vectorize_init(sch, init) -> None:
