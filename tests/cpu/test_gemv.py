@@ -323,3 +323,24 @@ def test_fused_dequantize_rounds_as_the_reference_when_the_bias_cancels(kernel, 
     x, w, mult = np.zeros((1, k), np.int8), np.ones((n, k), np.int8), np.ones((2, n), np.int32)
     got = _run_dequantized(kernel, mcpu, x, w, mult, z[0], scale, shift)
     assert np.array_equal(got, ref.dequantize(z, scale, shift))
+
+
+@pytest.mark.parametrize("axis,fused", [(-1, True), (1, True), (0, False)])
+def test_gemv_dequantizes_only_per_output_channel(axis, fused):
+    # a dequantize along the batch axis (scale per row of x) is not the GEMV epilogue's
+    # per-channel store: that call is left to the next implementation
+    import tvm_ternary.cpu.strategy  # noqa: F401  (registers the CPU kernels, as tt.compile does)
+    from tvm import relax
+    from tvm_ternary.relax import ops as rops
+    from tvm_ternary.strategy import registry
+
+    rng = np.random.default_rng(0)
+    n, k = 3, 300
+    x = relax.Var("x", relax.TensorType([3, k], "int8"))
+    consts = [relax.const(a) for a in (rng.integers(-1, 2, size=(n, k)).astype(np.int8),
+                                       np.zeros(n, np.int64), np.ones((2, n), np.int32))]
+    f32 = [relax.Var(name, relax.TensorType([n], "float32")) for name in ("scale", "shift")]
+    call = rops.call("tlinear_tdequantize", [x, *consts, *f32], [axis])
+    with registry.target_scope({"kind": "llvm", "mcpu": "znver3", "num-cores": 2}):
+        impl = registry.lookup("tlinear_tdequantize", call)
+    assert (impl is not None and impl.name == "avx2_pmaddubsw_gemv") == fused

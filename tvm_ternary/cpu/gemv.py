@@ -3,7 +3,8 @@ onto the 2-bit-decode dot intrinsics of ``cpu/intrin_trit.py`` (AVX2 ``pmaddubsw
 AVX-512 VNNI ``vpdpbusd``: one schedule, two intrinsics).
 
 One PrimFunc computes the whole ``tlinear`` layer,
-``z[b, n] = Mp acc_p - Mn acc_n + bias`` (int64; symmetric layers ``M * acc + bias``),
+``z[b, n] = Mp acc_p - Mn acc_n + bias`` (int64; symmetric layers ``M * acc + bias``; with
+``dequantize`` the fused epilogue's float32 ``float64(z) scale + bias`` instead),
 from the unpadded int8 input, with ONE parallel launch: a serial prologue sums ``x``
 (``sx``) and, when K does not fill whole k-chunks, zero-pads a copy of it; the parallel
 row-block loop runs the tensorized dot products, the lane sums and the scaled epilogue.

@@ -9,7 +9,8 @@ input ``relax.ternary_inputs`` marked ternary runs the bit-plane popcount kernel
 (``SPARSE_MIN_ZERO_BLOCKS``) runs the block-sparse GEMV (symmetric or dual-scale), ahead of
 the tiled GEMM that takes other batches of ``GEMM_MIN_BATCH`` rows or more. Each is registered
 for the bare ``tlinear`` and for the fused ``tlinear_<epilogue>`` ops (body kernel, then the
-epilogue's compute), so the input annotation on the fused call is seen. ``tquantize`` and
+epilogue's compute; the dense GEMV stores a ``tlinear_tdequantize``'s float32 output
+itself), so the input annotation on the fused call is seen. ``tquantize`` and
 ``tquantize_ternary`` run ``cpu/quantize.py``'s kernels on AVX2 CPUs.
 """
 
