@@ -1,5 +1,7 @@
 """The register-tiled GEMM kernel equals the integer reference (linear_acc + scaled_acc)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -9,6 +11,8 @@ from tvm_ternary.cpu.gemm_linear import linear_plan
 from tvm_ternary.cpu.gemm_tiles import BLOCK_TILE_BYTES, KNOBS, tile_shape
 from tvm_ternary.errors import KernelConfigError, OverflowRiskError
 from tvm_ternary.quant import reference as ref
+
+from tests.strategy.test_generic import cancelling_operands
 
 from .gemm_helpers import host_isas, run_kernel
 from .linear_helpers import top_multiplier_layer
@@ -110,6 +114,20 @@ def test_default_k_block_keeps_the_decoded_block_in_l1():
     avx2, _ = linear_plan(w, np.ones(4096), 32, "avx2", 2)
     assert big.tile_rows * big.k_block_steps * big.vector_bytes <= BLOCK_TILE_BYTES and big.k_blocks > 1
     assert small.k_blocks == 1 and avx2.k_blocks == 1
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_fused_dequantize_rounds_as_the_reference_when_the_bias_cancels(isa):
+    # x = 0, so z is the layer's bias; the dequantize bias cancels most of z * scale, where
+    # an FMA's single rounding would give another float32 (tests/strategy/test_generic.py)
+    z, scale, shift = cancelling_operands()
+    m, n, k = 9, z.shape[1], 64
+    x, w = np.zeros((m, k), np.int8), np.ones((n, k), np.int8)
+    spec, consts = linear_plan(w, np.ones(n), m, isa, 2)
+    spec = dataclasses.replace(spec, epilogue="tdequantize")
+    xu = np.full((m, spec.k_padded), X_BIAS, np.uint8)
+    got = run_kernel(spec, xu, consts, z[0], [scale, shift])
+    assert got.dtype == np.float32 and np.array_equal(got, ref.dequantize(np.repeat(z, m, 0), scale, shift))
 
 
 def test_too_many_accumulators_are_refused():
