@@ -5,7 +5,9 @@ applies only where it wins: 2-D inputs with at least ``GEMM_MIN_BATCH`` rows, co
 ternary weights and multipliers (symmetric, or dual-scale: a second accumulator on the +1
 codes), int8 (not ternary) inputs; also for the fused ``tlinear_<epilogue>`` ops: a
 requantize, threshold or dequantize epilogue is applied in the kernel's store
-(``gemm_epilogue``). Ternary-input layers go to the popcount kernel.
+(``gemm_epilogue``). Ternary-input layers go to the popcount kernel, and weights with
+enough all-zero blocks to the block-sparse GEMV, which ``strategy`` registers ahead of
+this one (its measured thresholds by batch: ``strategy.SPARSE_MIN_ZERO_BLOCKS``).
 """
 
 from __future__ import annotations
