@@ -11,9 +11,10 @@ from tvm_ternary.cpu.gemm_linear import GEMM_MIN_BATCH
 from tvm_ternary.target import cpu_info
 
 from ..quant.helpers import frozen_pair, random_digits_model, randomize_batchnorm
+from .targets import AVX2_TARGET
 
 pytestmark = pytest.mark.skipif("avx2" not in cpu_info()["flags"], reason="host has no AVX2")
-AVX2_ONLY = {"kind": "llvm", "mcpu": "znver3", "num-cores": 2}
+AVX2_ONLY = AVX2_TARGET
 
 
 def _frozen_linear(batch, k, n, seed, method="twn"):

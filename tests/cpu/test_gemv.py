@@ -19,6 +19,7 @@ from tvm_ternary.target import cpu_info
 from tests.strategy.test_generic import cancelling_operands
 
 from .linear_helpers import expected_linear, run_linear_kernel, top_multiplier_layer
+from .targets import AVX2_TARGET, llvm_target
 
 _FLAGS = cpu_info()["flags"]
 # Each ISA with the LLVM CPU it is built for (AVX2 as the Zen 3 floor: znver3, no AVX-512);
@@ -181,7 +182,7 @@ def test_compiled_ttq_mlp_with_int8_activations_runs_the_dual_gemv(mcpu, kernel_
     _, frozen = frozen_pair(random_digits_model("mlp", 5), "ttq", x, act="int8")
     layers = [m for m in frozen.modules() if isinstance(m, FrozenTernaryLayer) and m.kind == "linear"]
     assert layers and all(not torch.equal(m.mult[0], m.mult[1]) for m in layers)  # really dual
-    cm = tt.compile(frozen, (x,), target={"kind": "llvm", "mcpu": mcpu, "num-cores": 2})
+    cm = tt.compile(frozen, (x,), target=llvm_target(mcpu))
     linears = [s for s in cm.stats["kernels"] if s.startswith("tlinear")]
     assert linears and all(s.endswith(f": {kernel_name}") for s in linears), cm.stats["kernels"]
     y = cm(x)
@@ -192,7 +193,7 @@ def test_compiled_ttq_mlp_with_int8_activations_runs_the_dual_gemv(mcpu, kernel_
 def test_avx2_floor_is_chosen_for_an_avx2_only_cpu():
     x = torch.randn(1, 300)
     frozen = _frozen_layer(x, 20, 1)
-    cm = tt.compile(frozen, (x,), target={"kind": "llvm", "mcpu": "znver3", "num-cores": 2})
+    cm = tt.compile(frozen, (x,), target=AVX2_TARGET)
     assert any(s.startswith("tlinear") and s.endswith(": avx2_pmaddubsw_gemv") for s in cm.stats["kernels"])
     assert torch.equal(cm(x), tt.quant.run_reference(frozen, x))
 
@@ -244,7 +245,7 @@ def test_tuner_knob_values_reach_the_compiled_kernel():
     frozen = _frozen_layer(x, 21, 3)
     mod, _, _ = import_model(frozen, (x,))
     configs = {"avx2_pmaddubsw_gemv": {"rows": 4, "groups_per_call": 2, "prefetch": 2048}}
-    target = {"kind": "llvm", "mcpu": "znver3", "num-cores": 2}
+    target = AVX2_TARGET
     executable, _, _ = passes.build(mod, target, configs)
     # the kernel's symbol names its configuration (rows 4, 2 groups per intrinsic call,
     # prefetch 2 KiB ahead, dequantize fused); not the defaults (rows 8, 6 groups, 1 KiB)
@@ -269,9 +270,7 @@ def _run_dequantized(kernel, mcpu, x, w_t, mult, bias, scale, shift, dual=False,
     """The GEMV with the fused dequantize epilogue: float32 ``y [batch, N]``."""
     n, k = w_t.shape
     plan = GemvPlan(kernel, x.shape[0], n, k, dual, dequantize=True, **knobs)
-    # without AMD's SSE4A, which LLVM may use for znver3 (an insertq at batch 4 of the dual
-    # kernel) and an Intel host lacks
-    target = {"kind": "llvm", "mcpu": mcpu, "num-cores": 2, "mattr": [] if "sse4a" in _FLAGS else ["-sse4a"]}
+    target = llvm_target(mcpu)
     lib = tvm.compile(schedule(plan), target=tvm.target.Target(target))
     out = tvm.runtime.tensor(np.zeros((x.shape[0], n), np.float32))
     lib(*[tvm.runtime.tensor(a) for a in (x, plan.pack(w_t), mult, bias, scale, shift)], out)
@@ -306,7 +305,7 @@ def test_compiled_linear_dequantizes_inside_the_gemv(mcpu, kernel_name, batch, k
     # and no separate tdequantize function in the module
     x = torch.randn(batch, k)
     frozen = _frozen_layer(x, n, batch + k)
-    cm = tt.compile(frozen, (x,), target={"kind": "llvm", "mcpu": mcpu, "num-cores": 2})
+    cm = tt.compile(frozen, (x,), target=llvm_target(mcpu))
     assert f"tlinear_tdequantize: {kernel_name}" in cm.stats["kernels"]
     text = cm.executable.as_text()
     assert "_deq in:" in text and "tdequantize" not in text.replace("_deq in:", "")
@@ -341,6 +340,6 @@ def test_gemv_dequantizes_only_per_output_channel(axis, fused):
                                        np.zeros(n, np.int64), np.ones((2, n), np.int32))]
     f32 = [relax.Var(name, relax.TensorType([n], "float32")) for name in ("scale", "shift")]
     call = rops.call("tlinear_tdequantize", [x, *consts, *f32], [axis])
-    with registry.target_scope({"kind": "llvm", "mcpu": "znver3", "num-cores": 2}):
+    with registry.target_scope(AVX2_TARGET):
         impl = registry.lookup("tlinear_tdequantize", call)
     assert (impl is not None and impl.name == "avx2_pmaddubsw_gemv") == fused

@@ -16,6 +16,7 @@ from tvm_ternary.target import cpu_info
 
 from ..quant.helpers import frozen_pair, random_digits_model
 from .linear_helpers import expected_linear, run_linear_kernel, top_multiplier_layer
+from .targets import AVX2_TARGET
 
 _FLAGS = cpu_info()["flags"]
 pytestmark = pytest.mark.skipif("avx2" not in _FLAGS, reason="host has no AVX2")
@@ -126,7 +127,7 @@ def _build_with_configs(frozen, x, configs):
 
     import tvm_ternary.cpu.strategy  # noqa: F401  (registers the CPU kernels)
 
-    target = {"kind": "llvm", "mcpu": "znver3", "num-cores": 2}
+    target = AVX2_TARGET
     mod, _, _ = import_model(frozen, (x,))
     executable, legalized, _ = passes.build(mod, target, configs)
     return CompiledModel(executable, target, [list(x.shape)], legalized, frozen), legalized

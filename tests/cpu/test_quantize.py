@@ -17,8 +17,9 @@ from tvm_ternary.errors import KernelConfigError
 from tvm_ternary.quant import reference as ref
 
 from ..quant.helpers import frozen_pair, random_digits_model
+from .targets import AVX2_TARGET
 
-TARGET = tvm.target.Target({"kind": "llvm", "mcpu": "znver3", "num-cores": 2})
+TARGET = tvm.target.Target(AVX2_TARGET)
 _SPECIAL = np.array([np.nan, np.inf, -np.inf, 3e38, -3e38, 0.0, -0.0, 1e-45], np.float32)
 
 
