@@ -38,63 +38,55 @@ def frozen_pair(model: nn.Module, method: str, x: torch.Tensor, act="int8", **op
     return qm, tt.quant.freeze(qm)
 
 
+def _hooked_forward(model: nn.Module, x: torch.Tensor, hooks: dict) -> dict:
+    """Run ``model(x)`` with ``read(module, inputs, output)`` hooked on each
+    ``key: (module, read)`` of ``hooks``; returns ``{key: what read returned}``."""
+    found = {}
+    handles = [m.register_forward_hook(lambda mod, inp, out, key=key, read=read:
+                                       found.__setitem__(key, read(mod, inp, out)))
+               for key, (m, read) in hooks.items()]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return found
+
+
 def fake_quant_integers(qm: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """The integer input each ternary layer of the fake-quant model sees, by layer name."""
-    found, hooks = {}, []
-    for name, layer in tt.quant.ternary_layers(qm):
-        q = layer.act_quant
+    def read(q, inp, out):
+        return torch.round(out / q.scale - getattr(q, "offset", 0)).to(torch.int64)
 
-        def hook(mod, inp, out, name=name, q=q):
-            offset = getattr(q, "offset", 0)
-            found[name] = torch.round(out / q.scale - offset).to(torch.int64)
-
-        hooks.append(q.register_forward_hook(hook))
-    with torch.no_grad():
-        qm(x)
-    for h in hooks:
-        h.remove()
-    return found
+    return _hooked_forward(qm, x, {name: (layer.act_quant, read) for name, layer in tt.quant.ternary_layers(qm)})
 
 
 def frozen_integers(frozen, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """The integer input of each frozen layer (quantizing its own float input if needed)."""
     from tvm_ternary.quant import reference
 
-    found, hooks = {}, []
-    for layer in frozen.frozen_layers():
-        def hook(mod, inp, out, layer=layer):
-            v = inp[0]  # a residual layer's second input is its shortcut
-            if layer.input_kind == "int8":
-                v = torch.from_numpy(reference.quantize(v.numpy(), layer.input_params["scale"]))
-            elif layer.input_kind == "ternary":
-                v = torch.from_numpy(reference.quantize_ternary(
-                    v.numpy(), layer.input_params["t_lo"], layer.input_params["t_hi"]))
-            found[layer.layer_name] = v.to(torch.int64)
+    def read(layer, inp, out):
+        v = inp[0]  # a residual layer's second input is its shortcut
+        if layer.input_kind == "int8":
+            v = torch.from_numpy(reference.quantize(v.numpy(), layer.input_params["scale"]))
+        elif layer.input_kind == "ternary":
+            v = torch.from_numpy(reference.quantize_ternary(
+                v.numpy(), layer.input_params["t_lo"], layer.input_params["t_hi"]))
+        return v.to(torch.int64)
 
-        hooks.append(layer.register_forward_hook(hook))
-    with torch.no_grad():
-        frozen(x)
-    for h in hooks:
-        h.remove()
-    return found
+    return _hooked_forward(frozen, x, {layer.layer_name: (layer, read) for layer in frozen.frozen_layers()})
 
 
 def _fake_quant_residuals(qm: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """The integers each quantized ``ResidualQuant`` of the fake-quant model adds, by name."""
     from tvm_ternary.quant.residual import ResidualQuant
 
-    found, hooks = {}, []
-    for name, m in qm.named_modules():
-        if isinstance(m, ResidualQuant) and m.act_quant is not None:
-            def hook(mod, inp, out, name=name):
-                found[name] = torch.round(out / mod.act_quant.scale).to(torch.int64)
+    def read(m, inp, out):
+        return torch.round(out / m.act_quant.scale).to(torch.int64)
 
-            hooks.append(m.register_forward_hook(hook))
-    with torch.no_grad():
-        qm(x)
-    for h in hooks:
-        h.remove()
-    return found
+    return _hooked_forward(qm, x, {name: (m, read) for name, m in qm.named_modules()
+                                   if isinstance(m, ResidualQuant) and m.act_quant is not None})
 
 
 def layers_alone_integers(qm: nn.Module, frozen, x: torch.Tensor) -> dict[str, tuple]:
