@@ -26,3 +26,13 @@ def test_pool_uses_every_usable_cpu():
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to tell the user's setting apart")
 def test_user_setting_is_kept():
     assert _pool_and_cpus("1")[0] == 1
+
+
+def test_platform_without_affinity_uses_the_cpu_count():
+    """macOS and Windows have no os.sched_getaffinity: the import must not fail there."""
+    child = ("import os; del os.sched_getaffinity; import tvm_ternary; "
+             "print(os.environ['TVM_NUM_THREADS'], os.cpu_count())")
+    env = {k: v for k, v in os.environ.items() if k != "TVM_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True, check=True)
+    threads, cpus = out.stdout.split()[-2:]
+    assert threads == cpus

@@ -12,7 +12,8 @@ import os
 # (4096^2 GEMV: 0.142 vs 0.179 ms per call) and pinned the caller's thread to core 0. The
 # pool reads TVM_NUM_THREADS once, when it is first used, so it is set here, before any
 # kernel runs; a value the user set is kept.
-os.environ.setdefault("TVM_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+_usable_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+os.environ.setdefault("TVM_NUM_THREADS", str(_usable_cpus))
 
 __version__ = "0.1.0"
 
