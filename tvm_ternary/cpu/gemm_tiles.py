@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from tvm_ternary.target import cpu_features
 
+from .gemm_kernel import ISA_VECTOR_BYTES
+
 # isa -> (tile_rows R, tile_pixels B): R * B accumulators (AVX2: as many int16 ones too).
 # Measured on the tensorized schedule (2 threads, min of 8 x 5 calls, same run, kernel
 # alone), 4096 x 4096 x 32 GEMM / 56 x 56 x 64 3x3 conv, ms: AVX2 (znver3) 2x4 3.93 / 0.84
@@ -72,7 +74,6 @@ def k_block_steps(isa: str, steps: int, tile_rows: int, tap_steps: int, knobs: d
     AVX2 decodes whole."""
     if isa == "avx2":
         return 0
-    from .gemm_kernel import ISA_VECTOR_BYTES
     vector_bytes = ISA_VECTOR_BYTES[isa]
     limit = (knobs or {}).get("k_block")
     if not limit:

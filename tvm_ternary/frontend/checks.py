@@ -92,7 +92,6 @@ def check_layer_shapes(op: str, layer: str, tensors: list, scalars: list) -> Non
     _expect(layer, "mult", mult, [2, n])
 
 
-
 def _weight_tensors(ep):
     """``(node, weight tensor)`` of each ``tlinear`` / ``tconv2d`` in ``ep`` whose weight is
     a parameter, buffer or constant of the exported program."""
