@@ -25,8 +25,9 @@ import torch.nn as nn  # noqa: E402
 
 import tvm_ternary as tt  # noqa: E402
 from tvm_ternary.cpu import gemm_linear  # noqa: E402
+from tvm_ternary.target import emulated_target  # noqa: E402
 
-TARGETS = {"host": "cpu", "znver3": {"kind": "llvm", "mcpu": "znver3", "num-cores": 2}}
+TARGETS = {"host": "cpu", "znver3": emulated_target("znver3")}
 
 
 def compiled(frozen, x, target, gemm: bool):

@@ -68,3 +68,12 @@ def test_host_features_agree_with_cpuinfo():
     feats = target.cpu_features(target.host_target())
     assert ("avx2" in feats) <= ("avx2" in flags)
     assert ("avx512_vnni" in feats) <= ("avx512_vnni" in flags and "avx512bw" in flags)
+
+
+def test_emulated_znver3_runs_on_this_host(monkeypatch):
+    """SSE4A is turned off for an AMD mcpu exactly when the host lacks it."""
+    for flags, want in ((set(), ["-sse4a"]), ({"sse4a"}, None)):
+        monkeypatch.setattr(target, "cpu_info", lambda flags=flags: {"flags": flags})
+        t = target.emulated_target("znver3", 2)
+        assert (t["mcpu"], t["num-cores"], t.get("mattr")) == ("znver3", 2, want)
+    assert "mattr" not in target.emulated_target("haswell")

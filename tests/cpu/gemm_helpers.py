@@ -5,9 +5,8 @@ import tvm
 
 from tvm_ternary.cpu.gemm_epilogue import OPERANDS, out_dtype
 from tvm_ternary.cpu.gemm_kernel import CONST_OPERANDS, make_gemm
-from tvm_ternary.target import cpu_info
+from tvm_ternary.target import cpu_info, emulated_target
 
-from .targets import llvm_target
 
 MCPU = {"avx2": "haswell", "vnni256": "cascadelake", "vnni512": "cascadelake"}
 
@@ -27,7 +26,7 @@ def run_kernel(spec, xu, consts, bias, epilogue=()):
     """Compile (cached per spec) and run; returns the output array (int64, or int8 after a
     fused epilogue, whose operands ``epilogue`` gives: flat, up to three)."""
     if spec not in _cache:
-        target = tvm.target.Target(llvm_target(MCPU[spec.isa]))
+        target = tvm.target.Target(emulated_target(MCPU[spec.isa]))
         _cache[spec] = tvm.compile(make_gemm(spec), target=target)
     out = np.zeros(int(np.prod(spec.out_shape)), out_dtype(spec.epilogue))   # input and output are flat
     extra = [np.asarray(e).reshape(-1) for e in epilogue]

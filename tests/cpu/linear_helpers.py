@@ -5,14 +5,13 @@ import numpy as np
 import tvm
 
 from tvm_ternary.quant import reference as ref
-
-from .targets import llvm_target
+from tvm_ternary.target import emulated_target
 
 
 def run_linear_kernel(kernel, mcpu: str, x: np.ndarray, weights: list, mult: np.ndarray,
                       bias: np.ndarray) -> np.ndarray:
     """``kernel(x, *weights, mult, bias, z)`` compiled for the LLVM CPU ``mcpu``; z [batch, N]."""
-    lib = tvm.compile(kernel, target=tvm.target.Target(llvm_target(mcpu)))
+    lib = tvm.compile(kernel, target=tvm.target.Target(emulated_target(mcpu)))
     out = tvm.runtime.tensor(np.zeros((x.shape[0], bias.shape[0]), np.int64))
     lib(*[tvm.runtime.tensor(a) for a in (x, *weights, mult, bias)], out)
     return out.numpy()

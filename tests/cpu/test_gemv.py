@@ -14,12 +14,12 @@ from tvm_ternary.cpu.intrin_trit import AVX2, VNNI
 from tvm_ternary.errors import KernelConfigError
 from tvm_ternary.quant import reference as ref
 from tvm_ternary.quant.frozen import FrozenTernaryLayer
-from tvm_ternary.target import cpu_info
+from tvm_ternary.target import cpu_info, emulated_target
 
 from tests.strategy.test_generic import cancelling_operands
 
 from .linear_helpers import expected_linear, run_linear_kernel, top_multiplier_layer
-from .targets import AVX2_TARGET, llvm_target
+from .targets import AVX2_TARGET
 
 _FLAGS = cpu_info()["flags"]
 # Each ISA with the LLVM CPU it is built for (AVX2 as the Zen 3 floor: znver3, no AVX-512);
@@ -182,7 +182,7 @@ def test_compiled_ttq_mlp_with_int8_activations_runs_the_dual_gemv(mcpu, kernel_
     _, frozen = frozen_pair(random_digits_model("mlp", 5), "ttq", x, act="int8")
     layers = [m for m in frozen.modules() if isinstance(m, FrozenTernaryLayer) and m.kind == "linear"]
     assert layers and all(not torch.equal(m.mult[0], m.mult[1]) for m in layers)  # really dual
-    cm = tt.compile(frozen, (x,), target=llvm_target(mcpu))
+    cm = tt.compile(frozen, (x,), target=emulated_target(mcpu))
     linears = [s for s in cm.stats["kernels"] if s.startswith("tlinear")]
     assert linears and all(s.endswith(f": {kernel_name}") for s in linears), cm.stats["kernels"]
     y = cm(x)
@@ -270,7 +270,7 @@ def _run_dequantized(kernel, mcpu, x, w_t, mult, bias, scale, shift, dual=False,
     """The GEMV with the fused dequantize epilogue: float32 ``y [batch, N]``."""
     n, k = w_t.shape
     plan = GemvPlan(kernel, x.shape[0], n, k, dual, dequantize=True, **knobs)
-    target = llvm_target(mcpu)
+    target = emulated_target(mcpu)
     lib = tvm.compile(schedule(plan), target=tvm.target.Target(target))
     out = tvm.runtime.tensor(np.zeros((x.shape[0], n), np.float32))
     lib(*[tvm.runtime.tensor(a) for a in (x, plan.pack(w_t), mult, bias, scale, shift)], out)
@@ -305,7 +305,7 @@ def test_compiled_linear_dequantizes_inside_the_gemv(mcpu, kernel_name, batch, k
     # and no separate tdequantize function in the module
     x = torch.randn(batch, k)
     frozen = _frozen_layer(x, n, batch + k)
-    cm = tt.compile(frozen, (x,), target=llvm_target(mcpu))
+    cm = tt.compile(frozen, (x,), target=emulated_target(mcpu))
     assert f"tlinear_tdequantize: {kernel_name}" in cm.stats["kernels"]
     text = cm.executable.as_text()
     assert "_deq in:" in text and "tdequantize" not in text.replace("_deq in:", "")
