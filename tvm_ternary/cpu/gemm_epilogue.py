@@ -21,7 +21,7 @@ lowering's (``strategy.generic``), the one TIR form of its ``reference`` functio
 
 from __future__ import annotations
 
-from tvm_ternary.strategy.generic import _requantized, dequantized
+from tvm_ternary.strategy.generic import requantized, dequantized
 
 NONE = ""
 FUSABLE = ("trequantize", "tthreshold", "trequantize_residual", "tdequantize")
@@ -53,9 +53,9 @@ def stored(epilogue: str, clamp: tuple, z, e0, e1, e2, n, flat):
     if epilogue == NONE:
         return z
     if epilogue == "trequantize":
-        return _requantized(z, e0[n], lo, hi)
+        return requantized(z, e0[n], lo, hi)
     if epilogue == "tthreshold":
         return (z > e1[n]).astype("int8") - (z < e0[n]).astype("int8")
     if epilogue == "tdequantize":
         return dequantized(z, e0[n], e1[n])
-    return _requantized(z + e2[n] * e1[flat].astype("int64"), e0[n], lo, hi)
+    return requantized(z + e2[n] * e1[flat].astype("int64"), e0[n], lo, hi)

@@ -94,7 +94,7 @@ def _channel(idx, axis: int):
     return idx[axis]
 
 
-def _requantized(v, s, lo: int, hi: int):
+def requantized(v, s, lo: int, hi: int):
     """``clamp(round_half_away(v / 2**s), lo, hi)`` as int8, for int64 ``v`` and ``s``."""
     half = tirx.shift_left(tirx.const(1, "int64"), s - tirx.const(1, "int64"))
     mag = tirx.shift_right(tirx.abs(v) + half, s)
@@ -104,7 +104,7 @@ def _requantized(v, s, lo: int, hi: int):
 
 def trequantize(z: te.Tensor, shift: te.Tensor, lo: int, hi: int, axis: int) -> te.Tensor:
     def f(*idx):
-        return _requantized(z(*idx), _i64(shift[_channel(idx, axis)]), lo, hi)
+        return requantized(z(*idx), _i64(shift[_channel(idx, axis)]), lo, hi)
 
     return te.compute(z.shape, f, name="trequantize")
 
@@ -114,7 +114,7 @@ def trequantize_residual(z: te.Tensor, shift: te.Tensor, r: te.Tensor, mult_r: t
     """``requantize(z + Mr[c] * r)``: ``reference.add_residual`` then ``reference.requantize``."""
     def f(*idx):
         c = _channel(idx, axis)
-        return _requantized(z(*idx) + _i64(mult_r[c]) * _i64(r(*idx)), _i64(shift[c]), lo, hi)
+        return requantized(z(*idx) + _i64(mult_r[c]) * _i64(r(*idx)), _i64(shift[c]), lo, hi)
 
     return te.compute(z.shape, f, name="trequantize_residual")
 
